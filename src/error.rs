@@ -1,0 +1,99 @@
+//! The crate's umbrella error and `Result` alias.
+//!
+//! Each layer has its own typed error ([`FormatError`] for segment bytes,
+//! [`StoreError`] for object stores, [`MetaError`] for metadata); this enum
+//! wraps them with `From` conversions, and adds the conditions the API
+//! contract names. The server maps it to gRPC status codes in one function.
+
+use crate::meta::MetaError;
+use crate::object_store::StoreError;
+use crate::segment::FormatError;
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Stored bytes failed their check; names the object (or WAL file) and
+    /// the part (header, footer, block N) that failed.
+    Corruption {
+        object: String,
+        detail: FormatError,
+    },
+    /// An object-store call failed (after the retry layer gave up).
+    Store(StoreError),
+    /// A metadata (SQLite) operation failed.
+    Meta(MetaError),
+    /// A local file operation failed.
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The caller asked for something malformed; the message says what is
+    /// allowed.
+    InvalidArgument(String),
+    NotFound(String),
+    AlreadyExists(String),
+    OutOfRange(String),
+}
+
+impl Error {
+    pub fn corruption(object: impl Into<String>, detail: FormatError) -> Self {
+        Error::Corruption {
+            object: object.into(),
+            detail,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Corruption { object, detail } => {
+                write!(f, "corrupt data in {object}: {detail}")
+            }
+            Error::Store(e) => write!(f, "object store: {e}"),
+            Error::Meta(e) => write!(f, "metadata: {e}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::InvalidArgument(m)
+            | Error::NotFound(m)
+            | Error::AlreadyExists(m)
+            | Error::OutOfRange(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Corruption { detail, .. } => Some(detail),
+            Error::Store(e) => Some(e),
+            Error::Meta(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::NotFound(m) => Error::NotFound(m),
+            MetaError::AlreadyExists(m) => Error::AlreadyExists(m),
+            other => Error::Meta(other),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `S3Store`: S3 or any S3-compatible service through rust-s3's blocking API.
+
+use super::{
+    check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult,
+};
+use s3::creds::Credentials;
+use s3::error::S3Error;
+use s3::{Bucket, Region};
+use std::ops::Range;
+use std::time::Duration;
+
+/// Where and how to reach the bucket.
+#[derive(Clone, Debug, Default)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible service; `None` = AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to every key (`prefix/key`); empty for none.
+    pub prefix: String,
+    /// Path-style URLs (`endpoint/bucket/key`), as MinIO and SeaweedFS need.
+    pub path_style: bool,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub request_timeout: Duration,
+}
+
+impl S3Config {
+    /// Credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+    pub fn with_env_credentials(mut self) -> Self {
+        self.access_key = std::env::var("AWS_ACCESS_KEY_ID")
+            .ok()
+            .filter(|s| !s.is_empty());
+        self.secret_key = std::env::var("AWS_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|s| !s.is_empty());
+        self
+    }
+}
+
+pub struct S3Store {
+    bucket: Box<Bucket>,
+    prefix: String,
+    describe: String,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
+}
+
+impl S3Store {
+    pub fn new(config: &S3Config) -> StoreResult<Self> {
+        let err = |reason: String| StoreError::permanent("", reason);
+        // Retries are ours (RetryingStore), with jitter and logging.
+        s3::set_retries(0);
+        let region = match &config.endpoint {
+            Some(endpoint) => Region::Custom {
+                region: config.region.clone(),
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+            },
+            None => config
+                .region
+                .parse()
+                .map_err(|e| err(format!("bad region {:?}: {e}", config.region)))?,
+        };
+        let credentials = match (&config.access_key, &config.secret_key) {
+            (Some(a), Some(s)) => Credentials::new(Some(a), Some(s), None, None, None),
+            (None, None) => Credentials::anonymous(),
+            _ => {
+                return Err(err(
+                    "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither".into(),
+                ))
+            }
+        }
+        .map_err(|e| err(format!("credentials: {e}")))?;
+        let mut bucket = Bucket::new(&config.bucket, region, credentials)
+            .map_err(|e| err(format!("bucket {:?}: {e}", config.bucket)))?;
+        if config.path_style {
+            bucket = bucket.with_path_style();
+        }
+        if !config.request_timeout.is_zero() {
+            bucket = bucket
+                .with_request_timeout(config.request_timeout)
+                .map_err(|e| err(format!("timeout: {e}")))?;
+        }
+        let prefix = config.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            validate_key(&prefix)?;
+        }
+        let describe = format!(
+            "s3://{}/{} ({})",
+            config.bucket,
+            prefix,
+            config.endpoint.as_deref().unwrap_or("aws")
+        );
+        Ok(S3Store {
+            bucket,
+            prefix,
+            describe,
+        })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    /// Creates the bucket if it does not exist (for tests and first runs
+    /// against a fresh MinIO/SeaweedFS).
+    pub fn create_bucket(config: &S3Config) -> StoreResult<()> {
+        let store = S3Store::new(config)?;
+        match store
+            .bucket
+            .list_page(String::new(), None, None, None, Some(1))
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if !matches!(e, S3Error::HttpFailWithBody(404, _)) => {
+                return Err(classify(&config.bucket, e))
+            }
+            Err(_) => {}
+        }
+        let region = store.bucket.region.clone();
+        let credentials = store
+            .bucket
+            .credentials()
+            .map_err(|e| classify(&config.bucket, e))?;
+        let bucket_config = s3::BucketConfiguration::default();
+        let created = if config.path_style {
+            Bucket::create_with_path_style(&config.bucket, region, credentials, bucket_config)
+        } else {
+            Bucket::create(&config.bucket, region, credentials, bucket_config)
+        };
+        created.map(|_| ()).map_err(|e| classify(&config.bucket, e))
+    }
+}
+
+/// Maps rust-s3 errors to the store's error kinds.
+fn classify(key: &str, e: S3Error) -> StoreError {
+    match e {
+        S3Error::HttpFailWithBody(404, _) => StoreError::NotFound {
+            key: key.to_string(),
+        },
+        S3Error::HttpFailWithBody(status, body) => {
+            let body: String = body.chars().take(300).collect();
+            let reason = format!("HTTP {status}: {body}");
+            if status == 408 || status == 429 || status >= 500 {
+                StoreError::transient(key, reason)
+            } else {
+                StoreError::permanent(key, reason)
+            }
+        }
+        S3Error::Atto(err) => match err.kind() {
+            attohttpc::ErrorKind::Io(_) | attohttpc::ErrorKind::ConnectError { .. } => {
+                StoreError::transient(key, err.to_string())
+            }
+            _ => StoreError::permanent(key, err.to_string()),
+        },
+        S3Error::Io(err) => StoreError::transient(key, err.to_string()),
+        other => StoreError::permanent(key, other.to_string()),
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        validate_key(key)?;
+        self.bucket
+            .put_object(self.full_key(key), data)
+            .map(|_| ())
+            .map_err(|e| classify(key, e))
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        validate_key(key)?;
+        self.bucket
+            .get_object(self.full_key(key))
+            .map(|r| r.to_vec())
+            .map_err(|e| classify(key, e))
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        validate_key(key)?;
+        if range.start > range.end {
+            return Err(StoreError::permanent(key, "range start is after its end"));
+        }
+        if range.start == range.end {
+            // HTTP cannot express an empty range; answer it locally after
+            // checking the object exists and is long enough.
+            check_range(key, &range, self.size(key)?)?;
+            return Ok(Vec::new());
+        }
+        let data = self
+            .bucket
+            .get_object_range(self.full_key(key), range.start, Some(range.end - 1))
+            .map(|r| r.to_vec())
+            .map_err(|e| match classify(key, e) {
+                StoreError::Permanent { reason, .. } if reason.starts_with("HTTP 416") => {
+                    StoreError::permanent(
+                        key,
+                        format!("range {}..{} is outside the object", range.start, range.end),
+                    )
+                }
+                other => other,
+            })?;
+        let wanted = range.end - range.start;
+        if data.len() as u64 != wanted {
+            // S3 shortens a range that runs past the end of the object.
+            return Err(StoreError::permanent(
+                key,
+                format!(
+                    "range {}..{} is outside the object (got {} of {wanted} bytes)",
+                    range.start,
+                    range.end,
+                    data.len()
+                ),
+            ));
+        }
+        Ok(data)
+    }
+
+    fn size(&self, key: &str) -> StoreResult<u64> {
+        validate_key(key)?;
+        let (head, _status) = self
+            .bucket
+            .head_object(self.full_key(key))
+            .map_err(|e| classify(key, e))?;
+        head.content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| StoreError::permanent(key, "HEAD response has no content length"))
+    }
+
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        validate_prefix(prefix)?;
+        let full = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let pages = self
+            .bucket
+            .list(full, None)
+            .map_err(|e| classify(prefix, e))?;
+        let mut out: Vec<ObjectMeta> = pages
+            .into_iter()
+            .flat_map(|p| p.contents)
+            .filter_map(|o| {
+                let key = o.key.get(strip..)?.to_string();
+                key.starts_with(prefix)
+                    .then_some(ObjectMeta { key, size: o.size })
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        validate_key(key)?;
+        match self.bucket.delete_object(self.full_key(key)) {
+            Ok(_) => Ok(()),
+            Err(S3Error::HttpFailWithBody(404, _)) => Ok(()),
+            Err(e) => Err(classify(key, e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}

@@ -1,0 +1,34 @@
+//! Generated gRPC message and service code for `streamhouse.v1`.
+//!
+//! Only `src/server/`, `src/cli/` and tests use these types; the engine speaks
+//! plain Rust values.
+#![allow(
+    unsafe_code,
+    unused_parens,
+    mismatched_lifetime_syntaxes,
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    unused_imports,
+    unused_qualifications,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    renamed_and_removed_lints,
+    unknown_lints
+)]
+
+/// Messages and enums of `streamhouse.v1`.
+pub mod streamhouse {
+    include!(concat!(env!("OUT_DIR"), "/streamhouse.rs"));
+}
+
+/// grpcio clients and service traits (the generated code refers to its
+/// messages as `super::streamhouse::*`).
+pub mod streamhouse_grpc {
+    include!(concat!(env!("OUT_DIR"), "/streamhouse_grpc.rs"));
+}
+
+pub use streamhouse::*;
+pub use streamhouse_grpc as grpc;
