@@ -35,6 +35,12 @@ pub enum Error {
     NotFound(String),
     AlreadyExists(String),
     OutOfRange(String),
+    /// Too much accepted data is not yet uploaded, or a queue is full:
+    /// retry later (RESOURCE_EXHAUSTED upstream).
+    Backpressure(String),
+    /// The engine is shutting down, or a partition stopped after a local
+    /// I/O failure (UNAVAILABLE upstream).
+    Unavailable(String),
 }
 
 impl Error {
@@ -65,7 +71,9 @@ impl fmt::Display for Error {
             Error::InvalidArgument(m)
             | Error::NotFound(m)
             | Error::AlreadyExists(m)
-            | Error::OutOfRange(m) => f.write_str(m),
+            | Error::OutOfRange(m)
+            | Error::Backpressure(m)
+            | Error::Unavailable(m) => f.write_str(m),
         }
     }
 }

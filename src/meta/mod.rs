@@ -497,6 +497,15 @@ impl MetaStore {
         })
     }
 
+    /// The object key of every committed segment (orphan collection).
+    pub fn all_segment_keys(&self) -> MetaResult<Vec<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT object_key FROM segments")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+    }
+
     /// All committed segments of a partition, in offset order.
     pub fn segments(&self, topic: &str, partition: u32) -> MetaResult<Vec<SegmentRow>> {
         self.read(|c| {

@@ -41,6 +41,8 @@ pub enum Part {
     Footer,
     /// A block, by its index in the footer (0-based).
     Block(u32),
+    /// An entry of a write-ahead log file (which shares the varint codec).
+    WalEntry,
 }
 
 impl fmt::Display for Part {
@@ -50,6 +52,7 @@ impl fmt::Display for Part {
             Part::Trailer => f.write_str("trailer"),
             Part::Footer => f.write_str("footer"),
             Part::Block(i) => write!(f, "block {i}"),
+            Part::WalEntry => f.write_str("WAL entry"),
         }
     }
 }

@@ -1,0 +1,84 @@
+//! The block cache: decoded blocks of sealed segments, LRU, bounded in bytes,
+//! keyed by (segment object, block index); footers are cached beside them.
+
+use crate::segment::{DecodedBlock, Footer};
+use lru::LruCache;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type BlockKey = (Arc<str>, u32);
+
+struct Blocks {
+    lru: LruCache<BlockKey, Arc<DecodedBlock>>,
+    bytes: u64,
+}
+
+pub struct BlockCache {
+    capacity_bytes: u64,
+    blocks: Mutex<Blocks>,
+    footers: Mutex<LruCache<Arc<str>, Arc<Footer>>>,
+}
+
+/// Footers are small (48 bytes a block); this many segments' worth.
+const FOOTER_ENTRIES: usize = 16_384;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is one LRU operation plus a counter update.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BlockCache {
+    pub fn new(capacity_bytes: u64) -> Self {
+        let footers = std::num::NonZeroUsize::new(FOOTER_ENTRIES)
+            .map_or_else(LruCache::unbounded, LruCache::new);
+        BlockCache {
+            capacity_bytes,
+            blocks: Mutex::new(Blocks {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            footers: Mutex::new(footers),
+        }
+    }
+
+    pub fn block(&self, key: &Arc<str>, block: u32) -> Option<Arc<DecodedBlock>> {
+        lock(&self.blocks)
+            .lru
+            .get(&(Arc::clone(key), block))
+            .cloned()
+    }
+
+    pub fn contains_block(&self, key: &Arc<str>, block: u32) -> bool {
+        lock(&self.blocks).lru.contains(&(Arc::clone(key), block))
+    }
+
+    pub fn insert_block(&self, key: &Arc<str>, block: u32, value: Arc<DecodedBlock>) {
+        let size = value.memory_bytes() as u64;
+        if size > self.capacity_bytes {
+            return; // would evict everything and still not fit
+        }
+        let mut b = lock(&self.blocks);
+        if let Some(old) = b.lru.put((Arc::clone(key), block), value) {
+            b.bytes -= old.memory_bytes() as u64;
+        }
+        b.bytes += size;
+        while b.bytes > self.capacity_bytes {
+            match b.lru.pop_lru() {
+                Some((_, evicted)) => b.bytes -= evicted.memory_bytes() as u64,
+                None => break,
+            }
+        }
+    }
+
+    pub fn footer(&self, key: &Arc<str>) -> Option<Arc<Footer>> {
+        lock(&self.footers).get(key).cloned()
+    }
+
+    pub fn insert_footer(&self, key: &Arc<str>, footer: Arc<Footer>) {
+        lock(&self.footers).put(Arc::clone(key), footer);
+    }
+
+    /// Bytes of decoded blocks held now.
+    pub fn bytes(&self) -> u64 {
+        lock(&self.blocks).bytes
+    }
+}
