@@ -569,9 +569,11 @@ impl PoolInner {
             match timestamp_ms {
                 -2 => return Ok(view.low_watermark),
                 -1 => return Ok(view.high_watermark),
-                t if t < 0 => return Err(Error::InvalidArgument(format!(
+                t if t < 0 => {
+                    return Err(Error::InvalidArgument(format!(
                     "timestamp {t} is invalid: use -2 (earliest), -1 (latest) or a time in ms >= 0"
-                ))),
+                )))
+                }
                 _ => {}
             }
             match view
