@@ -82,3 +82,61 @@ impl BlockCache {
         lock(&self.blocks).bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use crate::segment::{InMemory, SegmentReader, SegmentWriter};
+
+    /// Decoded blocks of a segment with `n` blocks of one 1000-byte record.
+    fn blocks(n: usize) -> Vec<Arc<DecodedBlock>> {
+        let mut w = SegmentWriter::new(100);
+        for i in 0..n {
+            w.push(&Record {
+                offset: i as i64,
+                value: vec![i as u8; 1000],
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let (bytes, _) = w.finish().unwrap();
+        let r = SegmentReader::open(
+            InMemory {
+                bytes: &bytes,
+                name: "s",
+            },
+            bytes.len() as u64,
+        )
+        .unwrap();
+        (0..n).map(|i| Arc::new(r.read_block(i).unwrap())).collect()
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_byte_bound_evicting_least_recently_used() {
+        let bs = blocks(10);
+        let one = bs[0].memory_bytes() as u64;
+        let cache = BlockCache::new(one * 3);
+        let key: Arc<str> = Arc::from("seg");
+        for (i, b) in bs.iter().enumerate().take(3) {
+            cache.insert_block(&key, i as u32, Arc::clone(b));
+        }
+        assert!(cache.block(&key, 0).is_some()); // 0 is now most recent
+        cache.insert_block(&key, 3, Arc::clone(&bs[3]));
+        assert!(cache.bytes() <= one * 3);
+        assert!(
+            cache.block(&key, 1).is_none(),
+            "least recently used went first"
+        );
+        assert!(cache.block(&key, 0).is_some());
+        assert!(cache.block(&key, 3).is_some());
+        // Re-inserting the same key does not double count.
+        cache.insert_block(&key, 3, Arc::clone(&bs[3]));
+        assert!(cache.bytes() <= one * 3);
+        // A cache smaller than one block caches nothing.
+        let tiny = BlockCache::new(one - 1);
+        tiny.insert_block(&key, 0, Arc::clone(&bs[0]));
+        assert_eq!(tiny.bytes(), 0);
+        assert!(tiny.block(&key, 0).is_none());
+    }
+}
