@@ -1,45 +1,50 @@
-//! `streamhoused`: the StreamHouse server.
-//!
-//! The storage core (segments, object stores, metadata) is built; the engine
-//! and the gRPC services come next (issues #3 and #4). Until then this binary
-//! answers `--help` and says what is missing.
+//! `streamhoused`: the StreamHouse server. See `streamhoused --help`.
 
 use std::process::ExitCode;
-
-const HELP: &str = "\
-streamhoused - the StreamHouse server (S3-native append-only log)
-
-USAGE:
-    streamhoused [FLAGS]
-
-FLAGS (each also read from the environment variable in brackets):
-    --listen ADDR             [STREAMHOUSE_LISTEN]           default 127.0.0.1:50051
-    --data-dir DIR            [STREAMHOUSE_DATA_DIR]         default ./streamhouse-data
-    --s3-endpoint URL         [STREAMHOUSE_S3_ENDPOINT]
-    --s3-bucket NAME          [STREAMHOUSE_S3_BUCKET]
-    --s3-region NAME          [STREAMHOUSE_S3_REGION]
-    --s3-prefix PREFIX        [STREAMHOUSE_S3_PREFIX]
-    --s3-path-style           [STREAMHOUSE_S3_PATH_STYLE]
-    --segment-max-bytes N     [STREAMHOUSE_SEGMENT_MAX_BYTES]
-    --segment-max-age-ms N    [STREAMHOUSE_SEGMENT_MAX_AGE_MS]
-    --cache-bytes N           [STREAMHOUSE_CACHE_BYTES]
-    --reader-threads N        [STREAMHOUSE_READER_THREADS]
-    --max-record-bytes N      [STREAMHOUSE_MAX_RECORD_BYTES]
-    --auth-token TOKEN        [STREAMHOUSE_AUTH_TOKEN]
-    -h, --help                print this help
-
-STATUS: the storage core is built; the engine and the gRPC server are not
-built yet, so the server cannot start.
-";
+use streamhouse::server::flags::{self, Parsed};
+use streamhouse::server::Server;
 
 fn main() -> ExitCode {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return ExitCode::SUCCESS;
+    streamhouse::logging::init();
+    let env = |k: &str| std::env::var(k).ok();
+    let config = match flags::parse(std::env::args_os().skip(1).collect(), &env) {
+        Ok(Parsed::Help) => {
+            print!("{}", flags::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(c)) => c,
+        Err(e) => {
+            eprintln!("streamhoused: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Signals first, so a SIGTERM during recovery is not lost.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("streamhoused: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let server = match Server::start(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("streamhoused: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Tests and scripts read the bound address from this line.
+    println!("streamhoused listening on {}", server.addr());
+    if let Some(m) = server.metrics_addr() {
+        println!("streamhoused metrics on http://{m}/metrics");
     }
-    eprintln!(
-        "streamhoused: the server is not built yet (storage core only); see `streamhoused --help`"
-    );
-    ExitCode::from(1)
+    log::info!("listening on {}", server.addr());
+    if let Some(sig) = signals.forever().next() {
+        log::info!("signal {sig}: shutting down");
+    }
+    server.shutdown();
+    ExitCode::SUCCESS
 }

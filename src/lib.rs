@@ -15,6 +15,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod object_store;
@@ -23,6 +24,7 @@ pub mod proto;
 pub mod read;
 pub mod record;
 pub mod segment;
+pub mod server;
 pub mod wal;
 
 pub use config::EngineConfig;

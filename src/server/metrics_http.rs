@@ -1,0 +1,115 @@
+//! A small `/metrics` responder in the Prometheus text format: the engine's
+//! counters and gauges. One thread, one request at a time — scrapes are rare.
+
+use crate::engine::Engine;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub struct MetricsServer {
+    addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    pub fn start(addr: &str, engine: Arc<Engine>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if flag.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Ok(c) = conn {
+                        if let Err(e) = serve(c, &engine) {
+                            log::debug!("metrics request: {e}");
+                        }
+                    }
+                }
+            })?;
+        log::info!("serving /metrics on http://{addr}/metrics");
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, engine: &Engine) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut out = conn;
+    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+    if path != "/metrics" {
+        let body = "not found; try /metrics\n";
+        return write!(
+            out,
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    let body = render(engine);
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The exposition text.
+pub fn render(engine: &Engine) -> String {
+    let mut s = String::new();
+    for (name, value) in engine.metrics().pairs() {
+        s.push_str(&format!(
+            "# TYPE streamhouse_{name}_total counter\nstreamhouse_{name}_total {value}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "# TYPE streamhouse_backlog_bytes gauge\nstreamhouse_backlog_bytes {}\n",
+        engine.backlog_bytes()
+    ));
+    s.push_str(&format!(
+        "# TYPE streamhouse_cache_bytes gauge\nstreamhouse_cache_bytes {}\n",
+        engine.cache_bytes()
+    ));
+    s.push_str("# TYPE streamhouse_high_watermark gauge\n");
+    if let Ok(topics) = engine.list_topics() {
+        for t in topics {
+            for p in t.partition_info {
+                s.push_str(&format!(
+                    "streamhouse_high_watermark{{topic=\"{}\",partition=\"{}\"}} {}\n",
+                    t.name, p.partition, p.high_watermark
+                ));
+            }
+        }
+    }
+    s
+}

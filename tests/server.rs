@@ -1,0 +1,606 @@
+//! Integration tests against the real `streamhoused` binary on a free
+//! loopback port, through the Rust client generated from the proto.
+
+use grpcio::{CallOption, ChannelBuilder, Environment, MetadataBuilder, RpcStatusCode};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use streamhouse::proto::grpc::{AdminServiceClient, ConsumerServiceClient, ProducerServiceClient};
+use streamhouse::proto::{self as pb};
+use streamhouse::server::partitioner::partition_for_key;
+
+struct TestServer {
+    child: Child,
+    addr: String,
+    dir: std::path::PathBuf,
+    extra: Vec<String>,
+}
+
+impl TestServer {
+    fn start_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("STREAMHOUSE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start streamhoused");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("streamhoused listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        TestServer {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn restart(mut self) -> TestServer {
+        self.sigterm_and_wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        TestServer::start_in(&self.dir, &extra)
+    }
+
+    fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    fn clients(&self) -> Clients {
+        let env = Arc::new(Environment::new(1));
+        let ch = ChannelBuilder::new(env)
+            .max_receive_message_len(128 << 20)
+            .max_send_message_len(128 << 20)
+            .connect(&self.addr);
+        Clients {
+            admin: AdminServiceClient::new(ch.clone()),
+            producer: ProducerServiceClient::new(ch.clone()),
+            consumer: ConsumerServiceClient::new(ch.clone()),
+            health: grpcio_health::HealthClient::new(ch),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Clients {
+    admin: AdminServiceClient,
+    producer: ProducerServiceClient,
+    consumer: ConsumerServiceClient,
+    health: grpcio_health::HealthClient,
+}
+
+fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> RpcStatusCode {
+    match r {
+        Err(grpcio::Error::RpcFailure(s)) => s.code(),
+        other => panic!("expected an RPC failure, got {other:?}"),
+    }
+}
+
+fn create(c: &Clients, name: &str, partitions: u32) -> pb::TopicInfo {
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(name.into());
+    req.set_partitions(partitions);
+    c.admin.create_topic(&req).unwrap()
+}
+
+fn record(key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> pb::Record {
+    let mut r = pb::Record::new();
+    r.set_key(key.to_vec());
+    r.set_value(value.to_vec());
+    for (k, v) in headers {
+        let mut h = pb::Header::new();
+        h.set_key(k.to_string());
+        h.set_value(v.to_vec());
+        r.mut_headers().push(h);
+    }
+    r
+}
+
+fn produce(
+    c: &Clients,
+    topic: &str,
+    partition: Option<u32>,
+    records: Vec<pb::Record>,
+) -> grpcio::Result<pb::ProduceResponse> {
+    let mut req = pb::ProduceRequest::new();
+    req.set_topic(topic.into());
+    if let Some(p) = partition {
+        req.set_partition(p);
+    }
+    for r in records {
+        req.mut_records().push(r);
+    }
+    c.producer.produce(&req)
+}
+
+fn fetch(
+    c: &Clients,
+    topic: &str,
+    partition: u32,
+    offset: i64,
+) -> grpcio::Result<pb::FetchResponse> {
+    let mut req = pb::FetchRequest::new();
+    req.set_topic(topic.into());
+    req.set_partition(partition);
+    req.set_offset(offset);
+    c.consumer.fetch(&req)
+}
+
+#[test]
+fn every_rpc_round_trips_keys_headers_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    let c = s.clients();
+    let info = create(&c, "orders", 3);
+    assert_eq!(
+        (
+            info.get_name(),
+            info.get_partitions(),
+            info.get_partition_info().len()
+        ),
+        ("orders", 3, 3)
+    );
+
+    // Explicit partition, with keys (empty = none) and headers (empty and binary values).
+    let resp = produce(
+        &c,
+        "orders",
+        Some(1),
+        vec![
+            record(b"k1", b"v1", &[("trace", b"\x00\xff\x01"), ("empty", b"")]),
+            record(b"", b"no key", &[]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(resp.get_acks().len(), 1);
+    let ack = &resp.get_acks()[0];
+    assert_eq!(
+        (ack.get_partition(), ack.get_base_offset(), ack.get_count()),
+        (1, 0, 2)
+    );
+    let f = fetch(&c, "orders", 1, 0).unwrap();
+    assert_eq!(f.get_records().len(), 2);
+    let r0 = &f.get_records()[0];
+    assert_eq!(
+        (r0.get_offset(), r0.get_key(), r0.get_value()),
+        (0, &b"k1"[..], &b"v1"[..])
+    );
+    assert_eq!(r0.get_headers().len(), 2);
+    assert_eq!(r0.get_headers()[0].get_value(), b"\x00\xff\x01");
+    assert_eq!(r0.get_headers()[1].get_value(), b"");
+    assert!(r0.get_timestamp_ms() > 0, "server time for timestamp 0");
+    assert_eq!(f.get_records()[1].get_key(), b"");
+    assert_eq!(
+        (
+            f.get_next_offset(),
+            f.get_high_watermark(),
+            f.get_low_watermark()
+        ),
+        (2, 2, 0)
+    );
+
+    // Keyed records go where Kafka's partitioner sends them, in request order.
+    let keys: Vec<String> = (0..30).map(|i| format!("user-{i}")).collect();
+    let recs = keys
+        .iter()
+        .map(|k| record(k.as_bytes(), k.as_bytes(), &[]))
+        .collect();
+    let resp = produce(&c, "orders", None, recs).unwrap();
+    let total: i64 = resp.get_acks().iter().map(|a| a.get_count()).sum();
+    assert_eq!(total, 30);
+    for p in 0..3u32 {
+        let expected: Vec<&String> = keys
+            .iter()
+            .filter(|k| partition_for_key(k.as_bytes(), 3) == p)
+            .collect();
+        let got: Vec<String> = fetch(&c, "orders", p, if p == 1 { 2 } else { 0 })
+            .unwrap()
+            .get_records()
+            .iter()
+            .map(|r| String::from_utf8(r.get_key().to_vec()).unwrap())
+            .collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), expected, "partition {p}");
+    }
+    // Keyless records spread round-robin.
+    let resp = produce(
+        &c,
+        "orders",
+        None,
+        (0..9)
+            .map(|i| record(b"", format!("{i}").as_bytes(), &[]))
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(resp.get_acks().len(), 3);
+    assert!(resp.get_acks().iter().all(|a| a.get_count() == 3));
+
+    // ListOffsets.
+    let lo = |t: i64| {
+        let mut req = pb::ListOffsetsRequest::new();
+        req.set_topic("orders".into());
+        req.set_partition(1);
+        req.set_timestamp_ms(t);
+        c.consumer.list_offsets(&req)
+    };
+    assert_eq!(lo(-2).unwrap().get_offset(), 0);
+    let high = fetch(&c, "orders", 1, 0).unwrap().get_high_watermark();
+    assert_eq!(lo(-1).unwrap().get_offset(), high);
+    assert_eq!(lo(0).unwrap().get_offset(), 0);
+    assert_eq!(lo(i64::MAX).unwrap().get_offset(), high);
+    assert_eq!(code(lo(-3)), RpcStatusCode::INVALID_ARGUMENT);
+
+    // Group offsets.
+    let mut commit = pb::CommitOffsetRequest::new();
+    commit.set_group("billing".into());
+    commit.set_topic("orders".into());
+    commit.set_partition(2);
+    commit.set_offset(5);
+    commit.set_metadata("m".into());
+    c.consumer.commit_offset(&commit).unwrap();
+    let mut get = pb::GetCommittedOffsetRequest::new();
+    get.set_group("billing".into());
+    get.set_topic("orders".into());
+    get.set_partition(2);
+    let g = c.consumer.get_committed_offset(&get).unwrap();
+    assert!(g.get_found());
+    assert_eq!((g.get_offset(), g.get_metadata()), (5, "m"));
+    get.set_partition(0);
+    assert!(!c.consumer.get_committed_offset(&get).unwrap().get_found());
+
+    // Subscribe: existing records, then new ones as they arrive.
+    let mut sub = pb::SubscribeRequest::new();
+    sub.set_topic("orders".into());
+    sub.set_partition(1);
+    sub.set_offset(0);
+    let mut stream = c.consumer.subscribe(&sub).unwrap();
+    let mut seen = 0;
+    let mut produced_more = false;
+    while seen < high + 5 {
+        let msg = futures::executor::block_on(futures::StreamExt::next(&mut stream))
+            .unwrap()
+            .unwrap();
+        seen += msg.get_records().len() as i64;
+        if !produced_more {
+            produce(
+                &c,
+                "orders",
+                Some(1),
+                (0..5).map(|_| record(b"", b"late", &[])).collect(),
+            )
+            .unwrap();
+            produced_more = true;
+        }
+    }
+    assert_eq!(seen, high + 5);
+    drop(stream);
+
+    // List, describe, delete.
+    create(&c, "other", 1);
+    let names: Vec<String> = c
+        .admin
+        .list_topics(&pb::ListTopicsRequest::new())
+        .unwrap()
+        .get_topics()
+        .iter()
+        .map(|t| t.get_name().to_string())
+        .collect();
+    assert_eq!(names, vec!["orders", "other"]);
+    let mut d = pb::DescribeTopicRequest::new();
+    d.set_name("orders".into());
+    let desc = c.admin.describe_topic(&d).unwrap();
+    assert_eq!(desc.get_partition_info()[1].get_high_watermark(), high + 5);
+    let mut del = pb::DeleteTopicRequest::new();
+    del.set_name("other".into());
+    c.admin.delete_topic(&del).unwrap();
+    assert_eq!(code(c.admin.delete_topic(&del)), RpcStatusCode::NOT_FOUND);
+
+    // Health.
+    let resp = c
+        .health
+        .check(&grpcio_health::proto::HealthCheckRequest::default())
+        .unwrap();
+    assert_eq!(resp.status, grpcio_health::ServingStatus::Serving);
+}
+
+#[test]
+fn status_codes_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &["--max-record-bytes", "1KiB"]);
+    let c = s.clients();
+    create(&c, "t", 2);
+    let mut req = pb::CreateTopicRequest::new();
+    for (name, parts) in [("bad/name", 1), ("..", 1), ("", 1), ("ok", 0)] {
+        req.set_name(name.into());
+        req.set_partitions(parts);
+        assert_eq!(
+            code(c.admin.create_topic(&req)),
+            RpcStatusCode::INVALID_ARGUMENT,
+            "{name} {parts}"
+        );
+    }
+    req.set_name("t".into());
+    req.set_partitions(1);
+    assert_eq!(
+        code(c.admin.create_topic(&req)),
+        RpcStatusCode::ALREADY_EXISTS
+    );
+    assert_eq!(
+        code(produce(&c, "t", Some(0), vec![])),
+        RpcStatusCode::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(produce(
+            &c,
+            "t",
+            Some(0),
+            vec![record(b"", &[1; 1025], &[])]
+        )),
+        RpcStatusCode::INVALID_ARGUMENT
+    );
+    assert_eq!(
+        code(produce(&c, "nope", None, vec![record(b"", b"x", &[])])),
+        RpcStatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        code(produce(&c, "t", Some(7), vec![record(b"", b"x", &[])])),
+        RpcStatusCode::NOT_FOUND
+    );
+    produce(&c, "t", Some(0), vec![record(b"", b"x", &[])]).unwrap();
+    assert_eq!(code(fetch(&c, "t", 0, -1)), RpcStatusCode::OUT_OF_RANGE);
+    assert_eq!(code(fetch(&c, "t", 0, 2)), RpcStatusCode::OUT_OF_RANGE);
+    assert_eq!(code(fetch(&c, "t", 9, 0)), RpcStatusCode::NOT_FOUND);
+    assert_eq!(code(fetch(&c, "nope", 0, 0)), RpcStatusCode::NOT_FOUND);
+    let mut commit = pb::CommitOffsetRequest::new();
+    commit.set_topic("t".into());
+    commit.set_group(String::new());
+    assert_eq!(
+        code(c.consumer.commit_offset(&commit)),
+        RpcStatusCode::INVALID_ARGUMENT
+    );
+    commit.set_group("g\u{7}".into());
+    assert_eq!(
+        code(c.consumer.commit_offset(&commit)),
+        RpcStatusCode::INVALID_ARGUMENT
+    );
+    // A message beyond the gRPC limit gets a status, not a dropped connection.
+    let huge: Vec<pb::Record> = (0..70).map(|_| record(b"", &[7; 1_000_000], &[])).collect();
+    let st = code(produce(&c, "t", Some(0), huge));
+    assert!(
+        matches!(
+            st,
+            RpcStatusCode::RESOURCE_EXHAUSTED | RpcStatusCode::INVALID_ARGUMENT
+        ),
+        "{st:?}"
+    );
+    // The server is still fine.
+    produce(&c, "t", Some(0), vec![record(b"", b"y", &[])]).unwrap();
+}
+
+#[test]
+fn the_auth_token_is_required_except_for_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &["--auth-token", "s3cret"]);
+    let c = s.clients();
+    assert_eq!(
+        code(c.admin.list_topics(&pb::ListTopicsRequest::new())),
+        RpcStatusCode::UNAUTHENTICATED
+    );
+    let with = |token: &str| {
+        let mut m = MetadataBuilder::new();
+        m.add_str("authorization", &format!("Bearer {token}"))
+            .unwrap();
+        CallOption::default().headers(m.build())
+    };
+    assert_eq!(
+        code(
+            c.admin
+                .list_topics_opt(&pb::ListTopicsRequest::new(), with("wrong"))
+        ),
+        RpcStatusCode::UNAUTHENTICATED
+    );
+    assert_eq!(code(fetch(&c, "t", 0, 0)), RpcStatusCode::UNAUTHENTICATED);
+    c.admin
+        .list_topics_opt(&pb::ListTopicsRequest::new(), with("s3cret"))
+        .unwrap();
+    c.health
+        .check(&grpcio_health::proto::HealthCheckRequest::default())
+        .unwrap();
+}
+
+#[test]
+fn restart_keeps_data_and_group_offsets_and_sigterm_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &["--segment-max-bytes", "2KiB"]);
+    let c = s.clients();
+    create(&c, "t", 1);
+    for i in 0..20 {
+        produce(
+            &c,
+            "t",
+            Some(0),
+            (0..10)
+                .map(|j| record(b"", format!("{i}-{j}").as_bytes(), &[]))
+                .collect(),
+        )
+        .unwrap();
+    }
+    let mut commit = pb::CommitOffsetRequest::new();
+    commit.set_group("g".into());
+    commit.set_topic("t".into());
+    commit.set_offset(150);
+    c.consumer.commit_offset(&commit).unwrap();
+    // A stream open across SIGTERM ends with UNAVAILABLE.
+    let mut sub = pb::SubscribeRequest::new();
+    sub.set_topic("t".into());
+    sub.set_offset(200);
+    let mut stream = c.consumer.subscribe(&sub).unwrap();
+    let mut s = s;
+    let pid = s.child.id().to_string();
+    let t = Instant::now();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let end = futures::executor::block_on(futures::StreamExt::next(&mut stream));
+    match end {
+        Some(Err(grpcio::Error::RpcFailure(st))) => {
+            assert_eq!(st.code(), RpcStatusCode::UNAVAILABLE)
+        }
+        other => panic!("stream ended with {other:?}"),
+    }
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    eprintln!("SIGTERM to exit: {:?}", t.elapsed());
+    drop(c);
+    let s = TestServer::start_in(dir.path(), &["--segment-max-bytes", "2KiB"]);
+    let c = s.clients();
+    let mut all = Vec::new();
+    let mut next = 0;
+    loop {
+        let f = fetch(&c, "t", 0, next).unwrap();
+        if f.get_records().is_empty() {
+            break;
+        }
+        next = f.get_next_offset();
+        all.extend(
+            f.get_records()
+                .iter()
+                .map(|r| String::from_utf8(r.get_value().to_vec()).unwrap()),
+        );
+    }
+    let expected: Vec<String> = (0..20)
+        .flat_map(|i| (0..10).map(move |j| format!("{i}-{j}")))
+        .collect();
+    assert_eq!(all, expected);
+    let mut get = pb::GetCommittedOffsetRequest::new();
+    get.set_group("g".into());
+    get.set_topic("t".into());
+    assert_eq!(
+        c.consumer.get_committed_offset(&get).unwrap().get_offset(),
+        150
+    );
+    let s = s.restart();
+    let c = s.clients();
+    assert_eq!(
+        produce(&c, "t", Some(0), vec![record(b"", b"after", &[])])
+            .unwrap()
+            .get_acks()[0]
+            .get_base_offset(),
+        200
+    );
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start_in(
+        dir.path(),
+        &["--segment-max-bytes", "4KiB", "--segment-max-age-ms", "50"],
+    );
+    let c = s.clients();
+    create(&c, "t", 1);
+    let mut acked = Vec::new();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(500) {
+        let n = acked.len();
+        let resp = produce(
+            &c,
+            "t",
+            Some(0),
+            (0..7)
+                .map(|j| record(b"", format!("{n}-{j}").as_bytes(), &[]))
+                .collect(),
+        )
+        .unwrap();
+        let a = &resp.get_acks()[0];
+        for j in 0..7 {
+            acked.push((a.get_base_offset() + j, format!("{n}-{j}")));
+        }
+    }
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    let c = s.clients();
+    for chunk in acked.chunks(500) {
+        let f = fetch(&c, "t", 0, chunk[0].0).unwrap();
+        for ((offset, value), r) in chunk.iter().zip(f.get_records()) {
+            assert_eq!((r.get_offset(), r.get_value()), (*offset, value.as_bytes()));
+        }
+    }
+    assert_eq!(
+        fetch(&c, "t", 0, 0).unwrap().get_high_watermark(),
+        acked.len() as i64
+    );
+}
+
+#[test]
+fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(
+        dir.path(),
+        &[
+            "--segment-max-bytes",
+            "1KiB",
+            "--segment-max-age-ms",
+            "50",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let c = s.clients();
+    create(&c, "t", 1);
+    for i in 0..10 {
+        let mut req = pb::ProduceRequest::new();
+        req.set_topic("t".into());
+        req.set_partition(0);
+        req.set_acks(pb::Acks::ACKS_UPLOADED);
+        for j in 0..10 {
+            req.mut_records().push(record(
+                b"",
+                format!("value-{i}-{j}-padding-padding").as_bytes(),
+                &[],
+            ));
+        }
+        c.producer.produce(&req).unwrap();
+    }
+    let seg_dir = dir.path().join("objects/topics/t/0");
+    let first = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[30] ^= 0x20;
+    std::fs::write(&first, &bytes).unwrap();
+    let st = match fetch(&c, "t", 0, 0) {
+        Err(grpcio::Error::RpcFailure(st)) => st,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(st.code(), RpcStatusCode::DATA_LOSS);
+    assert!(st.message().contains("block 0"), "{}", st.message());
+
+    // Junk on the gRPC port, and a client that connects and vanishes.
+    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xffu8; 4096][..], b""] {
+        let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+        let _ = sock.write_all(junk);
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let _ = sock.read(&mut buf);
+    }
+    produce(&c, "t", Some(0), vec![record(b"", b"still serving", &[])]).unwrap();
+    c.admin.list_topics(&pb::ListTopicsRequest::new()).unwrap();
+}
