@@ -1,89 +1,15 @@
 //! Integration tests against the real `streamhoused` binary on a free
 //! loopback port, through the Rust client generated from the proto.
 
-use grpcio::{CallOption, ChannelBuilder, Environment, MetadataBuilder, RpcStatusCode};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use grpcio::{CallOption, MetadataBuilder, RpcStatusCode};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use streamhouse::proto::grpc::{AdminServiceClient, ConsumerServiceClient, ProducerServiceClient};
 use streamhouse::proto::{self as pb};
 use streamhouse::server::partitioner::partition_for_key;
 
-struct TestServer {
-    child: Child,
-    addr: String,
-    dir: std::path::PathBuf,
-    extra: Vec<String>,
-}
-
-impl TestServer {
-    fn start_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("STREAMHOUSE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start streamhoused");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("streamhoused listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        TestServer {
-            child,
-            addr,
-            dir: dir.to_path_buf(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn restart(mut self) -> TestServer {
-        self.sigterm_and_wait();
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        TestServer::start_in(&self.dir, &extra)
-    }
-
-    fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-
-    fn clients(&self) -> Clients {
-        let env = Arc::new(Environment::new(1));
-        let ch = ChannelBuilder::new(env)
-            .max_receive_message_len(128 << 20)
-            .max_send_message_len(128 << 20)
-            .connect(&self.addr);
-        Clients {
-            admin: AdminServiceClient::new(ch.clone()),
-            producer: ProducerServiceClient::new(ch.clone()),
-            consumer: ConsumerServiceClient::new(ch.clone()),
-            health: grpcio_health::HealthClient::new(ch),
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Clients {
-    admin: AdminServiceClient,
-    producer: ProducerServiceClient,
-    consumer: ConsumerServiceClient,
-    health: grpcio_health::HealthClient,
-}
+mod common;
+use common::{Clients, TestServer};
 
 fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> RpcStatusCode {
     match r {

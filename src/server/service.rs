@@ -593,4 +593,51 @@ impl ConsumerService for Consumer {
             r
         });
     }
+
+    fn list_groups(
+        &mut self,
+        ctx: RpcContext<'_>,
+        _req: pb::ListGroupsRequest,
+        sink: UnarySink<pb::ListGroupsResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            return fail_now(&ctx, sink, st);
+        }
+        let engine = Arc::clone(&self.0.engine);
+        let rx = self.0.blocking.run(move || engine.groups());
+        reply_later(&ctx, sink, rx, |groups| {
+            let mut r = pb::ListGroupsResponse::new();
+            r.set_groups(groups.into());
+            r
+        });
+    }
+
+    fn describe_group(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::DescribeGroupRequest,
+        sink: UnarySink<pb::DescribeGroupResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            return fail_now(&ctx, sink, st);
+        }
+        let engine = Arc::clone(&self.0.engine);
+        let group = req.get_group().to_string();
+        let rx = self.0.blocking.run(move || engine.group_offsets(&group));
+        let group = req.get_group().to_string();
+        reply_later(&ctx, sink, rx, move |offsets| {
+            let mut r = pb::DescribeGroupResponse::new();
+            r.set_group(group);
+            for o in offsets {
+                let mut c = pb::CommittedOffset::new();
+                c.set_topic(o.topic);
+                c.set_partition(o.partition);
+                c.set_offset(o.offset);
+                c.set_metadata(o.metadata);
+                c.set_updated_at_ms(o.updated_at_ms);
+                r.mut_offsets().push(c);
+            }
+            r
+        });
+    }
 }

@@ -1,0 +1,272 @@
+//! `perf-produce` and `perf-consume`, in the spirit of Kafka's
+//! kafka-producer-perf-test and kafka-consumer-perf-test.
+
+use super::{finish, opt_str, parse_acks, parse_num, usage, CliError, CliResult, Client};
+use crate::proto::{self as pb};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+pub const HELP: &str = "\
+streamctl perf-produce --topic T --records N --record-size B [FLAGS]
+    Sends N records of B bytes as fast as allowed and reports throughput and
+    latency (per request: send to acknowledgement).
+    --batch N            records per request (default 1000)
+    --acks A             wal (default), uploaded or none
+    --throughput R       at most R records/s (default: unlimited)
+    --payload-file F     values are the lines of F, in turn (record size is then ignored)
+    --partition P        partition (default 0)
+    --inflight N         requests in flight at once (default 8)
+    Without a payload file the values are pseudo-random bytes (incompressible).
+
+streamctl perf-consume --topic T --records N [--partition P] [--fetch-records N]
+    Reads N records from the low watermark and reports throughput and fetch
+    latency.
+";
+
+/// Nearest-rank percentile of sorted samples.
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn payloads(file: Option<&str>, size: usize) -> CliResult<Vec<Vec<u8>>> {
+    match file {
+        Some(f) => {
+            let text =
+                std::fs::read(f).map_err(|e| CliError::Runtime(format!("cannot read {f}: {e}")))?;
+            let lines: Vec<Vec<u8>> = text
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+            if lines.is_empty() {
+                return Err(CliError::Runtime(format!("{f} has no non-empty lines")));
+            }
+            Ok(lines)
+        }
+        None => {
+            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+            Ok((0..1024)
+                .map(|_| {
+                    (0..size)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            x as u8
+                        })
+                        .collect()
+                })
+                .collect())
+        }
+    }
+}
+
+pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult {
+    let topic: String = a
+        .value_from_str("--topic")
+        .map_err(|_| usage("perf-produce needs --topic T"))?;
+    let records: u64 = a
+        .value_from_str("--records")
+        .map_err(|_| usage("perf-produce needs --records N"))?;
+    let size: usize = opt_str(&mut a, "--record-size")?
+        .map(|v| parse_num("--record-size", &v))
+        .transpose()?
+        .unwrap_or(100);
+    let batch: usize = opt_str(&mut a, "--batch")?
+        .map(|v| parse_num("--batch", &v))
+        .transpose()?
+        .unwrap_or(1000);
+    let acks = parse_acks(opt_str(&mut a, "--acks")?)?;
+    let throughput: Option<f64> = opt_str(&mut a, "--throughput")?
+        .map(|v| parse_num::<f64>("--throughput", &v))
+        .transpose()?
+        .filter(|r| *r > 0.0);
+    let file = opt_str(&mut a, "--payload-file")?;
+    let partition: u32 = opt_str(&mut a, "--partition")?
+        .map(|v| parse_num("--partition", &v))
+        .transpose()?
+        .unwrap_or(0);
+    let inflight: usize = opt_str(&mut a, "--inflight")?
+        .map(|v| parse_num("--inflight", &v))
+        .transpose()?
+        .unwrap_or(8);
+    finish(a)?;
+    if batch == 0 || inflight == 0 || records == 0 {
+        return Err(usage(
+            "--records, --batch and --inflight must be at least 1",
+        ));
+    }
+    let values = payloads(file.as_deref(), size)?;
+
+    let (tx, rx) = crossbeam_channel::unbounded::<(Duration, Result<(), String>)>();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut bytes = 0u64;
+    let mut outstanding = 0usize;
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut error: Option<String> = None;
+    let mut vi = 0usize;
+    let record_done = |r: (Duration, Result<(), String>),
+                       latencies: &mut Vec<f64>,
+                       error: &mut Option<String>| {
+        latencies.push(r.0.as_secs_f64() * 1e3);
+        if let Err(e) = r.1 {
+            error.get_or_insert(e);
+        }
+    };
+    while sent < records && error.is_none() {
+        while outstanding >= inflight {
+            if let Ok(r) = rx.recv() {
+                outstanding -= 1;
+                record_done(r, &mut latencies, &mut error);
+            }
+        }
+        if let Some(rate) = throughput {
+            let due = start + Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let n = batch.min((records - sent) as usize);
+        let mut req = pb::ProduceRequest::new();
+        req.set_topic(topic.clone());
+        req.set_partition(partition);
+        req.set_acks(acks);
+        for _ in 0..n {
+            let mut r = pb::Record::new();
+            let v = &values[vi % values.len()];
+            vi += 1;
+            bytes += v.len() as u64;
+            r.set_value(v.clone());
+            req.mut_records().push(r);
+        }
+        let t = Instant::now();
+        let call = c
+            .producer
+            .produce_async_opt(&req, c.opt(Duration::from_secs(120)))
+            .map_err(|e| c.err("produce", e))?;
+        let tx = tx.clone();
+        c.producer.spawn(async move {
+            let r = call.await.map(|_| ()).map_err(|e| e.to_string());
+            let _ = tx.send((t.elapsed(), r));
+        });
+        outstanding += 1;
+        sent += n as u64;
+    }
+    while outstanding > 0 {
+        if let Ok(r) = rx.recv() {
+            outstanding -= 1;
+            record_done(r, &mut latencies, &mut error);
+        }
+    }
+    if let Some(e) = error {
+        return Err(CliError::Runtime(format!("produce failed: {e}")));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let avg = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
+    let max = latencies.last().copied().unwrap_or(0.0);
+    let mut o = std::io::stdout().lock();
+    if json {
+        writeln!(
+            o,
+            "{{\"records\":{sent},\"seconds\":{secs:.3},\"records_per_sec\":{:.1},\"mb_per_sec\":{:.2},\"latency_ms\":{{\"avg\":{avg:.3},\"p50\":{:.3},\"p95\":{:.3},\"p99\":{:.3},\"max\":{max:.3}}},\"requests\":{}}}",
+            sent as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.95),
+            pct(&latencies, 0.99),
+            latencies.len()
+        )?;
+    } else {
+        writeln!(
+            o,
+            "{sent} records sent, {:.1} records/sec ({:.2} MB/sec), {avg:.3} ms avg latency, {max:.3} ms max latency, {:.3} ms 50th, {:.3} ms 95th, {:.3} ms 99th ({} requests of up to {batch} records)",
+            sent as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.95),
+            pct(&latencies, 0.99),
+            latencies.len()
+        )?;
+    }
+    Ok(())
+}
+
+pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult {
+    let topic: String = a
+        .value_from_str("--topic")
+        .map_err(|_| usage("perf-consume needs --topic T"))?;
+    let records: u64 = a
+        .value_from_str("--records")
+        .map_err(|_| usage("perf-consume needs --records N"))?;
+    let partition: u32 = opt_str(&mut a, "--partition")?
+        .map(|v| parse_num("--partition", &v))
+        .transpose()?
+        .unwrap_or(0);
+    let per_fetch: u32 = opt_str(&mut a, "--fetch-records")?
+        .map(|v| parse_num("--fetch-records", &v))
+        .transpose()?
+        .unwrap_or(5000);
+    finish(a)?;
+    let mut offset = super::list_offset(c, &topic, partition, -2)?;
+    let start = Instant::now();
+    let mut got = 0u64;
+    let mut bytes = 0u64;
+    let mut latencies = Vec::new();
+    while got < records {
+        let mut req = pb::FetchRequest::new();
+        req.set_topic(topic.clone());
+        req.set_partition(partition);
+        req.set_offset(offset);
+        req.set_max_records(per_fetch.min((records - got) as u32));
+        req.set_max_bytes(64 << 20);
+        let t = Instant::now();
+        let r = c
+            .consumer
+            .fetch_opt(&req, c.opt(Duration::from_secs(60)))
+            .map_err(|e| c.err("fetch", e))?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        if r.get_records().is_empty() {
+            break; // the end of the partition
+        }
+        got += r.get_records().len() as u64;
+        bytes += r
+            .get_records()
+            .iter()
+            .map(|x| x.get_value().len() as u64)
+            .sum::<u64>();
+        offset = r.get_next_offset();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let mut o = std::io::stdout().lock();
+    if json {
+        writeln!(
+            o,
+            "{{\"records\":{got},\"seconds\":{secs:.3},\"records_per_sec\":{:.1},\"mb_per_sec\":{:.2},\"fetches\":{},\"fetch_ms\":{{\"p50\":{:.3},\"p99\":{:.3}}}}}",
+            got as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            latencies.len(),
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.99)
+        )?;
+    } else {
+        writeln!(
+            o,
+            "{got} records consumed in {secs:.3} s, {:.1} records/sec ({:.2} MB/sec), {} fetches, {:.3} ms 50th, {:.3} ms 99th fetch latency",
+            got as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            latencies.len(),
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.99)
+        )?;
+    }
+    if got < records {
+        eprintln!("note: the partition ended after {got} of {records} records");
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `streamctl` end to end against the real server.
+
+mod common;
+
+use common::TestServer;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd, None);
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn data(file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../shared/data/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn topics_produce_and_consume_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    assert!(ok(s
+        .ctl()
+        .args(["topic", "create", "movies", "--partitions", "2"]))
+    .contains("created topic movies"));
+    let movies = data("movies.jsonl");
+    let path = format!("{}/../shared/data/movies.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let out = ok(s
+        .ctl()
+        .args(["produce", "movies", "--partition", "1", "--file", &path]));
+    assert!(
+        out.contains("partition 1: offsets 0..=3200 (3201 records)"),
+        "{out}"
+    );
+    let back = run(
+        s.ctl()
+            .args(["consume", "movies", "--partition", "1", "--format", "raw"]),
+        None,
+    );
+    assert!(back.status.success());
+    assert!(back.stdout == movies, "consumed bytes differ from the file");
+
+    let list = ok(s.ctl().args(["topic", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..3] == ["movies", "2", "3201"]),
+        "{list}"
+    );
+    let desc = ok(s
+        .ctl()
+        .args(["--format", "json", "topic", "describe", "movies"]));
+    assert!(desc.contains("\"high_watermark\":3201"), "{desc}");
+
+    // stdin, keys by separator, headers; then print them back.
+    let out = run(
+        s.ctl().args([
+            "produce",
+            "movies",
+            "--partition",
+            "0",
+            "--key-separator",
+            ":",
+            "--header",
+            "src=cli",
+        ]),
+        Some(b"k1:v1\nk2:v2\nnokey\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "0",
+        "--print-key",
+        "--print-offset",
+        "--print-headers",
+    ]));
+    assert_eq!(
+        printed,
+        "0:0\tk1\tsrc=cli\tv1\n0:1\tk2\tsrc=cli\tv2\n0:2\tnull\tsrc=cli\tnokey\n"
+    );
+    let one = ok(s.ctl().args([
+        "produce",
+        "movies",
+        "--partition",
+        "0",
+        "--value",
+        "single",
+        "--key",
+        "k",
+    ]));
+    assert_eq!(one, "partition 0 offset 3\n");
+    let json = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "0",
+        "--offset",
+        "3",
+        "--format",
+        "json",
+    ]));
+    assert!(
+        json.starts_with("{\"partition\":0,\"offset\":3,")
+            && json.contains("\"key\":\"k\"")
+            && json.contains("\"value\":\"single\""),
+        "{json}"
+    );
+
+    // A group resumes where it committed.
+    let first = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "1",
+        "--group",
+        "g",
+        "--limit",
+        "5",
+        "--print-offset",
+    ]));
+    assert_eq!(
+        first.lines().last().unwrap().split('\t').next().unwrap(),
+        "1:4"
+    );
+    let second = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "1",
+        "--group",
+        "g",
+        "--limit",
+        "1",
+        "--print-offset",
+    ]));
+    assert!(second.starts_with("1:5\t"), "{second}");
+    assert!(ok(s.ctl().args(["group", "get", "g"])).contains("movies  1          6"));
+    assert_eq!(ok(s.ctl().args(["group", "list"])), "g\n");
+    ok(s.ctl().args([
+        "group",
+        "commit",
+        "g",
+        "--topic",
+        "movies",
+        "--partition",
+        "1",
+        "--offset",
+        "100",
+    ]));
+    let third = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "1",
+        "--group",
+        "g",
+        "--limit",
+        "1",
+        "--print-offset",
+    ]));
+    assert!(third.starts_with("1:100\t"), "{third}");
+
+    // By time: everything is newer than 2020.
+    let t = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "1",
+        "--from-time",
+        "2020-01-01T00:00:00Z",
+        "--limit",
+        "1",
+        "--print-offset",
+    ]));
+    assert!(t.starts_with("1:0\t"));
+
+    // A closed pipe ends consume quietly.
+    let mut c = s.ctl();
+    c.args(["consume", "movies", "--partition", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert!(ok(s.ctl().args(["topic", "delete", "movies"])).contains("deleted"));
+}
+
+#[test]
+fn errors_are_one_line_with_the_right_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    for (args, code) in [
+        (vec!["topic", "create", "x"], 2), // --partitions missing
+        (vec!["frobnicate"], 2),           // unknown command
+        (vec!["consume", "t", "--offset", "1", "--from-end"], 2), // conflicting starts
+        (vec!["--format", "yaml", "topic", "list"], 2),
+        (vec!["topic", "describe", "missing"], 1),
+        (vec!["produce", "missing", "--value", "v"], 1),
+        (vec!["topic", "create", "bad/name", "--partitions", "1"], 1),
+    ] {
+        let out = run(s.ctl().args(&args), None);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("streamctl: "), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_streamctl")).args([
+            "--server",
+            "127.0.0.1:1",
+            "topic",
+            "list",
+        ]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is streamhoused running"));
+    for help in [
+        vec!["--help"],
+        vec!["topic", "--help"],
+        vec!["consume", "--help"],
+        vec!["perf-produce", "--help"],
+    ] {
+        let out = run(s.ctl().args(&help), None);
+        assert!(out.status.success() && !out.stdout.is_empty(), "{help:?}");
+    }
+}
+
+#[test]
+fn the_token_is_sent_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &["--auth-token", "tok"]);
+    let out = run(s.ctl().args(["topic", "list"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+    ok(s.ctl().args(["--token", "tok", "topic", "list"]));
+    ok(s.ctl()
+        .env("STREAMHOUSE_TOKEN", "tok")
+        .args(["topic", "list"]));
+}
+
+#[test]
+fn perf_tools_report_throughput_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    ok(s.ctl().args(["topic", "create", "p", "--partitions", "1"]));
+    let out = ok(s.ctl().args([
+        "--format",
+        "json",
+        "perf-produce",
+        "--topic",
+        "p",
+        "--records",
+        "5000",
+        "--record-size",
+        "100",
+        "--batch",
+        "500",
+    ]));
+    assert!(
+        out.contains("\"records\":5000") && out.contains("\"p99\""),
+        "{out}"
+    );
+    let out = ok(s
+        .ctl()
+        .args(["perf-consume", "--topic", "p", "--records", "5000"]));
+    assert!(out.starts_with("5000 records consumed"), "{out}");
+}
+
+#[test]
+fn streamhoused_flags_are_checked() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--segment-max-bytes", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--segment-max-bytes"));
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--s3-endpoint"));
+}

@@ -1,0 +1,91 @@
+//! Shared by the integration tests: the real `streamhoused` on a free port.
+#![allow(dead_code)]
+
+use grpcio::{ChannelBuilder, Environment};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use streamhouse::proto::grpc::{AdminServiceClient, ConsumerServiceClient, ProducerServiceClient};
+
+pub struct TestServer {
+    pub child: Child,
+    pub addr: String,
+    pub dir: std::path::PathBuf,
+    pub extra: Vec<String>,
+}
+
+impl TestServer {
+    pub fn start_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("STREAMHOUSE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start streamhoused");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("streamhoused listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        TestServer {
+            child,
+            addr,
+            dir: dir.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn restart(mut self) -> TestServer {
+        self.sigterm_and_wait();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        TestServer::start_in(&self.dir, &extra)
+    }
+
+    pub fn sigterm_and_wait(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// `streamctl` pointed at this server.
+    pub fn ctl(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_streamctl"));
+        c.env("STREAMHOUSE_ADDR", &self.addr)
+            .env_remove("STREAMHOUSE_TOKEN");
+        c
+    }
+
+    pub fn clients(&self) -> Clients {
+        let env = Arc::new(Environment::new(1));
+        let ch = ChannelBuilder::new(env)
+            .max_receive_message_len(128 << 20)
+            .max_send_message_len(128 << 20)
+            .connect(&self.addr);
+        Clients {
+            admin: AdminServiceClient::new(ch.clone()),
+            producer: ProducerServiceClient::new(ch.clone()),
+            consumer: ConsumerServiceClient::new(ch.clone()),
+            health: grpcio_health::HealthClient::new(ch),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Clients {
+    pub admin: AdminServiceClient,
+    pub producer: ProducerServiceClient,
+    pub consumer: ConsumerServiceClient,
+    pub health: grpcio_health::HealthClient,
+}
