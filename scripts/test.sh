@@ -37,3 +37,6 @@ fi
 
 step "cargo test"
 cargo test --locked
+
+step "integration (streamctl against the S3 test server)"
+scripts/integration.sh
