@@ -16,11 +16,16 @@ streamctl perf-produce --topic T --records N --record-size B [FLAGS]
     --payload-file F     values are the lines of F, in turn (record size is then ignored)
     --partition P        partition (default 0)
     --inflight N         requests in flight at once (default 8)
+    --stamp              put the send time in a header `perf-ts` (for
+                         `perf-consume --subscribe` to measure end-to-end latency)
     Without a payload file the values are pseudo-random bytes (incompressible).
 
 streamctl perf-consume --topic T --records N [--partition P] [--fetch-records N]
     Reads N records from the low watermark and reports throughput and fetch
     latency.
+streamctl perf-consume --topic T --records N --subscribe [--partition P]
+    Subscribes at the high watermark and reports, for records stamped by
+    `perf-produce --stamp`, the latency from send to arrival.
 ";
 
 /// Nearest-rank percentile of sorted samples.
@@ -93,6 +98,7 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
         .map(|v| parse_num("--inflight", &v))
         .transpose()?
         .unwrap_or(8);
+    let stamp = a.contains("--stamp");
     finish(a)?;
     if batch == 0 || inflight == 0 || records == 0 {
         return Err(usage(
@@ -135,12 +141,18 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
         req.set_topic(topic.clone());
         req.set_partition(partition);
         req.set_acks(acks);
-        for _ in 0..n {
+        for i in 0..n {
             let mut r = pb::Record::new();
             let v = &values[vi % values.len()];
             vi += 1;
             bytes += v.len() as u64;
             r.set_value(v.clone());
+            if stamp && i == 0 {
+                let mut h = pb::Header::new();
+                h.set_key("perf-ts".into());
+                h.set_value(now_micros().to_le_bytes().to_vec());
+                r.mut_headers().push(h);
+            }
             req.mut_records().push(r);
         }
         let t = Instant::now();
@@ -196,6 +208,67 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     Ok(())
 }
 
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Subscribes at the high watermark; measures send-to-arrival latency of
+/// records stamped by `perf-produce --stamp`.
+fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) -> CliResult {
+    let offset = super::list_offset(c, topic, partition, -1)?;
+    let mut req = pb::SubscribeRequest::new();
+    req.set_topic(topic.to_string());
+    req.set_partition(partition);
+    req.set_offset(offset);
+    let mut stream = c
+        .consumer
+        .subscribe_opt(&req, c.opt(Duration::from_secs(3600)))
+        .map_err(|e| c.err("subscribe", e))?;
+    eprintln!("subscribed at offset {offset}; waiting for {records} records");
+    let mut got = 0u64;
+    let mut lat = Vec::new();
+    while got < records {
+        let next = futures::executor::block_on(futures::StreamExt::next(&mut stream));
+        let msg = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(c.err("subscribe", e)),
+            None => break,
+        };
+        let now = now_micros();
+        for r in msg.get_records() {
+            if let Some(h) = r.get_headers().iter().find(|h| h.get_key() == "perf-ts") {
+                if let Ok(b) = <[u8; 8]>::try_from(h.get_value()) {
+                    lat.push(now.saturating_sub(u64::from_le_bytes(b)) as f64 / 1e3);
+                }
+            }
+        }
+        got += msg.get_records().len() as u64;
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let max = lat.last().copied().unwrap_or(0.0);
+    let mut o = std::io::stdout().lock();
+    if json {
+        writeln!(
+            o,
+            "{{\"records\":{got},\"stamped\":{},\"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{max:.3}}}}}",
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        )?;
+    } else {
+        writeln!(
+            o,
+            "{got} records received, {} stamped: produce-to-subscriber {:.3} ms 50th, {:.3} ms 99th, {max:.3} ms max",
+            lat.len(),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        )?;
+    }
+    Ok(())
+}
+
 pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult {
     let topic: String = a
         .value_from_str("--topic")
@@ -211,7 +284,11 @@ pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
         .map(|v| parse_num("--fetch-records", &v))
         .transpose()?
         .unwrap_or(5000);
+    let subscribe_mode = a.contains("--subscribe");
     finish(a)?;
+    if subscribe_mode {
+        return subscribe(c, &topic, partition, records, json);
+    }
     let mut offset = super::list_offset(c, &topic, partition, -2)?;
     let start = Instant::now();
     let mut got = 0u64;
