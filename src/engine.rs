@@ -102,7 +102,12 @@ impl Engine {
             metrics: Metrics::default(),
             backlog_bytes: AtomicU64::new(0),
         });
-        collect_orphans(&ctx)?;
+        // Before any uploader starts: an object without a row is then
+        // garbage, never an upload about to be committed. Best effort: a
+        // store that is down must not stop the server from taking writes.
+        if let Err(e) = collect_orphans(&ctx) {
+            log::warn!("orphan collection skipped (the object store did not answer): {e}");
+        }
 
         let mut topics = HashMap::new();
         for row in ctx.meta.topics()? {
@@ -617,10 +622,13 @@ pub fn validate_group(group: &str) -> Result<()> {
 /// crash between upload and commit, or by retention or topic deletion.
 fn collect_orphans(ctx: &EngineCtx) -> Result<()> {
     let known: HashSet<String> = ctx.meta.all_segment_keys()?.into_iter().collect();
+    // One attempt per call (no retry loop): start-up should not wait out a
+    // dead store; the next start tries again.
+    let store = ctx.store.inner();
     let mut removed = 0;
-    for obj in ctx.store.list("topics/")? {
+    for obj in store.list("topics/")? {
         if !known.contains(&obj.key) {
-            ctx.store.delete(&obj.key)?;
+            store.delete(&obj.key)?;
             removed += 1;
         }
     }

@@ -529,4 +529,120 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
     }
     produce(&c, "t", Some(0), vec![record(b"", b"still serving", &[])]).unwrap();
     c.admin.list_topics(&pb::ListTopicsRequest::new()).unwrap();
+
+    // /metrics in the Prometheus text format.
+    let url = s.metrics_url.clone().unwrap();
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let mut sock = std::net::TcpStream::connect(hostport).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("streamhouse_records_in_total 101"), "{body}");
+    assert!(
+        body.contains("streamhouse_high_watermark{topic=\"t\",partition=\"0\"} 101"),
+        "{body}"
+    );
+    assert!(body.contains("streamhouse_puts_total"));
+}
+
+#[test]
+fn fetch_defaults_long_poll_and_deletion_under_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    let c = s.clients();
+    create(&c, "t", 1);
+    produce(
+        &c,
+        "t",
+        Some(0),
+        (0..600)
+            .map(|i| record(b"", format!("{i}").as_bytes(), &[]))
+            .collect(),
+    )
+    .unwrap();
+    // max_records = 0 and max_bytes = 0: the server defaults (500 records).
+    assert_eq!(fetch(&c, "t", 0, 0).unwrap().get_records().len(), 500);
+    // The first record comes back even when it alone exceeds max_bytes.
+    let mut req = pb::FetchRequest::new();
+    req.set_topic("t".into());
+    req.set_offset(10);
+    req.set_max_bytes(1);
+    assert_eq!(c.consumer.fetch(&req).unwrap().get_records().len(), 1);
+    // A long poll at the high watermark is answered by the next produce.
+    let mut req = pb::FetchRequest::new();
+    req.set_topic("t".into());
+    req.set_offset(600);
+    req.set_max_wait_ms(30_000);
+    let pending = c.consumer.fetch_async(&req).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    produce(&c, "t", Some(0), vec![record(b"", b"wake", &[])]).unwrap();
+    let r = futures::executor::block_on(pending).unwrap();
+    assert_eq!(r.get_records()[0].get_value(), b"wake");
+    // Deleting the topic ends an open stream with NOT_FOUND.
+    let mut sub = pb::SubscribeRequest::new();
+    sub.set_topic("t".into());
+    sub.set_offset(601);
+    let mut stream = c.consumer.subscribe(&sub).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut del = pb::DeleteTopicRequest::new();
+    del.set_name("t".into());
+    c.admin.delete_topic(&del).unwrap();
+    match futures::executor::block_on(futures::StreamExt::next(&mut stream)) {
+        Some(Err(grpcio::Error::RpcFailure(st))) => assert_eq!(st.code(), RpcStatusCode::NOT_FOUND),
+        other => panic!("stream ended with {other:?}"),
+    }
+}
+
+#[test]
+fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let s = TestServer::start_in(
+        dir.path(),
+        &[
+            "--s3-endpoint",
+            &dead,
+            "--s3-bucket",
+            "b",
+            "--s3-path-style",
+            "--segment-max-bytes",
+            "4KiB",
+            "--segment-max-age-ms",
+            "50",
+            "--max-backlog-bytes",
+            "64KiB",
+        ],
+    );
+    let c = s.clients();
+    create(&c, "t", 1);
+    let mut acked = 0i64;
+    let exhausted = loop {
+        match produce(
+            &c,
+            "t",
+            Some(0),
+            (0..50).map(|_| record(b"", &[b'v'; 100], &[])).collect(),
+        ) {
+            Ok(r) => acked += r.get_acks()[0].get_count(),
+            Err(grpcio::Error::RpcFailure(st)) => break st,
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(acked < 10_000, "backpressure never came");
+    };
+    assert_eq!(
+        exhausted.code(),
+        RpcStatusCode::RESOURCE_EXHAUSTED,
+        "{}",
+        exhausted.message()
+    );
+    // Everything acknowledged is still readable, from the WAL-backed tail.
+    let f = fetch(&c, "t", 0, 0).unwrap();
+    assert_eq!(f.get_high_watermark(), acked);
 }

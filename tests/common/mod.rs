@@ -8,6 +8,8 @@ use std::sync::Arc;
 use streamhouse::proto::grpc::{AdminServiceClient, ConsumerServiceClient, ProducerServiceClient};
 
 pub struct TestServer {
+    /// `http://host:port/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
     pub child: Child,
     pub addr: String,
     pub dir: std::path::PathBuf,
@@ -25,15 +27,20 @@ impl TestServer {
             .spawn()
             .expect("start streamhoused");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let metrics_url = extra.contains(&"--metrics-listen").then(|| {
+            let mut m = String::new();
+            stdout.read_line(&mut m).unwrap();
+            m.trim().rsplit(' ').next().unwrap().to_string()
+        });
         let addr = line
             .trim()
             .strip_prefix("streamhoused listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
         TestServer {
+            metrics_url,
             child,
             addr,
             dir: dir.to_path_buf(),
