@@ -547,6 +547,14 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
         "{body}"
     );
     assert!(body.contains("streamhouse_puts_total"));
+    assert!(
+        body.contains("streamhouse_produce_latency_seconds_count 11\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("streamhouse_fetch_latency_seconds_bucket{le=\"+Inf\"}"),
+        "{body}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A small `/metrics` responder in the Prometheus text format: the engine's
 //! counters and gauges. One thread, one request at a time — scrapes are rare.
 
+use super::service::Latencies;
 use crate::engine::Engine;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,7 +17,11 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    pub fn start(addr: &str, engine: Arc<Engine>) -> std::io::Result<Self> {
+    pub fn start(
+        addr: &str,
+        engine: Arc<Engine>,
+        latencies: Arc<Latencies>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -29,7 +34,7 @@ impl MetricsServer {
                         return;
                     }
                     if let Ok(c) = conn {
-                        if let Err(e) = serve(c, &engine) {
+                        if let Err(e) = serve(c, &engine, &latencies) {
                             log::debug!("metrics request: {e}");
                         }
                     }
@@ -56,7 +61,7 @@ impl MetricsServer {
     }
 }
 
-fn serve(conn: TcpStream, engine: &Engine) -> std::io::Result<()> {
+fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut request_line = String::new();
@@ -76,7 +81,7 @@ fn serve(conn: TcpStream, engine: &Engine) -> std::io::Result<()> {
             body.len()
         );
     }
-    let body = render(engine);
+    let body = render(engine, latencies);
     write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -85,8 +90,16 @@ fn serve(conn: TcpStream, engine: &Engine) -> std::io::Result<()> {
 }
 
 /// The exposition text.
-pub fn render(engine: &Engine) -> String {
+pub fn render(engine: &Engine, latencies: &Latencies) -> String {
     let mut s = String::new();
+    s.push_str(&latencies.produce.render(
+        "streamhouse_produce_latency_seconds",
+        "Successful produce requests, receipt to acknowledgement (acks=uploaded includes the upload).",
+    ));
+    s.push_str(&latencies.fetch.render(
+        "streamhouse_fetch_latency_seconds",
+        "Successful fetches, receipt to reply (includes long-poll waits).",
+    ));
     for (name, value) in engine.metrics().pairs() {
         s.push_str(&format!(
             "# TYPE streamhouse_{name}_total counter\nstreamhouse_{name}_total {value}\n"

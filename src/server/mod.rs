@@ -79,8 +79,12 @@ impl Server {
         let addr = format!("{host}:{port}");
         let metrics = match &config.metrics_listen {
             Some(a) => Some(
-                metrics_http::MetricsServer::start(a, Arc::clone(&engine))
-                    .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
+                metrics_http::MetricsServer::start(
+                    a,
+                    Arc::clone(&engine),
+                    Arc::clone(&shared.latencies),
+                )
+                .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
             ),
             None => None,
         };

@@ -80,10 +80,18 @@ impl BlockingPool {
     }
 }
 
+/// Request latencies seen by the handlers (receipt to reply).
+#[derive(Debug, Default)]
+pub struct Latencies {
+    pub produce: crate::metrics::Histogram,
+    pub fetch: crate::metrics::Histogram,
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct Shared {
     pub engine: Arc<Engine>,
+    pub latencies: Arc<Latencies>,
     pub auth_token: Option<Arc<str>>,
     pub blocking: BlockingPool,
     pub shutting_down: Arc<AtomicBool>,
@@ -94,6 +102,7 @@ impl Shared {
     pub fn new(engine: Arc<Engine>, auth_token: Option<String>, blocking: BlockingPool) -> Self {
         Shared {
             engine,
+            latencies: Arc::new(Latencies::default()),
             auth_token: auth_token.map(Arc::from),
             blocking,
             shutting_down: Arc::new(AtomicBool::new(false)),
@@ -387,6 +396,8 @@ impl ProducerService for Producer {
                 Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
             }
         }
+        let latencies = Arc::clone(&self.0.latencies);
+        let started = std::time::Instant::now();
         ctx.spawn(async move {
             let mut resp = pb::ProduceResponse::new();
             for (p, rx) in pending {
@@ -413,6 +424,7 @@ impl ProducerService for Producer {
                     }
                 }
             }
+            latencies.produce.observe(started.elapsed());
             let _ = sink.success(resp).await;
         });
     }
@@ -453,8 +465,13 @@ impl ConsumerService for Consumer {
             max_bytes: req.get_max_bytes() as usize,
             max_wait: wait,
         };
+        let latencies = Arc::clone(&self.0.latencies);
+        let started = std::time::Instant::now();
         match self.0.engine.fetch(req.get_topic(), p, fr) {
-            Ok(rx) => reply_later(&ctx, sink, rx, move |r| fetch_response(p, r)),
+            Ok(rx) => reply_later(&ctx, sink, rx, move |r| {
+                latencies.fetch.observe(started.elapsed());
+                fetch_response(p, r)
+            }),
             Err(e) => fail_now(&ctx, sink, error_to_status(&e)),
         }
     }
