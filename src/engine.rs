@@ -386,8 +386,7 @@ impl Engine {
         acks: Acks,
     ) -> Result<crate::partition::AppendAck> {
         let rx = self.produce(topic, partition, records, acks)?;
-        futures::executor::block_on(rx)
-            .unwrap_or_else(|_| Err(Error::Unavailable("the partition stopped".to_string())))
+        wait(rx)
     }
 
     // ---------------------------------------------------------------- consume
@@ -600,6 +599,15 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(0));
     }
+}
+
+/// Blocks on an engine reply (the `_sync` helpers; never on grpcio threads).
+fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
+    futures::executor::block_on(rx).unwrap_or_else(|_| {
+        Err(Error::Unavailable(
+            "the engine stopped before answering".to_string(),
+        ))
+    })
 }
 
 /// Group names: 1-255 bytes of UTF-8 without control characters.

@@ -137,6 +137,29 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Checks the call, runs `f` on the blocking pool (SQLite and object
+    /// deletes stay off the completion-queue threads) and replies with
+    /// `map` of its result.
+    fn blocking<T, R>(
+        &self,
+        ctx: &RpcContext<'_>,
+        sink: UnarySink<R>,
+        f: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
+        map: impl FnOnce(T) -> R + Send + 'static,
+    ) where
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        if let Err(st) = self.check(ctx) {
+            return fail_now(ctx, sink, st);
+        }
+        let engine = Arc::clone(&self.engine);
+        let rx = self.blocking.run(move || f(&engine));
+        reply_later(ctx, sink, rx, map);
+    }
+}
+
 /// Compares without an early exit, so timing does not reveal the prefix
 /// that matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -211,19 +234,14 @@ impl AdminService for Admin {
         req: pb::CreateTopicRequest,
         sink: UnarySink<pb::TopicInfo>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self.0.blocking.run(move || {
-            engine.create_topic(&TopicSpec {
-                name: req.get_name().to_string(),
-                partitions: req.get_partitions(),
-                retention_ms: req.get_retention_ms(),
-                retention_bytes: req.get_retention_bytes(),
-            })
-        });
-        reply_later(&ctx, sink, rx, topic_info);
+        let spec = TopicSpec {
+            name: req.get_name().to_string(),
+            partitions: req.get_partitions(),
+            retention_ms: req.get_retention_ms(),
+            retention_bytes: req.get_retention_bytes(),
+        };
+        self.0
+            .blocking(&ctx, sink, move |e| e.create_topic(&spec), topic_info);
     }
 
     fn describe_topic(
@@ -232,15 +250,12 @@ impl AdminService for Admin {
         req: pb::DescribeTopicRequest,
         sink: UnarySink<pb::TopicInfo>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self
-            .0
-            .blocking
-            .run(move || engine.describe_topic(req.get_name()));
-        reply_later(&ctx, sink, rx, topic_info);
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.describe_topic(req.get_name()),
+            topic_info,
+        );
     }
 
     fn list_topics(
@@ -249,18 +264,16 @@ impl AdminService for Admin {
         _req: pb::ListTopicsRequest,
         sink: UnarySink<pb::ListTopicsResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self.0.blocking.run(move || engine.list_topics());
-        reply_later(&ctx, sink, rx, |topics| {
-            let mut r = pb::ListTopicsResponse::new();
-            for t in topics {
-                r.mut_topics().push(topic_info(t));
-            }
-            r
-        });
+        self.0.blocking(
+            &ctx,
+            sink,
+            |e| e.list_topics(),
+            |topics| {
+                let mut r = pb::ListTopicsResponse::new();
+                r.set_topics(topics.into_iter().map(topic_info).collect());
+                r
+            },
+        );
     }
 
     fn delete_topic(
@@ -269,15 +282,12 @@ impl AdminService for Admin {
         req: pb::DeleteTopicRequest,
         sink: UnarySink<pb::DeleteTopicResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self
-            .0
-            .blocking
-            .run(move || engine.delete_topic(req.get_name()));
-        reply_later(&ctx, sink, rx, |()| pb::DeleteTopicResponse::new());
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.delete_topic(req.get_name()),
+            |()| pb::DeleteTopicResponse::new(),
+        );
     }
 }
 
@@ -571,20 +581,20 @@ impl ConsumerService for Consumer {
         req: pb::CommitOffsetRequest,
         sink: UnarySink<pb::CommitOffsetResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self.0.blocking.run(move || {
-            engine.commit_offset(
-                req.get_group(),
-                req.get_topic(),
-                req.get_partition(),
-                req.get_offset(),
-                req.get_metadata(),
-            )
-        });
-        reply_later(&ctx, sink, rx, |()| pb::CommitOffsetResponse::new());
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| {
+                e.commit_offset(
+                    req.get_group(),
+                    req.get_topic(),
+                    req.get_partition(),
+                    req.get_offset(),
+                    req.get_metadata(),
+                )
+            },
+            |()| pb::CommitOffsetResponse::new(),
+        );
     }
 
     fn get_committed_offset(
@@ -593,22 +603,20 @@ impl ConsumerService for Consumer {
         req: pb::GetCommittedOffsetRequest,
         sink: UnarySink<pb::GetCommittedOffsetResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self.0.blocking.run(move || {
-            engine.committed_offset(req.get_group(), req.get_topic(), req.get_partition())
-        });
-        reply_later(&ctx, sink, rx, |o| {
-            let mut r = pb::GetCommittedOffsetResponse::new();
-            if let Some(o) = o {
-                r.set_found(true);
-                r.set_offset(o.offset);
-                r.set_metadata(o.metadata);
-            }
-            r
-        });
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.committed_offset(req.get_group(), req.get_topic(), req.get_partition()),
+            |o| {
+                let mut r = pb::GetCommittedOffsetResponse::new();
+                if let Some(o) = o {
+                    r.set_found(true);
+                    r.set_offset(o.offset);
+                    r.set_metadata(o.metadata);
+                }
+                r
+            },
+        );
     }
 
     fn list_groups(
@@ -617,16 +625,16 @@ impl ConsumerService for Consumer {
         _req: pb::ListGroupsRequest,
         sink: UnarySink<pb::ListGroupsResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
-        let rx = self.0.blocking.run(move || engine.groups());
-        reply_later(&ctx, sink, rx, |groups| {
-            let mut r = pb::ListGroupsResponse::new();
-            r.set_groups(groups.into());
-            r
-        });
+        self.0.blocking(
+            &ctx,
+            sink,
+            |e| e.groups(),
+            |groups| {
+                let mut r = pb::ListGroupsResponse::new();
+                r.set_groups(groups.into());
+                r
+            },
+        );
     }
 
     fn describe_group(
@@ -635,26 +643,25 @@ impl ConsumerService for Consumer {
         req: pb::DescribeGroupRequest,
         sink: UnarySink<pb::DescribeGroupResponse>,
     ) {
-        if let Err(st) = self.0.check(&ctx) {
-            return fail_now(&ctx, sink, st);
-        }
-        let engine = Arc::clone(&self.0.engine);
         let group = req.get_group().to_string();
-        let rx = self.0.blocking.run(move || engine.group_offsets(&group));
-        let group = req.get_group().to_string();
-        reply_later(&ctx, sink, rx, move |offsets| {
-            let mut r = pb::DescribeGroupResponse::new();
-            r.set_group(group);
-            for o in offsets {
-                let mut c = pb::CommittedOffset::new();
-                c.set_topic(o.topic);
-                c.set_partition(o.partition);
-                c.set_offset(o.offset);
-                c.set_metadata(o.metadata);
-                c.set_updated_at_ms(o.updated_at_ms);
-                r.mut_offsets().push(c);
-            }
-            r
-        });
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.group_offsets(req.get_group()),
+            move |offsets| {
+                let mut r = pb::DescribeGroupResponse::new();
+                r.set_group(group);
+                for o in offsets {
+                    let mut c = pb::CommittedOffset::new();
+                    c.set_topic(o.topic);
+                    c.set_partition(o.partition);
+                    c.set_offset(o.offset);
+                    c.set_metadata(o.metadata);
+                    c.set_updated_at_ms(o.updated_at_ms);
+                    r.mut_offsets().push(c);
+                }
+                r
+            },
+        );
     }
 }
