@@ -408,11 +408,7 @@ impl Engine {
         req: FetchRequest,
     ) -> Result<crate::read::FetchResult> {
         let rx = self.fetch(topic, partition, req)?;
-        futures::executor::block_on(rx).unwrap_or_else(|_| {
-            Err(Error::Unavailable(
-                "the server is shutting down".to_string(),
-            ))
-        })
+        wait(rx)
     }
 
     /// -2: the low watermark; -1: the high watermark; t >= 0: the first
@@ -439,11 +435,7 @@ impl Engine {
 
     pub fn list_offsets_sync(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<i64> {
         let rx = self.list_offsets(topic, partition, timestamp_ms)?;
-        futures::executor::block_on(rx).unwrap_or_else(|_| {
-            Err(Error::Unavailable(
-                "the server is shutting down".to_string(),
-            ))
-        })
+        wait(rx)
     }
 
     // ---------------------------------------------------------------- groups
