@@ -688,7 +688,10 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     // YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM)
     let bad = || format!("{s:?} is not milliseconds or an RFC 3339 time like 2026-01-02T03:04:05Z");
     let b = s.as_bytes();
-    if b.len() < 20
+    // Only ASCII can be a valid time, and it keeps the slicing below on
+    // character boundaries.
+    if !s.is_ascii()
+        || b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
         || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
