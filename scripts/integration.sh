@@ -70,7 +70,7 @@ segments=$(ctl --format json topic describe flights | grep -o '"segment_count":[
 CHECK_NAME="segments were committed ($segments)" check test "${segments:-0}" -gt 1
 
 # The objects are really in the bucket, under the prefix.
-objects=$(python3 scripts/s3-list.py "$prefix/topics/flights/0/" | grep -c '\.seg$' || true)
+objects=$(python3 scripts/s3-list.py "$prefix/topics/flights/" | grep -c '/0/[0-9]*\.seg$' || true)
 CHECK_NAME="$objects segment objects in the bucket match $segments committed segments" check test "$objects" -eq "$segments"
 stop_server
 

@@ -77,10 +77,13 @@ impl EngineConfig {
     }
 }
 
-/// Object keys of segments: `topics/{topic}/{partition}/{base:020}.seg`, so
-/// name order is offset order and one topic's objects share a prefix.
-pub fn segment_key(topic: &str, partition: u32, base_offset: i64) -> String {
-    format!("topics/{topic}/{partition}/{base_offset:020}.seg")
+/// Object keys of segments:
+/// `topics/{topic}/{incarnation}/{partition}/{base:020}.seg`. Name order is
+/// offset order; one topic's objects share a prefix; the incarnation (the
+/// topic's creation time in ms) keeps a re-created topic from reusing, and
+/// so colliding in caches with, the keys of a deleted one.
+pub fn segment_key(topic: &str, incarnation: i64, partition: u32, base_offset: i64) -> String {
+    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}.seg")
 }
 
 pub fn topic_prefix(topic: &str) -> String {
@@ -92,6 +95,7 @@ pub fn parse_segment_key(key: &str) -> Option<(&str, u32, i64)> {
     let rest = key.strip_prefix("topics/")?;
     let mut parts = rest.split('/');
     let topic = parts.next()?;
+    let _incarnation: i64 = parts.next()?.parse().ok()?;
     let partition = parts.next()?.parse().ok()?;
     let base = parts.next()?.strip_suffix(".seg")?.parse().ok()?;
     parts.next().is_none().then_some((topic, partition, base))
@@ -126,11 +130,11 @@ mod tests {
 
     #[test]
     fn segment_keys_round_trip_and_sort_by_offset() {
-        let k = segment_key("orders.v1", 3, 42);
-        assert_eq!(k, "topics/orders.v1/3/00000000000000000042.seg");
+        let k = segment_key("orders.v1", 1700, 3, 42);
+        assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042.seg");
         assert_eq!(parse_segment_key(&k), Some(("orders.v1", 3, 42)));
-        assert!(segment_key("t", 0, 9) < segment_key("t", 0, 10));
-        assert_eq!(parse_segment_key("topics/t/0/x.seg"), None);
+        assert!(segment_key("t", 1, 0, 9) < segment_key("t", 1, 0, 10));
+        assert_eq!(parse_segment_key("topics/t/1/0/x.seg"), None);
         assert_eq!(parse_segment_key("other/t/0/1.seg"), None);
     }
 

@@ -68,6 +68,33 @@ struct Topic {
 
 /// Upper bound on partitions per topic: each is two threads and a WAL file.
 pub const MAX_PARTITIONS: u32 = 1024;
+/// Upper bound on the record bytes of one produce call (one WAL entry).
+pub const MAX_PRODUCE_BYTES: u64 = 256 << 20;
+
+fn remove_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+    }
+}
+
+/// WAL directories of topics that metadata no longer knows (a crash during
+/// a deletion) hold nothing anyone may read: remove them.
+fn remove_stale_wal_dirs(config: &EngineConfig, topics: &[TopicRow]) -> Result<()> {
+    let root = config.data_dir.join("wal");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !topics.iter().any(|t| t.name == name) {
+            log::info!("removing the WAL of deleted topic {name:?}");
+            remove_dir(&entry.path())?;
+        }
+    }
+    Ok(())
+}
 
 pub struct Engine {
     ctx: Arc<EngineCtx>,
@@ -109,8 +136,10 @@ impl Engine {
             log::warn!("orphan collection skipped (the object store did not answer): {e}");
         }
 
+        let rows = ctx.meta.topics()?;
+        remove_stale_wal_dirs(&ctx.config, &rows)?;
         let mut topics = HashMap::new();
-        for row in ctx.meta.topics()? {
+        for row in rows {
             let partitions = (0..row.partitions)
                 .map(|p| open_partition(&ctx, &row.name, p).map(Arc::new))
                 .collect::<Result<Vec<_>>>()?;
@@ -204,13 +233,15 @@ impl Engine {
                 "retention_ms and retention_bytes must be >= 0 (0 = unlimited)".to_string(),
             ));
         }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        // Under the topics lock, so a deletion cannot start removing this
+        // name's objects and WAL after the check.
         if lock(&self.deleting).contains(&spec.name) {
             return Err(Error::AlreadyExists(format!(
                 "topic {:?} is still being deleted; retry in a moment",
                 spec.name
             )));
         }
-        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
         if topics.contains_key(&spec.name) {
             return Err(Error::AlreadyExists(format!(
                 "topic {:?} already exists",
@@ -224,10 +255,22 @@ impl Engine {
             retention_bytes: spec.retention_bytes,
             created_at_ms: now_ms(),
         };
+        // A WAL left by an earlier topic of this name (a crash during its
+        // deletion) must not become this topic's data.
+        remove_dir(&self.ctx.config.topic_wal_dir(&row.name))?;
         self.ctx.meta.create_topic(&row)?;
-        let partitions = (0..row.partitions)
+        let opened = (0..row.partitions)
             .map(|p| open_partition(&self.ctx, &row.name, p).map(Arc::new))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>();
+        let partitions = match opened {
+            Ok(p) => p,
+            Err(e) => {
+                // Leave nothing half-created behind.
+                let _ = self.ctx.meta.delete_topic(&row.name);
+                let _ = remove_dir(&self.ctx.config.topic_wal_dir(&row.name));
+                return Err(e);
+            }
+        };
         let topic = Arc::new(Topic { row, partitions });
         topics.insert(spec.name.clone(), Arc::clone(&topic));
         drop(topics);
@@ -314,19 +357,15 @@ impl Engine {
             self.ctx.backlog_bytes.fetch_sub(left, Ordering::Relaxed);
         }
         // Metadata first: from here the objects are orphans, which the next
-        // start collects if we crash before deleting them.
+        // start collects if we crash before deleting them, and a WAL left
+        // behind is removed at the next start or the next create.
         match self.ctx.meta.delete_topic(name) {
             Ok(_) | Err(crate::meta::MetaError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        remove_dir(&self.ctx.config.topic_wal_dir(name))?;
         for obj in self.ctx.store.list(&topic_prefix(name))? {
             self.ctx.store.delete(&obj.key)?;
-        }
-        let wal = self.ctx.config.topic_wal_dir(name);
-        match std::fs::remove_dir_all(&wal) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("remove {}", wal.display()), e)),
         }
         log::info!("deleted topic {name:?}");
         Ok(())
@@ -365,6 +404,11 @@ impl Engine {
                 )));
             }
             bytes += len as u64;
+        }
+        if bytes > MAX_PRODUCE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "a produce request carries {bytes} bytes; the limit is {MAX_PRODUCE_BYTES}"
+            )));
         }
         let p = self.partition(topic, partition)?;
         let (reply, rx) = futures::channel::oneshot::channel();
@@ -514,7 +558,11 @@ impl Engine {
 
     fn retain_partition(&self, topic: &str, p: &Partition, now: i64) -> Result<()> {
         let id = p.shared.partition;
-        let expired = self.ctx.meta.segments_beyond_retention(topic, id, now)?;
+        // Only segments the readers already see: one the uploader committed
+        // a moment ago waits for the next pass.
+        let visible_end = p.shared.view().committed_next;
+        let mut expired = self.ctx.meta.segments_beyond_retention(topic, id, now)?;
+        expired.retain(|s| s.last_offset < visible_end);
         let Some(last) = expired.last() else {
             return Ok(());
         };
@@ -554,7 +602,10 @@ impl Engine {
             let _ = tx.send(());
         }
         if let Some(h) = lock(&self.retention).take() {
-            let _ = h.join();
+            // The last handle can be dropped on the retention thread itself.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
         let topics: Vec<Arc<Topic>> = self
             .topics

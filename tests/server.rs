@@ -502,7 +502,14 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
         }
         c.producer.produce(&req).unwrap();
     }
-    let seg_dir = dir.path().join("objects/topics/t/0");
+    let topic_dir = dir.path().join("objects/topics/t");
+    let incarnation = std::fs::read_dir(&topic_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let seg_dir = incarnation.join("0");
     let first = std::fs::read_dir(&seg_dir)
         .unwrap()
         .map(|e| e.unwrap().path())

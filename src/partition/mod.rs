@@ -140,6 +140,8 @@ pub(crate) struct PendingUploadedAck {
 /// reader pool and the engine.
 pub struct PartitionShared {
     pub topic: Arc<str>,
+    /// The topic's creation time (ms): part of its object keys.
+    pub incarnation: i64,
     pub partition: u32,
     view: RwLock<PartitionView>,
     waiters: Mutex<Vec<Arc<dyn Waiter>>>,
@@ -158,9 +160,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PartitionShared {
-    pub(crate) fn new(topic: &str, partition: u32, view: PartitionView) -> Self {
+    pub(crate) fn new(topic: &str, incarnation: i64, partition: u32, view: PartitionView) -> Self {
         PartitionShared {
             topic: Arc::from(topic),
+            incarnation,
             partition,
             view: RwLock::new(view),
             waiters: Mutex::new(Vec::new()),

@@ -44,6 +44,11 @@ pub(crate) fn open_partition(
         })
         .collect();
     let committed = row.next_offset;
+    let incarnation = ctx
+        .meta
+        .topic(topic)?
+        .map(|t| t.created_at_ms)
+        .ok_or_else(|| Error::NotFound(format!("topic {topic:?} has no metadata")))?;
 
     let wal_dir = WalDir::open(ctx.config.wal_dir(topic, partition))?;
     let mut pending: Vec<Pending> = Vec::new();
@@ -134,6 +139,7 @@ pub(crate) fn open_partition(
     }
     let shared = Arc::new(PartitionShared::new(
         topic,
+        incarnation,
         partition,
         PartitionView {
             low_watermark: row.low_watermark,

@@ -84,7 +84,12 @@ impl Uploader {
                 return false;
             }
         };
-        let key = segment_key(&self.shared.topic, self.shared.partition, seg.base_offset);
+        let key = segment_key(
+            &self.shared.topic,
+            self.shared.incarnation,
+            self.shared.partition,
+            seg.base_offset,
+        );
 
         let mut attempt = 0;
         loop {
@@ -126,6 +131,20 @@ impl Uploader {
             match self.ctx.meta.commit_segment(&row) {
                 Ok(()) => break,
                 Err(MetaError::Conflict(m)) => {
+                    // A retried commit whose first attempt went through
+                    // after all: the row is ours.
+                    let ours = self
+                        .ctx
+                        .meta
+                        .segment_for_offset(&row.topic, row.partition, row.base_offset)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| {
+                            s.object_key == row.object_key && s.last_offset == row.last_offset
+                        });
+                    if ours {
+                        break;
+                    }
                     log::error!("partition {name}: metadata refused segment {key}: {m}");
                     return false;
                 }

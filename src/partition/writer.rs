@@ -124,12 +124,16 @@ impl Writer {
         }
     }
 
-    fn fail(&self, why: String) {
+    /// Stops the partition after a local I/O failure: no more writes, and
+    /// no more sealing (which would otherwise retry at every wake-up).
+    fn fail(&mut self, why: String) {
         log::error!(
             "partition {} stopped accepting writes: {why}",
             self.shared.name()
         );
         self.shared.view_mut().status = Status::Failed(why);
+        self.active_since = None;
+        self.uploaded_waiting_since = None;
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>) {
@@ -218,6 +222,14 @@ impl Writer {
             }
         });
         if let Err(e) = durable {
+            // Nothing of this group will be uploaded: give its bytes back.
+            let group_bytes: u64 = batches.iter().map(|b| b.bytes).sum();
+            self.ctx
+                .backlog_bytes
+                .fetch_sub(group_bytes, Ordering::Relaxed);
+            self.shared
+                .backlog_bytes
+                .fetch_sub(group_bytes, Ordering::Relaxed);
             // The records may or may not be on disk: the offsets stay used
             // (never reused), the callers hear of the failure, and the
             // partition stops until a restart replays what the WAL holds.
@@ -273,7 +285,7 @@ impl Writer {
     }
 
     fn maybe_seal(&mut self) {
-        if self.active_batches.is_empty() {
+        if self.active_batches.is_empty() || self.shared.view().status != Status::Open {
             return;
         }
         let config = &self.ctx.config;
@@ -293,6 +305,10 @@ impl Writer {
 
     /// Hands the active segment to the uploader and starts a new WAL file.
     fn seal(&mut self) -> Result<()> {
+        // acks=none groups skip the fsync; the sealed file must be whole on
+        // disk before a later file exists, or a power cut could tear it and
+        // take the later (acknowledged) records with it on replay.
+        self.wal.sync()?;
         let new_wal = self.wal_dir.create(self.next_offset)?;
         let old_wal = std::mem::replace(&mut self.wal, new_wal);
         let sealed = SealedSegment {

@@ -195,9 +195,7 @@ impl Parked {
         self.done.store(true, Ordering::SeqCst);
         match self.pool.upgrade() {
             Some(pool) => {
-                if let Err(e) = pool.submit(ReadTask::Fetch(task)) {
-                    log::debug!("long poll could not be resubmitted: {e}");
-                }
+                pool.submit_fetch(task);
             }
             None => {
                 let _ = task.reply.send(Err(Error::Unavailable(
@@ -290,6 +288,26 @@ impl PoolInner {
         }
     }
 
+    /// Queues a fetch; if the queue refuses it, the caller hears why
+    /// instead of losing the reply.
+    fn submit_fetch(&self, task: FetchTask) {
+        use crossbeam_channel::TrySendError;
+        if let Err(e) = self.tx.try_send(ReadTask::Fetch(task)) {
+            let (task, err) = match e {
+                TrySendError::Full(t) => (
+                    t,
+                    Error::Backpressure("too many reads are queued; retry later".into()),
+                ),
+                TrySendError::Disconnected(t) => {
+                    (t, Error::Unavailable("the server is shutting down".into()))
+                }
+            };
+            if let ReadTask::Fetch(t) = task {
+                let _ = t.reply.send(Err(err));
+            }
+        }
+    }
+
     fn run(self: Arc<Self>, rx: Receiver<ReadTask>, prefetch_rx: Receiver<Prefetch>) {
         loop {
             // Requests before prefetches.
@@ -355,6 +373,14 @@ impl PoolInner {
 
     /// Parks a fetch until the partition's next append or its deadline.
     fn park(self: &Arc<Self>, task: FetchTask, seen_appends: u64) {
+        let timer = lock(&self.timer);
+        let Some(timer) = timer.as_ref() else {
+            // Shutting down: no timer to end the wait.
+            let _ = task.reply.send(Err(Error::Unavailable(
+                "the server is shutting down".into(),
+            )));
+            return;
+        };
         let deadline = task.deadline;
         let partition = Arc::clone(&task.partition);
         let parked = Arc::new(Parked {
@@ -362,15 +388,8 @@ impl PoolInner {
             pool: Arc::downgrade(self),
             done: AtomicBool::new(false),
         });
-        let timer = lock(&self.timer);
-        match timer.as_ref() {
-            Some(timer) => {
-                let p = Arc::clone(&parked);
-                timer.at(deadline, move || p.fire());
-            }
-            None => return parked.fire(),
-        }
-        drop(timer);
+        let p = Arc::clone(&parked);
+        timer.at(deadline, move || p.fire());
         partition.park(parked, seen_appends);
     }
 
@@ -386,6 +405,11 @@ impl PoolInner {
             ))));
         }
         let offset = c.next;
+        if !c.records.is_empty() && offset < view.low_watermark {
+            // Retention moved past us mid-response: end it here rather than
+            // skip offsets inside one answer.
+            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+        }
         if c.records.is_empty() && (offset < view.low_watermark || offset > view.high_watermark) {
             return Step::Done(Err(Error::OutOfRange(format!(
                 "offset {offset} is out of range for partition {}: valid offsets are {}..={} (low..high watermark)",
