@@ -247,6 +247,14 @@ fn opt_str(a: &mut pico_args::Arguments, flag: &'static str) -> CliResult<Option
         .map_err(|e| usage(format!("{flag}: {e}")))
 }
 
+/// An optional numeric flag.
+fn opt_num<T: std::str::FromStr>(
+    a: &mut pico_args::Arguments,
+    flag: &'static str,
+) -> CliResult<Option<T>> {
+    opt_str(a, flag)?.map(|v| parse_num(flag, &v)).transpose()
+}
+
 fn finish(a: pico_args::Arguments) -> CliResult {
     let rest = a.finish();
     match rest.first() {
@@ -517,9 +525,7 @@ struct Landed {
 }
 
 fn produce(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
-    let partition: Option<u32> = opt_str(&mut a, "--partition")?
-        .map(|v| parse_num("--partition", &v))
-        .transpose()?;
+    let partition: Option<u32> = opt_num(&mut a, "--partition")?;
     let key = opt_str(&mut a, "--key")?;
     let mut headers = Vec::new();
     while let Some(h) = opt_str(&mut a, "--header")? {
@@ -853,20 +859,14 @@ fn commit(c: &Client, group: &str, topic: &str, p: u32, offset: i64) -> CliResul
 }
 
 fn consume(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
-    let partition: Option<u32> = opt_str(&mut a, "--partition")?
-        .map(|v| parse_num("--partition", &v))
-        .transpose()?;
-    let offset: Option<i64> = opt_str(&mut a, "--offset")?
-        .map(|v| parse_num("--offset", &v))
-        .transpose()?;
+    let partition: Option<u32> = opt_num(&mut a, "--partition")?;
+    let offset: Option<i64> = opt_num(&mut a, "--offset")?;
     let from_beginning = a.contains("--from-beginning");
     let from_end = a.contains("--from-end");
     let from_time = opt_str(&mut a, "--from-time")?
         .map(|v| parse_time(&v).map_err(|e| usage(format!("--from-time: {e}"))))
         .transpose()?;
-    let limit: Option<u64> = opt_str(&mut a, "--limit")?
-        .map(|v| parse_num("--limit", &v))
-        .transpose()?;
+    let limit: Option<u64> = opt_num(&mut a, "--limit")?;
     let follow = a.contains("--follow");
     let group = opt_str(&mut a, "--group")?;
     let opts = PrintOpts {

@@ -1,7 +1,7 @@
 //! `perf-produce` and `perf-consume`, in the spirit of Kafka's
 //! kafka-producer-perf-test and kafka-consumer-perf-test.
 
-use super::{finish, opt_str, parse_acks, parse_num, usage, CliError, CliResult, Client};
+use super::{finish, opt_num, opt_str, parse_acks, usage, CliError, CliResult, Client};
 use crate::proto::{self as pb};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -76,28 +76,13 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     let records: u64 = a
         .value_from_str("--records")
         .map_err(|_| usage("perf-produce needs --records N"))?;
-    let size: usize = opt_str(&mut a, "--record-size")?
-        .map(|v| parse_num("--record-size", &v))
-        .transpose()?
-        .unwrap_or(100);
-    let batch: usize = opt_str(&mut a, "--batch")?
-        .map(|v| parse_num("--batch", &v))
-        .transpose()?
-        .unwrap_or(1000);
+    let size: usize = opt_num(&mut a, "--record-size")?.unwrap_or(100);
+    let batch: usize = opt_num(&mut a, "--batch")?.unwrap_or(1000);
     let acks = parse_acks(opt_str(&mut a, "--acks")?)?;
-    let throughput: Option<f64> = opt_str(&mut a, "--throughput")?
-        .map(|v| parse_num::<f64>("--throughput", &v))
-        .transpose()?
-        .filter(|r| *r > 0.0);
+    let throughput: Option<f64> = opt_num(&mut a, "--throughput")?.filter(|r| *r > 0.0);
     let file = opt_str(&mut a, "--payload-file")?;
-    let partition: u32 = opt_str(&mut a, "--partition")?
-        .map(|v| parse_num("--partition", &v))
-        .transpose()?
-        .unwrap_or(0);
-    let inflight: usize = opt_str(&mut a, "--inflight")?
-        .map(|v| parse_num("--inflight", &v))
-        .transpose()?
-        .unwrap_or(8);
+    let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
+    let inflight: usize = opt_num(&mut a, "--inflight")?.unwrap_or(8);
     let stamp = a.contains("--stamp");
     finish(a)?;
     if batch == 0 || inflight == 0 || records == 0 {
@@ -276,14 +261,8 @@ pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     let records: u64 = a
         .value_from_str("--records")
         .map_err(|_| usage("perf-consume needs --records N"))?;
-    let partition: u32 = opt_str(&mut a, "--partition")?
-        .map(|v| parse_num("--partition", &v))
-        .transpose()?
-        .unwrap_or(0);
-    let per_fetch: u32 = opt_str(&mut a, "--fetch-records")?
-        .map(|v| parse_num("--fetch-records", &v))
-        .transpose()?
-        .unwrap_or(5000);
+    let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
+    let per_fetch: u32 = opt_num(&mut a, "--fetch-records")?.unwrap_or(5000);
     let subscribe_mode = a.contains("--subscribe");
     finish(a)?;
     if subscribe_mode {
