@@ -196,6 +196,16 @@ impl Engine {
             .map_or(0, |r| r.cache().bytes())
     }
 
+    /// The open topics at this moment.
+    fn snapshot(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         self.topics
             .read()
@@ -309,13 +319,7 @@ impl Engine {
     }
 
     pub fn list_topics(&self) -> Result<Vec<TopicInfo>> {
-        let mut topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let mut topics = self.snapshot();
         topics.sort_by(|a, b| a.row.name.cmp(&b.row.name));
         topics.iter().map(|t| self.info(t)).collect()
     }
@@ -536,13 +540,7 @@ impl Engine {
     /// row and low watermark first, then the object (a crash in between
     /// leaves an orphan that the next start collects).
     pub fn run_retention(&self) {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.snapshot();
         let now = now_ms();
         for t in topics {
             if t.row.retention_ms == 0 && t.row.retention_bytes == 0 {
