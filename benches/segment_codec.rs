@@ -11,7 +11,7 @@ mod common;
 use common::{load_lines, summarize};
 use std::hint::black_box;
 use std::time::Instant;
-use streamhouse::segment::{InMemory, SegmentReader, SegmentWriter, DEFAULT_BLOCK_BYTES};
+use streamhouse::segment::{SegmentBytes, SegmentWriter, DEFAULT_BLOCK_BYTES};
 
 /// Records as a producer would send them: no key, server timestamps that
 /// advance ~1 ms per 100 records, contiguous offsets.
@@ -25,17 +25,10 @@ fn encode(values: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn decode_refs(seg: &[u8]) -> usize {
-    let reader = SegmentReader::open(
-        InMemory {
-            bytes: seg,
-            name: "bench",
-        },
-        seg.len() as u64,
-    )
-    .expect("valid segment");
+    let reader = SegmentBytes::open(seg).expect("valid segment");
     let mut n = 0;
     for i in 0..reader.footer().entries().len() {
-        let block = reader.read_block(i).expect("valid block");
+        let block = reader.block(i).expect("valid block");
         for r in block.iter() {
             n += r.value.len();
         }
@@ -44,14 +37,7 @@ fn decode_refs(seg: &[u8]) -> usize {
 }
 
 fn decode_owned(seg: &[u8]) -> usize {
-    let reader = SegmentReader::open(
-        InMemory {
-            bytes: seg,
-            name: "bench",
-        },
-        seg.len() as u64,
-    )
-    .expect("valid segment");
+    let reader = SegmentBytes::open(seg).expect("valid segment");
     reader
         .iter_from(0)
         .map(|r| r.expect("valid").value.len())

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let config = match flags::parse(std::env::args_os().skip(1).collect(), &env) {
         Ok(Parsed::Help) => {
-            print!("{}", flags::HELP);
+            print!("{}", flags::help());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(c)) => c,

@@ -2,7 +2,9 @@
 //! user gets and why.
 
 use crate::object_store::RetryPolicy;
+use crate::wal::{OsWalFs, WalFs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -36,8 +38,11 @@ pub struct EngineConfig {
     pub writer_queue: usize,
     /// How often retention runs.
     pub retention_interval: Duration,
-    /// Retry policy for object-store calls.
+    /// Retry policy for object-store calls (uploads retry until they
+    /// succeed or the node stops; their records stay in the WAL).
     pub retry: RetryPolicy,
+    /// The file system under the WAL; tests swap in one that fails.
+    pub wal_fs: Arc<dyn WalFs>,
 }
 
 impl EngineConfig {
@@ -54,97 +59,7 @@ impl EngineConfig {
             writer_queue: 4096,
             retention_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-        }
-    }
-
-    pub fn meta_path(&self) -> PathBuf {
-        self.data_dir.join("meta.sqlite")
-    }
-
-    pub fn wal_dir(&self, topic: &str, partition: u32) -> PathBuf {
-        self.data_dir
-            .join("wal")
-            .join(topic)
-            .join(partition.to_string())
-    }
-
-    pub fn topic_wal_dir(&self, topic: &str) -> PathBuf {
-        self.data_dir.join("wal").join(topic)
-    }
-
-    pub fn local_objects_dir(&self) -> PathBuf {
-        self.data_dir.join("objects")
-    }
-}
-
-/// Object keys of segments:
-/// `topics/{topic}/{incarnation}/{partition}/{base:020}.seg`. Name order is
-/// offset order; one topic's objects share a prefix; the incarnation (the
-/// topic's creation time in ms) keeps a re-created topic from reusing, and
-/// so colliding in caches with, the keys of a deleted one.
-pub fn segment_key(topic: &str, incarnation: i64, partition: u32, base_offset: i64) -> String {
-    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}.seg")
-}
-
-pub fn topic_prefix(topic: &str) -> String {
-    format!("topics/{topic}/")
-}
-
-/// Parses a segment key back into (topic, partition, base offset).
-pub fn parse_segment_key(key: &str) -> Option<(&str, u32, i64)> {
-    let rest = key.strip_prefix("topics/")?;
-    let mut parts = rest.split('/');
-    let topic = parts.next()?;
-    let _incarnation: i64 = parts.next()?.parse().ok()?;
-    let partition = parts.next()?.parse().ok()?;
-    let base = parts.next()?.strip_suffix(".seg")?.parse().ok()?;
-    parts.next().is_none().then_some((topic, partition, base))
-}
-
-/// Topic names: 1–249 characters of `[A-Za-z0-9._-]`, not `.` or `..`
-/// (they become object keys and directory names).
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 249 {
-        return Err(format!(
-            "topic name must be 1-249 characters, got {}",
-            name.len()
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err("topic name cannot be '.' or '..'".to_string());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "topic name {name:?} contains {c:?}; allowed are A-Z a-z 0-9 . _ -"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_keys_round_trip_and_sort_by_offset() {
-        let k = segment_key("orders.v1", 1700, 3, 42);
-        assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042.seg");
-        assert_eq!(parse_segment_key(&k), Some(("orders.v1", 3, 42)));
-        assert!(segment_key("t", 1, 0, 9) < segment_key("t", 1, 0, 10));
-        assert_eq!(parse_segment_key("topics/t/1/0/x.seg"), None);
-        assert_eq!(parse_segment_key("other/t/0/1.seg"), None);
-    }
-
-    #[test]
-    fn topic_names() {
-        for good in ["a", "orders", "a.b_c-D9", &"x".repeat(249)] {
-            assert!(validate_topic_name(good).is_ok(), "{good}");
-        }
-        for bad in ["", ".", "..", "a/b", "a b", "ü", &"x".repeat(250), "a\0"] {
-            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+            wal_fs: Arc::new(OsWalFs),
         }
     }
 }

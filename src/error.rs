@@ -1,13 +1,16 @@
 //! The crate's umbrella error and `Result` alias.
 //!
-//! Each layer has its own typed error ([`FormatError`] for segment bytes,
-//! [`StoreError`] for object stores, [`MetaError`] for metadata); this enum
-//! wraps them with `From` conversions, and adds the conditions the API
-//! contract names. The server maps it to gRPC status codes in one function.
+//! Each layer below has its own typed error ([`FormatError`] for segment
+//! bytes, [`StoreError`] for object stores, [`MetaError`] for metadata,
+//! [`IoError`] for local files); this enum wraps them with `From`
+//! conversions, and adds the conditions the API contract names. The server
+//! maps it to gRPC status codes in one function.
 
 use crate::meta::MetaError;
 use crate::object_store::StoreError;
 use crate::segment::FormatError;
+use crate::util::fs::IoError;
+use crate::wal::ScanError;
 use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -57,6 +60,27 @@ impl Error {
             source,
         }
     }
+
+    /// A copy for fanning one failure out to several callers (errors are
+    /// not `Clone`: they may hold an `io::Error`). The kinds that carry
+    /// only a message copy exactly; others become UNAVAILABLE with the
+    /// same text.
+    pub fn clone_simple(&self) -> Error {
+        match self {
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::AlreadyExists(m) => Error::AlreadyExists(m.clone()),
+            Error::OutOfRange(m) => Error::OutOfRange(m.clone()),
+            Error::Backpressure(m) => Error::Backpressure(m.clone()),
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+
+    /// What every call gets once shutdown has begun.
+    pub fn shutting_down() -> Self {
+        Error::Unavailable("the server is shutting down".to_string())
+    }
 }
 
 impl fmt::Display for Error {
@@ -102,6 +126,24 @@ impl From<MetaError> for Error {
             MetaError::NotFound(m) => Error::NotFound(m),
             MetaError::AlreadyExists(m) => Error::AlreadyExists(m),
             other => Error::Meta(other),
+        }
+    }
+}
+
+impl From<IoError> for Error {
+    fn from(e: IoError) -> Self {
+        Error::Io {
+            context: e.context,
+            source: e.source,
+        }
+    }
+}
+
+impl From<ScanError> for Error {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Read(io) => io.into(),
+            gap @ ScanError::Gap { .. } => Error::Unavailable(gap.to_string()),
         }
     }
 }

@@ -1,36 +1,53 @@
 //! StreamHouse: an S3-native append-only log.
 //!
-//! Layers, bottom up (see docs/ARCHITECTURE.md):
+//! Layers, bottom up; each uses only the ones below it (see
+//! docs/ARCHITECTURE.md):
+//!
+//! ```text
+//! bin ─► server, cli ─► engine ─► read ─► partition ─► context
+//!     ─► wal, meta, object_store ─► segment ─► codec ─► record, util
+//! ```
+//!
+//! - [`record`]: the record every layer passes around; [`util`]: clocks,
+//!   sizes, locks, stop signals, named threads; [`layout`]: every path and
+//!   object key; [`metrics`]: counters and histograms;
+//! - [`codec`]: varints, little-endian, the cursor, header encoding;
 //! - [`segment`]: the immutable segment object format (docs/FORMAT.md);
+//! - [`wal`]: the per-partition write-ahead log;
 //! - [`object_store`]: where segments live (local directory, S3, memory);
 //! - [`meta`]: SQLite metadata (topics, watermarks, segments, group offsets);
-//! - [`wal`]: the per-partition write-ahead log;
-//! - [`partition`]: writer and uploader threads, recovery, the tail;
-//! - [`read`]: reader pool, block cache, prefetch, long polls;
+//! - `context`: what the engine's threads share;
+//! - `partition`: writer and uploader threads, recovery, the tail;
+//! - `read`: reader pool, block cache, prefetch, long polls;
 //! - [`engine`]: topics and partitions behind one API;
-//! - [`proto`]: the generated gRPC contract.
+//! - [`server`], [`cli`]: `streamhoused` and `streamctl`; [`proto`]: the
+//!   generated gRPC contract.
 
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod codec;
 pub mod config;
+mod context;
 pub mod engine;
 pub mod error;
+pub mod layout;
 pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod object_store;
 pub mod partition;
 pub mod proto;
-pub mod read;
+mod read;
 pub mod record;
 pub mod segment;
 pub mod server;
+pub mod util;
 pub mod wal;
 
 pub use config::EngineConfig;
 pub use engine::{Engine, PartitionInfo, TopicInfo, TopicSpec};
 pub use error::{Error, Result};
-pub use partition::{Acks, AppendAck};
+pub use partition::{AckReceiver, Acks, AppendAck};
 pub use read::{FetchRequest, FetchResult};
 pub use record::{Header, Record};

@@ -15,7 +15,7 @@ impl Log for StderrLogger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            let ms = crate::meta::now_ms();
+            let ms = crate::util::clock::now_ms();
             let _ = writeln!(
                 std::io::stderr().lock(),
                 "{}.{:03} {:5} {}: {}",

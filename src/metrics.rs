@@ -46,6 +46,7 @@ counters! {
     gets: "Ranged GETs (footers and blocks).",
     get_bytes: "Bytes fetched by ranged GETs.",
     upload_retries: "Upload or commit attempts that failed and were retried by the uploader.",
+    store_retries: "Object-store calls (reads, lists, deletes) retried after a transient error.",
     cache_hits: "Block-cache hits.",
     cache_misses: "Block-cache misses.",
     prefetches: "Blocks fetched ahead by sequential prefetch.",

@@ -377,7 +377,7 @@ fn deleting_a_topic_ends_long_polls_and_removes_everything() {
     let e = futures::executor::block_on(rx).unwrap().unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e}");
     assert!(store.list("topics/gone/").unwrap().is_empty());
-    assert!(!c.topic_wal_dir("gone").exists());
+    assert!(!streamhouse::layout::topic_wal_dir(&c.data_dir, "gone").exists());
     assert!(matches!(
         engine.describe_topic("gone"),
         Err(Error::NotFound(_))
@@ -659,7 +659,7 @@ fn a_torn_wal_tail_is_cut_and_the_rest_stays_readable() {
                 .unwrap();
         }
     }
-    let wal_dir = c.wal_dir("t", 0);
+    let wal_dir = streamhouse::layout::partition_wal_dir(&c.data_dir, "t", 0);
     let file = std::fs::read_dir(&wal_dir)
         .unwrap()
         .next()
@@ -852,10 +852,10 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
 
     // A WAL left behind by a deletion that crashed is not replayed into a
     // new topic of the same name, nor kept for a topic metadata forgot.
-    let stale = c.wal_dir("ghost", 0);
+    let stale = streamhouse::layout::partition_wal_dir(&c.data_dir, "ghost", 0);
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::copy(
-        std::fs::read_dir(c.wal_dir("t", 0))
+        std::fs::read_dir(streamhouse::layout::partition_wal_dir(&c.data_dir, "t", 0))
             .unwrap()
             .next()
             .unwrap()
@@ -865,7 +865,10 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
     )
     .unwrap();
     let engine = Engine::open(c.clone(), store).unwrap();
-    assert!(!c.topic_wal_dir("ghost").exists(), "removed at open");
+    assert!(
+        !streamhouse::layout::topic_wal_dir(&c.data_dir, "ghost").exists(),
+        "removed at open"
+    );
     std::fs::create_dir_all(&stale).unwrap();
     engine.create_topic(&topic("ghost", 1)).unwrap();
     assert!(fetch_all(&engine, "ghost", 0, 0).is_empty());

@@ -192,6 +192,7 @@ fn retrying_store_over_a_flaky_store_meets_the_contract() {
             max_delay: std::time::Duration::from_millis(1),
             max_elapsed: std::time::Duration::from_secs(30),
         },
+        streamhouse::util::sync::StopSignal::new(),
     );
     contract(&store);
     assert!(store.retry_count() > 0);

@@ -73,6 +73,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Standard output, locked.
+pub fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,10 @@
 //! `perf-produce` and `perf-consume`, in the spirit of Kafka's
 //! kafka-producer-perf-test and kafka-consumer-perf-test.
 
-use super::{finish, opt_num, opt_str, parse_acks, usage, CliError, CliResult, Client};
+use super::args::{finish, opt_num, opt_str, required, usage, CliError, CliResult};
+use super::client::Client;
+use super::consume::list_offset;
+use super::produce::parse_acks;
 use crate::proto::{self as pb};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -69,13 +72,21 @@ fn payloads(file: Option<&str>, size: usize) -> CliResult<Vec<Vec<u8>>> {
     }
 }
 
-pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult {
-    let topic: String = a
-        .value_from_str("--topic")
-        .map_err(|_| usage("perf-produce needs --topic T"))?;
-    let records: u64 = a
-        .value_from_str("--records")
-        .map_err(|_| usage("perf-produce needs --records N"))?;
+struct PerfProduce {
+    topic: String,
+    records: u64,
+    batch: usize,
+    acks: crate::proto::Acks,
+    throughput: Option<f64>,
+    partition: u32,
+    inflight: usize,
+    stamp: bool,
+    values: Vec<Vec<u8>>,
+}
+
+fn parse_produce(mut a: pico_args::Arguments) -> CliResult<PerfProduce> {
+    let topic: String = required(&mut a, "--topic", "perf-produce")?;
+    let records: u64 = required(&mut a, "--records", "perf-produce")?;
     let size: usize = opt_num(&mut a, "--record-size")?.unwrap_or(100);
     let batch: usize = opt_num(&mut a, "--batch")?.unwrap_or(1000);
     let acks = parse_acks(opt_str(&mut a, "--acks")?)?;
@@ -90,49 +101,36 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
             "--records, --batch and --inflight must be at least 1",
         ));
     }
-    let values = payloads(file.as_deref(), size)?;
+    Ok(PerfProduce {
+        topic,
+        records,
+        batch,
+        acks,
+        throughput,
+        partition,
+        inflight,
+        stamp,
+        values: payloads(file.as_deref(), size)?,
+    })
+}
 
-    let (tx, rx) = crossbeam_channel::unbounded::<(Duration, Result<(), String>)>();
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut bytes = 0u64;
-    let mut outstanding = 0usize;
-    let mut latencies: Vec<f64> = Vec::new();
-    let mut error: Option<String> = None;
-    let mut vi = 0usize;
-    let record_done = |r: (Duration, Result<(), String>),
-                       latencies: &mut Vec<f64>,
-                       error: &mut Option<String>| {
-        latencies.push(r.0.as_secs_f64() * 1e3);
-        if let Err(e) = r.1 {
-            error.get_or_insert(e);
-        }
-    };
-    while sent < records && error.is_none() {
-        while outstanding >= inflight {
-            if let Ok(r) = rx.recv() {
-                outstanding -= 1;
-                record_done(r, &mut latencies, &mut error);
-            }
-        }
-        if let Some(rate) = throughput {
-            let due = start + Duration::from_secs_f64(sent as f64 / rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let n = batch.min((records - sent) as usize);
+impl PerfProduce {
+    /// The next request of `n` records, values taken in turn from
+    /// `values` starting at `*next_value`; the first record carries the
+    /// send time when stamping. Returns the request and its value bytes.
+    fn request(&self, n: usize, next_value: &mut usize) -> (pb::ProduceRequest, u64) {
         let mut req = pb::ProduceRequest::new();
-        req.set_topic(topic.clone());
-        req.set_partition(partition);
-        req.set_acks(acks);
+        req.set_topic(self.topic.clone());
+        req.set_partition(self.partition);
+        req.set_acks(self.acks);
+        let mut bytes = 0;
         for i in 0..n {
             let mut r = pb::Record::new();
-            let v = &values[vi % values.len()];
-            vi += 1;
+            let v = &self.values[*next_value % self.values.len()];
+            *next_value += 1;
             bytes += v.len() as u64;
             r.set_value(v.clone());
-            if stamp && i == 0 {
+            if self.stamp && i == 0 {
                 let mut h = pb::Header::new();
                 h.set_key("perf-ts".into());
                 h.set_value(now_micros().to_le_bytes().to_vec());
@@ -140,6 +138,48 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
             }
             req.mut_records().push(r);
         }
+        (req, bytes)
+    }
+}
+
+/// Request latencies (ms) and the first error, as replies come in.
+#[derive(Default)]
+struct Replies {
+    latencies: Vec<f64>,
+    error: Option<String>,
+}
+
+impl Replies {
+    fn take(&mut self, r: (Duration, Result<(), String>)) {
+        self.latencies.push(r.0.as_secs_f64() * 1e3);
+        if let Err(e) = r.1 {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
+    let run = parse_produce(a)?;
+    let (tx, rx) = crossbeam_channel::unbounded::<(Duration, Result<(), String>)>();
+    let start = Instant::now();
+    let (mut sent, mut bytes, mut outstanding, mut next_value) = (0u64, 0u64, 0usize, 0usize);
+    let mut replies = Replies::default();
+    while sent < run.records && replies.error.is_none() {
+        while outstanding >= run.inflight {
+            if let Ok(r) = rx.recv() {
+                outstanding -= 1;
+                replies.take(r);
+            }
+        }
+        if let Some(rate) = run.throughput {
+            let due = start + Duration::from_secs_f64(sent as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let n = run.batch.min((run.records - sent) as usize);
+        let (req, req_bytes) = run.request(n, &mut next_value);
+        bytes += req_bytes;
         let t = Instant::now();
         let call = c
             .producer
@@ -156,13 +196,24 @@ pub fn produce(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     while outstanding > 0 {
         if let Ok(r) = rx.recv() {
             outstanding -= 1;
-            record_done(r, &mut latencies, &mut error);
+            replies.take(r);
         }
     }
-    if let Some(e) = error {
+    if let Some(e) = replies.error {
         return Err(CliError::Runtime(format!("produce failed: {e}")));
     }
     let secs = start.elapsed().as_secs_f64();
+    report_produce(sent, bytes, secs, replies.latencies, run.batch, json)
+}
+
+fn report_produce(
+    sent: u64,
+    bytes: u64,
+    secs: f64,
+    mut latencies: Vec<f64>,
+    batch: usize,
+    json: bool,
+) -> CliResult {
     latencies.sort_by(|a, b| a.total_cmp(b));
     let avg = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
     let max = latencies.last().copied().unwrap_or(0.0);
@@ -202,7 +253,7 @@ fn now_micros() -> u64 {
 /// Subscribes at the high watermark; measures send-to-arrival latency of
 /// records stamped by `perf-produce --stamp`.
 fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) -> CliResult {
-    let offset = super::list_offset(c, topic, partition, -1)?;
+    let offset = list_offset(c, topic, partition, -1)?;
     let mut req = pb::SubscribeRequest::new();
     req.set_topic(topic.to_string());
     req.set_partition(partition);
@@ -255,12 +306,8 @@ fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) 
 }
 
 pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult {
-    let topic: String = a
-        .value_from_str("--topic")
-        .map_err(|_| usage("perf-consume needs --topic T"))?;
-    let records: u64 = a
-        .value_from_str("--records")
-        .map_err(|_| usage("perf-consume needs --records N"))?;
+    let topic: String = required(&mut a, "--topic", "perf-consume")?;
+    let records: u64 = required(&mut a, "--records", "perf-consume")?;
     let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
     let per_fetch: u32 = opt_num(&mut a, "--fetch-records")?.unwrap_or(5000);
     let subscribe_mode = a.contains("--subscribe");
@@ -268,7 +315,7 @@ pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     if subscribe_mode {
         return subscribe(c, &topic, partition, records, json);
     }
-    let mut offset = super::list_offset(c, &topic, partition, -2)?;
+    let mut offset = list_offset(c, &topic, partition, -2)?;
     let start = Instant::now();
     let mut got = 0u64;
     let mut bytes = 0u64;

@@ -55,6 +55,21 @@ pub const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (topic, partition) REFERENCES partitions(topic, partition) ON DELETE CASCADE
     ) WITHOUT ROWID;
     "#,
+    // 2: topic incarnations from a counter instead of the creation time (a
+    // topic re-created within the same millisecond, or after the clock
+    // stepped back, reused its predecessor's object keys). Existing topics
+    // keep the incarnation their keys already use (their creation time);
+    // the counter starts above all of them.
+    r#"
+    ALTER TABLE topics ADD COLUMN incarnation INTEGER NOT NULL DEFAULT 0;
+    UPDATE topics SET incarnation = created_at_ms;
+    CREATE TABLE counters (
+        name  TEXT    NOT NULL PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, value)
+        SELECT 'topic_incarnation', COALESCE(MAX(incarnation), 0) FROM topics;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@ fn topic(name: &str, partitions: u32) -> TopicRow {
         retention_ms: 0,
         retention_bytes: 0,
         created_at_ms: 1_700_000_000_000,
+        incarnation: 0,
     }
 }
 
@@ -39,7 +40,8 @@ fn migrates_an_empty_file_and_reopen_keeps_everything() {
     let path = dir.path().join("meta.sqlite");
     {
         let meta = MetaStore::open(&path).unwrap();
-        meta.create_topic(&topic("orders", 3)).unwrap();
+        let created = meta.create_topic(&topic("orders", 3)).unwrap();
+        assert_eq!(created.incarnation, 1);
         meta.commit_segment(&segment("orders", 1, 0, 100, 5_000))
             .unwrap();
         meta.commit_group_offset(&GroupOffset {
@@ -60,10 +62,18 @@ fn migrates_an_empty_file_and_reopen_keeps_everything() {
         .unwrap();
     assert_eq!(mode, "wal");
 
-    assert_eq!(meta.topic("orders").unwrap().unwrap(), topic("orders", 3));
+    let stored = meta.topic("orders").unwrap().unwrap();
+    assert_eq!(
+        stored,
+        TopicRow {
+            incarnation: 1,
+            ..topic("orders", 3)
+        }
+    );
     let p = meta.partition("orders", 1).unwrap().unwrap();
     assert_eq!((p.low_watermark, p.next_offset), (0, 100));
-    assert_eq!(meta.partitions("orders").unwrap().len(), 3);
+    assert!(meta.partition("orders", 2).unwrap().is_some());
+    assert!(meta.partition("orders", 3).unwrap().is_none());
     assert_eq!(
         meta.segments("orders", 1).unwrap(),
         vec![segment("orders", 1, 0, 100, 5_000)]
@@ -94,7 +104,10 @@ fn duplicate_topic_and_missing_topic_are_typed_errors() {
         meta.create_topic(&topic("a", 2)),
         Err(MetaError::AlreadyExists(_))
     ));
-    assert_eq!(meta.partitions("a").unwrap().len(), 1, "no partial create");
+    assert!(
+        meta.partition("a", 1).unwrap().is_none(),
+        "no partial create"
+    );
     assert!(matches!(
         meta.delete_topic("zz"),
         Err(MetaError::NotFound(_))
@@ -128,7 +141,7 @@ fn segments_must_be_contiguous_with_the_committed_watermark() {
 }
 
 #[test]
-fn lookups_by_offset_and_timestamp() {
+fn lookups_by_offset_and_usage() {
     let (_d, meta) = open_temp();
     meta.create_topic(&topic("t", 2)).unwrap();
     // Timestamps deliberately not monotonic across segments.
@@ -153,35 +166,6 @@ fn lookups_by_offset_and_timestamp() {
     }
     assert!(meta.segment_for_offset("t", 0, 40).unwrap().is_none());
     assert!(meta.segment_for_offset("t", 0, -1).unwrap().is_none());
-    assert_eq!(
-        meta.segment_for_timestamp("t", 0, 0)
-            .unwrap()
-            .unwrap()
-            .base_offset,
-        0
-    );
-    assert_eq!(
-        meta.segment_for_timestamp("t", 0, 1_001)
-            .unwrap()
-            .unwrap()
-            .base_offset,
-        10
-    );
-    assert_eq!(
-        meta.segment_for_timestamp("t", 0, 2_500)
-            .unwrap()
-            .unwrap()
-            .base_offset,
-        10
-    );
-    assert_eq!(
-        meta.segment_for_timestamp("t", 0, 3_500)
-            .unwrap()
-            .unwrap()
-            .base_offset,
-        30
-    );
-    assert!(meta.segment_for_timestamp("t", 0, 4_001).unwrap().is_none());
     let usage = meta.partition_usage("t", 0).unwrap();
     assert_eq!((usage.segment_count, usage.stored_bytes), (4, 4000));
 }
@@ -209,13 +193,7 @@ fn retention_drops_only_a_prefix_and_moves_the_low_watermark() {
     let p = meta.partition("t", 0).unwrap().unwrap();
     assert_eq!((p.low_watermark, p.next_offset), (20, 50));
     assert!(meta.segment_for_offset("t", 0, 5).unwrap().is_none());
-    assert_eq!(
-        meta.segment_at_or_after("t", 0, 5)
-            .unwrap()
-            .unwrap()
-            .base_offset,
-        20
-    );
+    assert_eq!(meta.segments("t", 0).unwrap()[0].base_offset, 20);
     assert!(matches!(
         meta.drop_segments_before("t", 0, 51),
         Err(MetaError::Conflict(_))
@@ -261,12 +239,15 @@ fn delete_topic_cascades_and_returns_segments() {
     let removed = meta.delete_topic("t").unwrap();
     assert_eq!(removed.len(), 2);
     assert!(meta.topic("t").unwrap().is_none());
-    assert!(meta.partitions("t").unwrap().is_empty());
+    assert!(meta.partition("t", 0).unwrap().is_none());
     assert!(meta.segments("t", 0).unwrap().is_empty());
     assert!(meta.group_offsets("g").unwrap().is_empty());
     assert_eq!(meta.segments("keep", 0).unwrap().len(), 1);
-    // The name can be reused, starting from offset 0 again.
-    meta.create_topic(&topic("t", 1)).unwrap();
+    // The name can be reused, starting from offset 0 again, under a new
+    // incarnation (so new object keys).
+    let old = 1;
+    let again = meta.create_topic(&topic("t", 1)).unwrap();
+    assert!(again.incarnation > old + 1, "{}", again.incarnation);
     assert_eq!(meta.partition("t", 0).unwrap().unwrap().next_offset, 0);
 }
 
@@ -367,4 +348,41 @@ fn one_writer_with_concurrent_readers() {
         assert!(r.join().unwrap() > 0, "every reader ran");
     }
     assert_eq!(meta.partition("t", 0).unwrap().unwrap().next_offset, 2100);
+}
+
+#[test]
+fn incarnations_come_from_a_counter_never_the_clock() {
+    let (_d, meta) = open_temp();
+    // Same name, same creation time, deleted and created again: every
+    // creation still gets its own incarnation.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(meta.create_topic(&topic("t", 1)).unwrap().incarnation);
+        meta.delete_topic("t").unwrap();
+    }
+    assert_eq!(seen, vec![1, 2, 3]);
+}
+
+#[test]
+fn version_1_topics_keep_their_keys_and_new_incarnations_start_above_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        // A database as version 1 left it: incarnation = creation time.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO topics (name, partitions, created_at_ms) VALUES ('old', 1, 1700000000000);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let meta = MetaStore::open(&path).unwrap();
+    assert_eq!(
+        meta.topic("old").unwrap().unwrap().incarnation,
+        1_700_000_000_000,
+        "existing object keys stay valid"
+    );
+    let new = meta.create_topic(&topic("new", 1)).unwrap();
+    assert_eq!(new.incarnation, 1_700_000_000_001);
 }

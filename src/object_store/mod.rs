@@ -6,7 +6,8 @@
 //! - [`MemoryStore`]: in memory, with fault injection for tests.
 //!
 //! [`RetryingStore`] wraps any of them with bounded, jittered retries of
-//! transient errors; the server always talks to a store through it.
+//! transient errors, cut short at shutdown; [`retry`] is the one retry loop,
+//! also used by uploads.
 
 mod local;
 mod memory;
@@ -15,7 +16,7 @@ mod s3;
 
 pub use local::LocalFsStore;
 pub use memory::{Faults, MemoryStore};
-pub use retry::{RetryPolicy, RetryingStore};
+pub use retry::{retry, RetryPolicy, RetryingStore};
 pub use s3::{S3Config, S3Store};
 
 use std::fmt;

@@ -1,7 +1,10 @@
-//! `RetryingStore`: bounded retries with exponential backoff and full jitter
-//! for transient errors, shared by every store.
+//! The one retry loop: exponential backoff with full jitter, bounded by a
+//! policy and cut short by a stop signal. [`RetryingStore`] uses it for
+//! transient errors of every store call; the uploader uses it, with a
+//! policy that never gives up, for uploads and metadata commits.
 
 use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use crate::util::sync::StopSignal;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
@@ -14,11 +17,12 @@ use std::time::{Duration, Instant};
 /// clients failing together do not retry in lockstep.
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
+    /// Attempts in all, the first included (`u32::MAX`: no limit).
     pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// No retry starts after this much time since the first attempt.
+    /// No retry starts after this much time since the first attempt
+    /// (`Duration::MAX`: no limit).
     pub max_elapsed: Duration,
 }
 
@@ -34,6 +38,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Retries until success or the stop signal: for work that must
+    /// happen eventually and whose data is safe meanwhile (uploads, whose
+    /// records stay in the WAL).
+    pub fn forever() -> Self {
+        RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+            max_elapsed: Duration::MAX,
+        }
+    }
+
     /// The upper bound of the jittered delay before retry `n` (1-based).
     pub fn delay_cap(&self, n: u32) -> Duration {
         let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
@@ -56,6 +72,39 @@ impl RetryPolicy {
     }
 }
 
+/// Runs `attempt` until it succeeds, `retryable` refuses its error, the
+/// policy runs out, or `stop` is raised; returns the last result. Before
+/// each retry, `on_retry(attempt number, error, delay)` is called (for logs
+/// and counters).
+pub fn retry<T, E>(
+    policy: &RetryPolicy,
+    stop: &StopSignal,
+    retryable: impl Fn(&E) -> bool,
+    mut on_retry: impl FnMut(u32, &E, Duration),
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let start = Instant::now();
+    let mut n = 1;
+    loop {
+        let err = match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !retryable(&err) || n >= policy.max_attempts || stop.is_raised() {
+            return Err(err);
+        }
+        let delay = policy.jittered_delay(n);
+        if start.elapsed().saturating_add(delay) > policy.max_elapsed {
+            return Err(err);
+        }
+        on_retry(n, &err, delay);
+        if stop.sleep(delay) {
+            return Err(err);
+        }
+        n += 1;
+    }
+}
+
 /// Wraps a store; retries transient errors per [`RetryPolicy`], logging each
 /// retry with the key and the reason. `NotFound` and `Permanent` errors are
 /// returned at once.
@@ -63,14 +112,18 @@ impl RetryPolicy {
 pub struct RetryingStore {
     inner: Arc<dyn ObjectStore>,
     policy: RetryPolicy,
+    stop: StopSignal,
     retries: Arc<AtomicU64>,
 }
 
 impl RetryingStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, policy: RetryPolicy) -> Self {
+    /// Retries stop when `stop` is raised (at shutdown), so no call waits
+    /// out its backoff then.
+    pub fn new(inner: Arc<dyn ObjectStore>, policy: RetryPolicy, stop: StopSignal) -> Self {
         RetryingStore {
             inner,
             policy,
+            stop,
             retries: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -86,34 +139,29 @@ impl RetryingStore {
 
     fn run<T>(&self, op: &str, key: &str, f: impl Fn() -> StoreResult<T>) -> StoreResult<T> {
         let start = Instant::now();
-        let mut attempt = 1;
-        loop {
-            match f() {
-                Err(e) if e.is_transient() => {
-                    let delay = self.policy.jittered_delay(attempt);
-                    let out_of_attempts = attempt >= self.policy.max_attempts;
-                    let out_of_time = start.elapsed() + delay > self.policy.max_elapsed;
-                    if out_of_attempts || out_of_time {
-                        log::warn!(
-                            "object store {op} {key:?}: giving up after {attempt} attempts in {:?}: {e}",
-                            start.elapsed()
-                        );
-                        return Err(e);
-                    }
-                    let reason = match &e {
-                        StoreError::Transient { reason, .. } => reason.as_str(),
-                        _ => "",
-                    };
-                    log::warn!(
-                        "object store {op} {key:?}: attempt {attempt} failed ({reason}); retrying in {delay:?}"
-                    );
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(delay);
-                    attempt += 1;
-                }
-                other => return other,
+        let mut attempts = 1;
+        let result = retry(
+            &self.policy,
+            &self.stop,
+            StoreError::is_transient,
+            |n, e, delay| {
+                attempts = n + 1;
+                log::warn!(
+                    "object store {op} {key:?}: attempt {n} failed ({e}); retrying in {delay:?}"
+                );
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            },
+            f,
+        );
+        if let Err(e) = &result {
+            if e.is_transient() {
+                log::warn!(
+                    "object store {op} {key:?}: giving up after {attempts} attempts in {:?}: {e}",
+                    start.elapsed()
+                );
             }
         }
+        result
     }
 }
 
@@ -166,7 +214,7 @@ mod tests {
     #[test]
     fn transient_failures_are_retried_until_success() {
         let mem = MemoryStore::new();
-        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(5));
+        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(5), StopSignal::new());
         mem.fail_next(3);
         store.put("a/b", b"hello").unwrap();
         assert_eq!(store.retry_count(), 3);
@@ -177,7 +225,7 @@ mod tests {
     #[test]
     fn attempts_are_bounded() {
         let mem = MemoryStore::new();
-        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(4));
+        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(4), StopSignal::new());
         mem.set_down(true);
         let err = store.put("k", b"v").unwrap_err();
         assert!(err.is_transient());
@@ -194,7 +242,7 @@ mod tests {
             max_delay: Duration::from_millis(5),
             max_elapsed: Duration::from_millis(50),
         };
-        let store = RetryingStore::new(Arc::new(mem.clone()), policy);
+        let store = RetryingStore::new(Arc::new(mem.clone()), policy, StopSignal::new());
         mem.set_faults(Faults {
             down: true,
             latency: Duration::from_millis(5),
@@ -211,7 +259,7 @@ mod tests {
     #[test]
     fn not_found_and_permanent_errors_are_not_retried() {
         let mem = MemoryStore::new();
-        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(5));
+        let store = RetryingStore::new(Arc::new(mem.clone()), fast_policy(5), StopSignal::new());
         assert!(store.get("missing").unwrap_err().is_not_found());
         assert!(matches!(
             store.put("../escape", b"x").unwrap_err(),
@@ -241,5 +289,54 @@ mod tests {
                 assert!(p.jittered_delay(n) <= p.delay_cap(n));
             }
         }
+    }
+
+    #[test]
+    fn a_raised_stop_signal_ends_retries_at_once() {
+        let mem = MemoryStore::new();
+        let stop = StopSignal::new();
+        let policy = RetryPolicy {
+            base_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(60),
+            ..RetryPolicy::forever()
+        };
+        let store = RetryingStore::new(Arc::new(mem.clone()), policy, stop.clone());
+        mem.set_down(true);
+        let raiser = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                stop.raise();
+            })
+        };
+        let start = Instant::now();
+        // Without the signal this would retry forever with 60 s delays.
+        assert!(store.put("k", b"v").unwrap_err().is_transient());
+        assert!(start.elapsed() < Duration::from_secs(30));
+        raiser.join().unwrap();
+        let calls_before = mem.call_counts().0;
+        assert!(store.put("k", b"v").is_err());
+        assert_eq!(
+            mem.call_counts().0,
+            calls_before + 1,
+            "no retry once stopped"
+        );
+    }
+
+    #[test]
+    fn retry_stops_when_the_error_is_not_retryable() {
+        let mut calls = 0;
+        let r: Result<(), &str> = retry(
+            &RetryPolicy::forever(),
+            &StopSignal::new(),
+            |e| *e != "fatal",
+            |_, _, _| {},
+            || {
+                calls += 1;
+                Err(if calls < 3 { "again" } else { "fatal" })
+            },
+        );
+        assert_eq!(r, Err("fatal"));
+        assert_eq!(calls, 3);
     }
 }

@@ -11,18 +11,21 @@
 //!                                 (tail batches move to the segment list)
 //! ```
 
+mod backlog;
 mod recovery;
+mod state;
 mod uploader;
 mod writer;
 
 pub(crate) use recovery::open_partition;
+pub use state::{PartitionShared, PartitionView, SegmentRef, Status, TailBatch, Waiter};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::JoinHandle;
+use crate::util::sync::{lock, StopSignal};
+use crate::util::thread::Worker;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// When a produce is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,200 +61,14 @@ pub(crate) enum WriterMsg {
     Shutdown,
 }
 
-/// Records appended together: contiguous offsets, never empty.
-#[derive(Debug)]
-pub struct TailBatch {
-    pub records: Vec<Record>,
-    pub bytes: u64,
-}
-
-impl TailBatch {
-    pub fn base_offset(&self) -> i64 {
-        self.records[0].offset
-    }
-    pub fn last_offset(&self) -> i64 {
-        self.records[self.records.len() - 1].offset
-    }
-}
-
-/// A committed segment, as readers need it.
-#[derive(Clone, Debug)]
-pub struct SegmentRef {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub key: Arc<str>,
-    pub size_bytes: u64,
-    pub min_timestamp_ms: i64,
-    pub max_timestamp_ms: i64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    /// The topic was deleted; every call answers NOT_FOUND.
-    Deleted,
-    /// A local write or fsync failed: the on-disk state is unknown, so the
-    /// partition refuses writes until a restart replays its WAL.
-    Failed(String),
-}
-
-/// What readers see of a partition. Offsets `low..committed_next` are in
-/// `segments`, `committed_next..high` in `tail` (records in the WAL, some of
-/// them in sealed segments still being uploaded).
-#[derive(Debug)]
-pub struct PartitionView {
-    pub low_watermark: i64,
-    pub committed_next: i64,
-    pub high_watermark: i64,
-    pub segments: VecDeque<SegmentRef>,
-    pub tail: VecDeque<Arc<TailBatch>>,
-    pub status: Status,
-}
-
-impl PartitionView {
-    /// Index of the tail batch holding `offset` (which must be in
-    /// `committed_next..high`).
-    pub fn tail_position(&self, offset: i64) -> usize {
-        self.tail.partition_point(|b| b.last_offset() < offset)
-    }
-
-    /// Index of the segment holding `offset`, if any.
-    pub fn segment_position(&self, offset: i64) -> Option<usize> {
-        let i = self.segments.partition_point(|s| s.last_offset < offset);
-        (i < self.segments.len() && self.segments[i].base_offset <= offset).then_some(i)
-    }
-}
-
-/// Something parked until the partition's next append (a long poll).
-pub trait Waiter: Send + Sync {
-    /// Called once after records are appended (or the topic is deleted).
-    fn wake(&self);
-    /// True once the waiter has been answered some other way (timed out).
-    fn is_done(&self) -> bool;
-}
-
-pub(crate) struct PendingUploadedAck {
-    pub last_offset: i64,
-    pub ack: AppendAck,
-    pub reply: AckSender,
-}
-
-/// The state of a partition shared between its writer, its uploader, the
-/// reader pool and the engine.
-pub struct PartitionShared {
-    pub topic: Arc<str>,
-    /// The topic's creation time (ms): part of its object keys.
-    pub incarnation: i64,
-    pub partition: u32,
-    view: RwLock<PartitionView>,
-    waiters: Mutex<Vec<Arc<dyn Waiter>>>,
-    uploaded_acks: Mutex<Vec<PendingUploadedAck>>,
-    /// Bytes of records in the tail (accepted, not yet committed).
-    pub backlog_bytes: AtomicU64,
-    /// Appends so far; a long poll parks against the count it saw, so an
-    /// append between its look and its parking is not missed.
-    appends: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Critical sections here are single pushes and drains: a panic inside
-    // cannot leave the data half-changed, so poisoning is not an error.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl PartitionShared {
-    pub(crate) fn new(topic: &str, incarnation: i64, partition: u32, view: PartitionView) -> Self {
-        PartitionShared {
-            topic: Arc::from(topic),
-            incarnation,
-            partition,
-            view: RwLock::new(view),
-            waiters: Mutex::new(Vec::new()),
-            uploaded_acks: Mutex::new(Vec::new()),
-            backlog_bytes: AtomicU64::new(0),
-            appends: AtomicU64::new(0),
-        }
-    }
-
-    pub fn view(&self) -> RwLockReadGuard<'_, PartitionView> {
-        self.view.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn view_mut(&self) -> RwLockWriteGuard<'_, PartitionView> {
-        self.view.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.topic, self.partition)
-    }
-
-    /// The number of appends so far (read it under the view lock, together
-    /// with the watermark it explains).
-    pub fn appends(&self) -> u64 {
-        self.appends.load(Ordering::SeqCst)
-    }
-
-    /// Parks `waiter` until the first append after `seen_appends`; if one
-    /// already happened, wakes it at once.
-    pub fn park(&self, waiter: Arc<dyn Waiter>, seen_appends: u64) {
-        {
-            let mut w = lock(&self.waiters);
-            w.retain(|x| !x.is_done());
-            w.push(Arc::clone(&waiter));
-        }
-        if self.appends() != seen_appends {
-            waiter.wake();
-        }
-    }
-
-    /// Counts an append (call under the view write lock, with the new high
-    /// watermark) ...
-    pub(crate) fn note_append(&self) {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// ... then wakes every parked waiter (also used on deletion).
-    pub(crate) fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) {
-        lock(&self.uploaded_acks).push(pending);
-    }
-
-    /// Answers the `acks=uploaded` requests whose records are now committed.
-    pub(crate) fn resolve_uploaded_acks(&self, committed_through: i64) {
-        let ready: Vec<PendingUploadedAck> = {
-            let mut acks = lock(&self.uploaded_acks);
-            let (ready, waiting) = std::mem::take(&mut *acks)
-                .into_iter()
-                .partition(|a| a.last_offset <= committed_through);
-            *acks = waiting;
-            ready
-        };
-        for a in ready {
-            let _ = a.reply.send(Ok(a.ack));
-        }
-    }
-
-    /// Fails every pending `acks=uploaded` request (topic deleted).
-    pub(crate) fn fail_uploaded_acks(&self, why: &str) {
-        for a in std::mem::take(&mut *lock(&self.uploaded_acks)) {
-            let _ = a.reply.send(Err(Error::NotFound(why.to_string())));
-        }
-    }
-}
-
 /// A running partition: the handle the engine routes requests through.
 pub struct Partition {
     pub shared: Arc<PartitionShared>,
     writer_tx: crossbeam_channel::Sender<WriterMsg>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    uploader: Mutex<Option<JoinHandle<()>>>,
-    upload_stop: Arc<std::sync::atomic::AtomicBool>,
+    writer: Mutex<Option<Worker>>,
+    uploader: Mutex<Option<Worker>>,
+    /// Ends the uploader's retries (topic deleted, or the node stopping).
+    upload_stop: StopSignal,
 }
 
 impl Partition {
@@ -265,31 +82,46 @@ impl Partition {
                 "partition {} has too many queued produce requests; retry later",
                 self.shared.name()
             ))),
-            Err(TrySendError::Disconnected(_)) => Err(Error::Unavailable(format!(
-                "partition {} is shutting down",
-                self.shared.name()
-            ))),
+            Err(TrySendError::Disconnected(_)) => Err(Error::shutting_down()),
         }
     }
 
-    /// Stops the writer after it has written everything queued, then the
-    /// uploader: it finishes queued uploads unless `abandon_uploads` (the
-    /// WAL keeps their records for the next start).
-    pub(crate) fn stop(&self, abandon_uploads: bool) {
+    /// Stops the writer after it has written everything queued (and sent
+    /// the uploader its last segment and a shutdown).
+    pub(crate) fn stop_writer(&self) {
         let _ = self.writer_tx.send(WriterMsg::Shutdown);
-        if let Some(h) = lock(&self.writer).take() {
-            let _ = h.join();
-        }
-        if abandon_uploads {
-            self.upload_stop.store(true, Ordering::SeqCst);
-        }
-        if let Some(h) = lock(&self.uploader).take() {
-            let _ = h.join();
+        if let Some(w) = lock(&self.writer).take() {
+            w.join();
         }
     }
 
-    /// Stops the uploader's retries (the store is down and we are exiting).
+    /// Waits until `deadline` for the uploader to finish the uploads queued
+    /// before the writer stopped; true if it did.
+    pub(crate) fn wait_uploads(&self, deadline: Instant) -> bool {
+        lock(&self.uploader)
+            .as_ref()
+            .is_none_or(|u| u.wait_until(deadline))
+    }
+
+    /// Ends the uploader's retries (the store is down and we are exiting,
+    /// or the topic is gone).
     pub(crate) fn abandon_uploads(&self) {
-        self.upload_stop.store(true, Ordering::SeqCst);
+        self.upload_stop.raise();
+    }
+
+    /// Joins the uploader, until `deadline` only: it may be stuck in a call
+    /// to a store that does not answer, and its records are safe in the WAL.
+    pub(crate) fn join_uploader(&self, deadline: Instant) {
+        if let Some(u) = lock(&self.uploader).take() {
+            u.join_until(deadline);
+        }
+    }
+
+    /// Stops the partition: the writer, then the uploader, which gives up
+    /// its retries at once.
+    pub(crate) fn stop_now(&self, deadline: Instant) {
+        self.stop_writer();
+        self.abandon_uploads();
+        self.join_uploader(deadline);
     }
 }

@@ -1,36 +1,81 @@
-//! Opening a partition: replay the WAL beyond the last committed segment,
-//! rebuild the in-memory tail, continue offsets exactly, and queue segments
-//! that were sealed but not committed for upload again.
+//! Opening a partition, in steps: [`load_committed`] (what metadata says
+//! is in the store) → `scan_wal` (what the WAL holds beyond it; a pure
+//! function in `src/wal/scan.rs`) → [`apply_scan`] (delete what is
+//! committed, set aside what follows a cut) → [`replay_into_tail`] (the
+//! in-memory tail and backlog) → [`start`] (the active WAL file, sealed
+//! segments queued for upload again, the writer and uploader threads).
+//! Offsets continue exactly where the WAL ends.
 
+use super::backlog::Backlog;
 use super::uploader::Uploader;
-use super::writer::{SealedSegment, UploadMsg, Writer};
+use super::writer::{ActiveSegment, SealedSegment, UploadMsg, Writer};
 use super::{Partition, PartitionShared, PartitionView, SegmentRef, Status, TailBatch};
-use crate::engine::EngineCtx;
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::wal::{replay_file, WalDir};
+use crate::layout;
+use crate::meta::PartitionRow;
+use crate::util::sync::StopSignal;
+use crate::util::thread;
+use crate::wal::{scan_wal, Recovered, RecoveredFile, WalDir};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-/// Records of one WAL file that are not yet committed.
-struct Pending {
-    first_offset: i64,
-    path: std::path::PathBuf,
-    good_len: u64,
-    batch: Option<Arc<TailBatch>>,
+/// What metadata says a partition has committed.
+struct Committed {
+    row: PartitionRow,
+    incarnation: i64,
+    segments: VecDeque<SegmentRef>,
 }
 
-pub(crate) fn open_partition(
-    ctx: &Arc<EngineCtx>,
-    topic: &str,
-    partition: u32,
-) -> Result<Partition> {
+pub(crate) fn open_partition(ctx: &Arc<Context>, topic: &str, partition: u32) -> Result<Partition> {
     let name = format!("{topic}/{partition}");
+    let committed = load_committed(ctx, topic, partition)?;
+    let wal_dir = WalDir::open(
+        layout::partition_wal_dir(&ctx.config.data_dir, topic, partition),
+        Arc::clone(&ctx.config.wal_fs),
+    )?;
+    let mut recovered = scan_wal(committed.row.next_offset, wal_dir.read_all()?)?;
+    apply_scan(&wal_dir, &recovered, &name)?;
+    let backlog = Backlog::new(Arc::clone(&ctx.backlog_bytes));
+    let replayed = replay_into_tail(&mut recovered, &backlog);
+    let high = recovered.next_offset;
+    if high > committed.row.next_offset {
+        log::info!(
+            "partition {name}: recovered offsets {}..{high} from the WAL ({} sealed segments to upload again)",
+            committed.row.next_offset,
+            recovered.sealed.len()
+        );
+    }
+    let shared = Arc::new(PartitionShared::new(
+        topic,
+        committed.incarnation,
+        partition,
+        PartitionView {
+            low_watermark: committed.row.low_watermark,
+            committed_next: committed.row.next_offset,
+            high_watermark: high,
+            segments: committed.segments,
+            tail: replayed.tail(),
+            status: Status::Open,
+        },
+        backlog,
+    ));
+    start(ctx, shared, wal_dir, recovered, replayed)
+}
+
+fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committed> {
     let row = ctx
         .meta
         .partition(topic, partition)?
-        .ok_or_else(|| Error::NotFound(format!("partition {name} has no metadata")))?;
-    let segments: VecDeque<SegmentRef> = ctx
+        .ok_or_else(|| Error::NotFound(format!("partition {topic}/{partition} has no metadata")))?;
+    let incarnation = ctx
+        .meta
+        .topic(topic)?
+        .map(|t| t.incarnation)
+        .ok_or_else(|| Error::NotFound(format!("topic {topic:?} has no metadata")))?;
+    let segments = ctx
         .meta
         .segments(topic, partition)?
         .into_iter()
@@ -43,168 +88,129 @@ pub(crate) fn open_partition(
             max_timestamp_ms: s.max_timestamp_ms,
         })
         .collect();
-    let committed = row.next_offset;
-    let incarnation = ctx
-        .meta
-        .topic(topic)?
-        .map(|t| t.created_at_ms)
-        .ok_or_else(|| Error::NotFound(format!("topic {topic:?} has no metadata")))?;
-
-    let wal_dir = WalDir::open(ctx.config.wal_dir(topic, partition))?;
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut expected = committed;
-    let mut broken = false;
-    for file in wal_dir.files()? {
-        if broken {
-            // Everything after a cut: offsets would not be contiguous.
-            let aside = file.path.with_extension("wal.discarded");
-            log::error!(
-                "partition {name}: discarding WAL file {} after an earlier corrupt file (kept as {})",
-                file.path.display(),
-                aside.display()
-            );
-            std::fs::rename(&file.path, &aside)
-                .map_err(|e| Error::io(format!("rename {}", file.path.display()), e))?;
-            continue;
-        }
-        let replay = replay_file(&file.path, file.first_offset)?;
-        if let Some(why) = &replay.cut {
-            log::warn!(
-                "partition {name}: WAL {} cut at byte {}: {why}",
-                file.path.display(),
-                replay.good_len
-            );
-            broken = true;
-        }
-        let records: Vec<_> = replay
-            .records
-            .into_iter()
-            .filter(|r| r.offset >= committed)
-            .collect();
-        if records.is_empty() && file.first_offset < committed {
-            // Fully committed; its trim was lost in a crash.
-            wal_dir.remove(&file.path)?;
-            broken = false; // a cut in a committed file loses nothing
-            continue;
-        }
-        if let Some(first) = records.first() {
-            if first.offset != expected {
-                return Err(Error::Unavailable(format!(
-                    "partition {name}: WAL resumes at offset {} but {expected} is the next expected; \
-                     offsets {expected}..{} are missing",
-                    first.offset, first.offset
-                )));
-            }
-            expected = records[records.len() - 1].offset + 1;
-        }
-        let bytes = records.iter().map(|r| r.payload_len() as u64).sum();
-        pending.push(Pending {
-            first_offset: file.first_offset.max(committed),
-            path: file.path,
-            good_len: replay.good_len,
-            batch: (!records.is_empty()).then(|| Arc::new(TailBatch { records, bytes })),
-        });
-    }
-    // Empty files before the last one carry nothing.
-    while pending.len() > 1 && pending[0].batch.is_none() {
-        let p = pending.remove(0);
-        wal_dir.remove(&p.path)?;
-    }
-
-    let high = expected;
-    let active = match pending.pop() {
-        Some(last)
-            if last.first_offset == last.batch.as_ref().map_or(high, |b| b.base_offset()) =>
-        {
-            Some(last)
-        }
-        Some(last) => {
-            pending.push(last);
-            None
-        }
-        None => None,
-    };
-    // Files that hold nothing uncommitted and are not the active one.
-    for p in pending.iter().filter(|p| p.batch.is_none()) {
-        wal_dir.remove(&p.path)?;
-    }
-    pending.retain(|p| p.batch.is_some());
-    let mut tail = VecDeque::new();
-    let mut backlog = 0u64;
-    for p in pending.iter().chain(active.iter()) {
-        if let Some(b) = &p.batch {
-            backlog += b.bytes;
-            tail.push_back(Arc::clone(b));
-        }
-    }
-    let shared = Arc::new(PartitionShared::new(
-        topic,
+    Ok(Committed {
+        row,
         incarnation,
-        partition,
-        PartitionView {
-            low_watermark: row.low_watermark,
-            committed_next: committed,
-            high_watermark: high,
-            segments,
-            tail,
-            status: Status::Open,
-        },
-    ));
-    shared.backlog_bytes.store(backlog, Ordering::Relaxed);
-    ctx.backlog_bytes.fetch_add(backlog, Ordering::Relaxed);
+        segments,
+    })
+}
 
-    // The active WAL file: the last one, reopened after its good prefix, or
-    // a new one at the high watermark.
-    let (wal, active_base, active_batches, active_bytes) = match active {
-        Some(a) => {
-            let file = crate::wal::WalFileRef {
-                first_offset: a.first_offset,
-                path: a.path.clone(),
-            };
-            let w = wal_dir.reopen(&file, a.good_len)?;
-            let bytes = a.batch.as_ref().map_or(0, |b| b.bytes);
-            (w, a.first_offset, a.batch.into_iter().collect(), bytes)
-        }
-        None => (wal_dir.create(high)?, high, Vec::new(), 0),
-    };
-
-    let (upload_tx, upload_rx) = crossbeam_channel::unbounded();
-    let mut requeued = 0;
-    for p in pending {
-        if let Some(batch) = p.batch {
-            requeued += 1;
-            let _ = upload_tx.send(UploadMsg::Upload(SealedSegment {
-                base_offset: batch.base_offset(),
-                last_offset: batch.last_offset(),
-                bytes: batch.bytes,
-                batches: vec![batch],
-                wal_path: p.path,
-            }));
-        }
-    }
-    if high > committed {
-        log::info!(
-            "partition {name}: recovered offsets {committed}..{high} from the WAL ({requeued} sealed segments to upload again)"
+/// Deletes WAL files that hold nothing uncommitted and sets aside those
+/// after a cut (kept for a person to inspect, never replayed).
+fn apply_scan(wal_dir: &WalDir, recovered: &Recovered, name: &str) -> Result<()> {
+    for cut in &recovered.cuts {
+        log::warn!(
+            "partition {name}: WAL {} cut at byte {}: {}",
+            cut.path.display(),
+            cut.at,
+            cut.why
         );
     }
+    for path in &recovered.discard {
+        let aside = wal_dir.set_aside(path)?;
+        log::error!(
+            "partition {name}: discarding WAL file {} after an earlier corrupt file (kept as {})",
+            path.display(),
+            aside.display()
+        );
+    }
+    for path in &recovered.obsolete {
+        wal_dir.remove(path)?;
+    }
+    Ok(())
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
+/// The uncommitted records as tail batches: one per sealed file (to
+/// upload again) and one for the active file.
+struct Replayed {
+    sealed: Vec<(PathBuf, Arc<TailBatch>)>,
+    active: Option<Arc<TailBatch>>,
+}
+
+impl Replayed {
+    /// What readers see beyond the committed offset.
+    fn tail(&self) -> VecDeque<Arc<TailBatch>> {
+        let sealed = self.sealed.iter().map(|(_, b)| Arc::clone(b));
+        sealed.chain(self.active.iter().cloned()).collect()
+    }
+}
+
+/// Moves the recovered records into tail batches, counted in the backlog.
+fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
+    let batch_of = |file: &mut RecoveredFile| {
+        let records = std::mem::take(&mut file.records);
+        (!records.is_empty()).then(|| {
+            let bytes = records.iter().map(|r| r.payload_len() as u64).sum();
+            backlog.add(bytes);
+            Arc::new(TailBatch { records, bytes })
+        })
+    };
+    let sealed = recovered
+        .sealed
+        .iter_mut()
+        .filter_map(|f| Some((f.path.clone(), batch_of(f)?)))
+        .collect();
+    let active = recovered.active.as_mut().and_then(batch_of);
+    Replayed { sealed, active }
+}
+
+/// Reopens the active WAL file (or creates one at the high watermark),
+/// queues the sealed segments for upload again, and starts the threads.
+fn start(
+    ctx: &Arc<Context>,
+    shared: Arc<PartitionShared>,
+    wal_dir: WalDir,
+    recovered: Recovered,
+    replayed: Replayed,
+) -> Result<Partition> {
+    let name = shared.name();
+    let high = recovered.next_offset;
+    let (upload_tx, upload_rx) = crossbeam_channel::unbounded();
+    for (wal_path, batch) in replayed.sealed {
+        let _ = upload_tx.send(UploadMsg::Upload(SealedSegment {
+            base_offset: batch.base_offset(),
+            last_offset: batch.last_offset(),
+            bytes: batch.bytes,
+            batches: vec![batch],
+            wal_path,
+        }));
+    }
+    let (wal, active) = match &recovered.active {
+        Some(a) => {
+            let batches: Vec<Arc<TailBatch>> = replayed.active.into_iter().collect();
+            let bytes = batches.iter().map(|b| b.bytes).sum();
+            let since = (!batches.is_empty()).then(Instant::now);
+            let segment = ActiveSegment {
+                base: a.first_offset,
+                batches,
+                bytes,
+                since,
+            };
+            (wal_dir.reopen(&a.path, a.good_len)?, segment)
+        }
+        None => (
+            wal_dir.create(high)?,
+            ActiveSegment {
+                base: high,
+                batches: Vec::new(),
+                bytes: 0,
+                since: None,
+            },
+        ),
+    };
+    let stop = StopSignal::new();
     let uploader = Uploader {
         shared: Arc::clone(&shared),
         ctx: Arc::clone(ctx),
-        wal_dir: WalDir::open(ctx.config.wal_dir(topic, partition))?,
-        stop: Arc::clone(&stop),
+        wal_dir: wal_dir.clone(),
+        stop: stop.clone(),
     };
-    let active_since = (!active_batches.is_empty()).then(std::time::Instant::now);
     let writer = Writer {
         shared: Arc::clone(&shared),
         ctx: Arc::clone(ctx),
         wal_dir,
         wal,
-        active_base,
-        active_batches,
-        active_bytes,
-        active_since,
+        active,
         uploaded_waiting_since: None,
         next_offset: high,
         upload_tx,
@@ -212,19 +218,15 @@ pub(crate) fn open_partition(
     };
     let (writer_tx, writer_rx) = crossbeam_channel::bounded(ctx.config.writer_queue);
     let spawn_err = |e| Error::io(format!("spawn threads for {name}"), e);
-    let uploader_handle = std::thread::Builder::new()
-        .name(format!("upload-{name}"))
-        .spawn(move || uploader.run(upload_rx))
+    let uploader = thread::spawn(format!("upload-{name}"), move || uploader.run(upload_rx))
         .map_err(spawn_err)?;
-    let writer_handle = std::thread::Builder::new()
-        .name(format!("writer-{name}"))
-        .spawn(move || writer.run(writer_rx))
+    let writer = thread::spawn(format!("writer-{name}"), move || writer.run(writer_rx))
         .map_err(spawn_err)?;
     Ok(Partition {
         shared,
         writer_tx,
-        writer: Mutex::new(Some(writer_handle)),
-        uploader: Mutex::new(Some(uploader_handle)),
+        writer: Mutex::new(Some(writer)),
+        uploader: Mutex::new(Some(uploader)),
         upload_stop: stop,
     })
 }

@@ -1,29 +1,38 @@
-//! The uploader thread of one partition: encodes sealed segments, uploads
-//! them, commits them in metadata, then trims the WAL. In that order: the
-//! metadata commit is the segment's commit point, and the WAL file goes only
-//! after it.
+//! The uploader thread of one partition. For each sealed segment, in
+//! order: [`encode_segment`] → [`Uploader::put_object`] →
+//! [`Uploader::commit_segment`] (the segment's commit point) →
+//! [`Uploader::publish_segment`] (readers switch from the tail to the
+//! object, `acks=uploaded` answered) → [`Uploader::trim_wal`]. The WAL file
+//! goes only after the commit.
 
 use super::writer::{SealedSegment, UploadMsg};
-use super::{PartitionShared, SegmentRef};
-use crate::config::segment_key;
-use crate::engine::EngineCtx;
-use crate::meta::{now_ms, MetaError, SegmentRow};
+use super::{PartitionShared, SegmentRef, Status};
+use crate::context::Context;
+use crate::layout::segment_key;
+use crate::meta::{MetaError, SegmentRow};
 use crate::metrics::Metrics;
-use crate::object_store::ObjectStore;
-use crate::segment::{SegmentWriter, DEFAULT_BLOCK_BYTES};
+use crate::object_store::{retry, RetryPolicy};
+use crate::segment::{SegmentSummary, SegmentWriter, DEFAULT_BLOCK_BYTES};
+use crate::util::clock::now_ms;
+use crate::util::sync::StopSignal;
 use crate::wal::WalDir;
 use crossbeam_channel::Receiver;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) struct Uploader {
     pub shared: Arc<PartitionShared>,
-    pub ctx: Arc<EngineCtx>,
+    pub ctx: Arc<Context>,
     pub wal_dir: WalDir,
-    pub stop: Arc<AtomicBool>,
+    /// Raised to end retries: the topic is gone or the node is stopping.
+    pub stop: StopSignal,
+}
+
+/// Why an upload did not finish.
+enum Stopped {
+    /// Told to stop, or the topic is gone: the WAL keeps the records.
+    Asked,
+    /// Something that retrying cannot fix (logged).
+    Failed,
 }
 
 impl Uploader {
@@ -32,8 +41,8 @@ impl Uploader {
         while let Ok(msg) = rx.recv() {
             match msg {
                 UploadMsg::Upload(seg) => {
-                    if !self.upload(seg) {
-                        return; // stopped: the WAL keeps the rest for the next start
+                    if self.upload(seg).is_err() {
+                        return; // the WAL keeps the rest for the next start
                     }
                 }
                 UploadMsg::Shutdown => return,
@@ -41,79 +50,75 @@ impl Uploader {
         }
     }
 
-    /// Sleeps for the backoff, or returns false if asked to stop.
-    fn backoff(&self, attempt: u32) -> bool {
-        let delay =
-            Duration::from_millis(50u64.saturating_mul(1 << attempt.min(7))).min(MAX_BACKOFF);
-        let step = Duration::from_millis(20);
-        let mut slept = Duration::ZERO;
-        while slept < delay {
-            if self.stop.load(Ordering::SeqCst) {
-                return false;
-            }
-            std::thread::sleep(step);
-            slept += step;
-        }
-        !self.stop.load(Ordering::SeqCst)
-    }
-
-    /// Returns false if the uploader was told to stop before finishing.
-    fn upload(&self, seg: SealedSegment) -> bool {
+    fn upload(&self, seg: SealedSegment) -> Result<(), Stopped> {
         let name = self.shared.name();
-        let mut writer = SegmentWriter::new(DEFAULT_BLOCK_BYTES);
-        for batch in &seg.batches {
-            for r in &batch.records {
-                if let Err(e) = writer.push(r) {
-                    // Offsets come from our own writer: this is a bug, and
-                    // uploading a wrong segment would be worse than stopping.
-                    log::error!(
-                        "partition {name}: cannot encode segment {}: {e}",
-                        seg.base_offset
-                    );
-                    return false;
-                }
-            }
-        }
-        let (bytes, summary) = match writer.finish() {
-            Ok(x) => x,
-            Err(e) => {
-                log::error!(
-                    "partition {name}: cannot encode segment {}: {e}",
-                    seg.base_offset
-                );
-                return false;
-            }
-        };
+        let (bytes, summary) = encode_segment(&seg).map_err(|e| {
+            // Offsets come from our own writer: this is a bug, and
+            // uploading a wrong segment would be worse than stopping.
+            log::error!(
+                "partition {name}: cannot encode segment {}: {e}",
+                seg.base_offset
+            );
+            Stopped::Failed
+        })?;
         let key = segment_key(
             &self.shared.topic,
             self.shared.incarnation,
             self.shared.partition,
             seg.base_offset,
         );
+        self.put_object(&key, &bytes)?;
+        self.commit_segment(&key, &summary)?;
+        self.publish_segment(&seg, &key, &summary);
+        self.trim_wal(&seg);
+        log::debug!(
+            "partition {name}: committed segment {}..={} ({} bytes)",
+            seg.base_offset,
+            seg.last_offset,
+            bytes.len()
+        );
+        Ok(())
+    }
 
-        let mut attempt = 0;
-        loop {
-            if self.shared.view().status == super::Status::Deleted {
-                return false;
-            }
-            match self.ctx.store.put(&key, &bytes) {
-                Ok(()) => break,
-                Err(e) => {
-                    Metrics::add(&self.ctx.metrics.upload_retries, 1);
-                    log::warn!(
-                        "partition {name}: upload of {key} failed (attempt {}): {e}",
-                        attempt + 1
-                    );
-                    if !self.backoff(attempt) {
-                        return false;
-                    }
-                    attempt += 1;
-                }
-            }
+    fn deleted(&self) -> bool {
+        self.shared.view().status == Status::Deleted
+    }
+
+    /// Retries until the store takes the object, or until stopped: every
+    /// error is retried (a 403 may be fixed by an operator; the records
+    /// wait in the WAL, and backpressure bounds how many).
+    fn put_object(&self, key: &str, bytes: &[u8]) -> Result<(), Stopped> {
+        let name = self.shared.name();
+        let metrics = &self.ctx.metrics;
+        if self.deleted() {
+            return Err(Stopped::Asked);
         }
-        Metrics::add(&self.ctx.metrics.puts, 1);
-        Metrics::add(&self.ctx.metrics.put_bytes, bytes.len() as u64);
+        retry(
+            &RetryPolicy::forever(),
+            &self.stop,
+            |_| !self.deleted(),
+            |n, e, _| {
+                Metrics::add(&metrics.upload_retries, 1);
+                log::warn!("partition {name}: upload of {key} failed (attempt {n}): {e}");
+            },
+            || self.ctx.store.inner().put(key, bytes),
+        )
+        .map_err(|_| Stopped::Asked)?;
+        Metrics::add(&metrics.puts, 1);
+        Metrics::add(&metrics.put_bytes, bytes.len() as u64);
+        Ok(())
+    }
 
+    /// Writes the segment's metadata row: the commit point. Retried until
+    /// it succeeds; a conflict is fine only if the row is already ours (a
+    /// retried commit whose first attempt went through after all).
+    fn commit_segment(&self, key: &str, summary: &SegmentSummary) -> Result<(), Stopped> {
+        if self.stop.is_raised() {
+            // Shutting down: an upload that finished after its deadline is
+            // left for the next start to redo (the WAL still has it).
+            return Err(Stopped::Asked);
+        }
+        let name = self.shared.name();
         let row = SegmentRow {
             topic: self.shared.topic.to_string(),
             partition: self.shared.partition,
@@ -123,44 +128,47 @@ impl Uploader {
             size_bytes: summary.size_bytes as i64,
             min_timestamp_ms: summary.min_timestamp_ms,
             max_timestamp_ms: summary.max_timestamp_ms,
-            object_key: key.clone(),
+            object_key: key.to_string(),
             created_at_ms: now_ms(),
         };
-        let mut attempt = 0;
-        loop {
-            match self.ctx.meta.commit_segment(&row) {
-                Ok(()) => break,
-                Err(MetaError::Conflict(m)) => {
-                    // A retried commit whose first attempt went through
-                    // after all: the row is ours.
-                    let ours = self
-                        .ctx
-                        .meta
-                        .segment_for_offset(&row.topic, row.partition, row.base_offset)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|s| {
-                            s.object_key == row.object_key && s.last_offset == row.last_offset
-                        });
-                    if ours {
-                        break;
-                    }
-                    log::error!("partition {name}: metadata refused segment {key}: {m}");
-                    return false;
-                }
-                Err(MetaError::NotFound(_)) => return false, // topic deleted meanwhile
-                Err(e) => {
-                    Metrics::add(&self.ctx.metrics.upload_retries, 1);
-                    log::warn!("partition {name}: metadata commit of {key} failed: {e}");
-                    if !self.backoff(attempt) {
-                        return false;
-                    }
-                    attempt += 1;
-                }
+        let result = retry(
+            &RetryPolicy::forever(),
+            &self.stop,
+            |e| !matches!(e, MetaError::Conflict(_) | MetaError::NotFound(_)),
+            |_, e, _| {
+                Metrics::add(&self.ctx.metrics.upload_retries, 1);
+                log::warn!("partition {name}: metadata commit of {key} failed: {e}");
+            },
+            || self.ctx.meta.commit_segment(&row),
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(MetaError::Conflict(m)) if self.already_committed(&row) => {
+                log::debug!("partition {name}: {key} was committed already ({m})");
+                Ok(())
             }
+            Err(MetaError::Conflict(m)) => {
+                log::error!("partition {name}: metadata refused segment {key}: {m}");
+                Err(Stopped::Failed)
+            }
+            Err(MetaError::NotFound(_)) => Err(Stopped::Asked), // topic deleted meanwhile
+            Err(_) => Err(Stopped::Asked),
         }
+    }
 
-        // Committed: readers now find these offsets in the store.
+    fn already_committed(&self, row: &SegmentRow) -> bool {
+        self.ctx
+            .meta
+            .segment_for_offset(&row.topic, row.partition, row.base_offset)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.object_key == row.object_key && s.last_offset == row.last_offset)
+    }
+
+    /// Committed: readers now find these offsets in the store. The tail
+    /// batches go, the backlog shrinks, `acks=uploaded` requests are
+    /// answered.
+    fn publish_segment(&self, seg: &SealedSegment, key: &str, summary: &SegmentSummary) {
         {
             let mut view = self.shared.view_mut();
             while view
@@ -174,31 +182,35 @@ impl Uploader {
             view.segments.push_back(SegmentRef {
                 base_offset: summary.base_offset,
                 last_offset: summary.last_offset,
-                key: Arc::from(key.as_str()),
+                key: Arc::from(key),
                 size_bytes: summary.size_bytes,
                 min_timestamp_ms: summary.min_timestamp_ms,
                 max_timestamp_ms: summary.max_timestamp_ms,
             });
         }
-        self.ctx
-            .backlog_bytes
-            .fetch_sub(seg.bytes, Ordering::Relaxed);
-        self.shared
-            .backlog_bytes
-            .fetch_sub(seg.bytes, Ordering::Relaxed);
+        self.shared.backlog.release(seg.bytes);
         self.shared.resolve_uploaded_acks(seg.last_offset);
+    }
+
+    fn trim_wal(&self, seg: &SealedSegment) {
         if let Err(e) = self.wal_dir.remove(&seg.wal_path) {
             // Harmless: recovery deletes WAL files that are fully committed.
-            log::warn!("partition {name}: {e}");
+            log::warn!("partition {}: {e}", self.shared.name());
         }
-        log::debug!(
-            "partition {name}: committed segment {}..={} ({} bytes)",
-            seg.base_offset,
-            seg.last_offset,
-            bytes.len()
-        );
-        true
     }
+}
+
+/// Encodes the sealed segment's records into a segment object.
+fn encode_segment(
+    seg: &SealedSegment,
+) -> Result<(Vec<u8>, SegmentSummary), crate::segment::WriteError> {
+    let mut writer = SegmentWriter::new(DEFAULT_BLOCK_BYTES);
+    for batch in &seg.batches {
+        for r in &batch.records {
+            writer.push(r)?;
+        }
+    }
+    writer.finish()
 }
 
 /// Encoding a 64 MiB segment takes ~100 ms of CPU; on a small machine that

@@ -1,18 +1,22 @@
 //! The writer thread of one partition: assigns offsets, group-commits the
 //! WAL, makes records visible, acknowledges, and seals segments.
+//!
+//! One group commit, in steps: [`Writer::refuse_if_closed`] →
+//! [`Writer::stage`] (backlog, offsets, WAL bytes) → [`Writer::write_wal`]
+//! (append, one fsync) → [`Writer::publish`] (visible to readers) →
+//! [`Writer::acknowledge`].
 
+use super::state::PendingUploadedAck;
 use super::{
-    Acks, AppendAck, AppendRequest, PartitionShared, PendingUploadedAck, Status, TailBatch,
-    WriterMsg,
+    AckSender, Acks, AppendAck, AppendRequest, PartitionShared, Status, TailBatch, WriterMsg,
 };
-use crate::engine::EngineCtx;
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::meta::now_ms;
 use crate::metrics::Metrics;
+use crate::util::clock::now_ms;
 use crate::wal::{encode_entry, WalDir, WalWriter};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,86 +38,105 @@ pub(crate) enum UploadMsg {
     Shutdown,
 }
 
+/// The segment being filled: its records are in the WAL file `wal`.
+pub(crate) struct ActiveSegment {
+    /// First offset of the active (unsealed) segment.
+    pub base: i64,
+    pub batches: Vec<Arc<TailBatch>>,
+    pub bytes: u64,
+    /// When its first record arrived (for the age bound).
+    pub since: Option<Instant>,
+}
+
 pub(crate) struct Writer {
     pub shared: Arc<PartitionShared>,
-    pub ctx: Arc<EngineCtx>,
+    pub ctx: Arc<Context>,
     pub wal_dir: WalDir,
     pub wal: WalWriter,
-    /// First offset of the active (unsealed) segment.
-    pub active_base: i64,
-    pub active_batches: Vec<Arc<TailBatch>>,
-    pub active_bytes: u64,
-    pub active_since: Option<Instant>,
+    pub active: ActiveSegment,
+    /// When the oldest `acks=uploaded` request still waiting for a seal came.
     pub uploaded_waiting_since: Option<Instant>,
     pub next_offset: i64,
     pub upload_tx: Sender<UploadMsg>,
+    /// The group's WAL entries, reused between groups.
     pub buf: Vec<u8>,
 }
 
+/// A request whose records have offsets and are in `buf`.
 struct Accepted {
-    reply: super::AckSender,
+    reply: AckSender,
     acks: Acks,
     ack: AppendAck,
 }
 
+/// What [`Writer::stage`] made of a group.
+#[derive(Default)]
+struct Staged {
+    accepted: Vec<Accepted>,
+    batches: Vec<Arc<TailBatch>>,
+    /// False when every request is `acks=none`.
+    sync_needed: bool,
+}
+
 impl Writer {
     pub fn run(mut self, rx: Receiver<WriterMsg>) {
-        let mut stopping = false;
-        while !stopping {
-            let first = match self.deadline() {
-                Some(d) => match rx.recv_deadline(d) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        self.maybe_seal();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
+        while let Some((group, stopping)) = self.next_group(&rx) {
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            self.maybe_seal();
+            if stopping {
+                break;
+            }
+        }
+        // Requests still queued behind the shutdown are refused, not dropped.
+        while let Ok(msg) = rx.try_recv() {
+            if let WriterMsg::Append(r) = msg {
+                let _ = r.reply.send(Err(Error::shutting_down()));
+            }
+        }
+        let _ = self.upload_tx.send(UploadMsg::Shutdown);
+    }
+
+    /// Waits for requests (or a seal deadline) and takes everything queued
+    /// up to [`MAX_GROUP_BYTES`]: they share one fsync. `None` when the
+    /// channel is gone; the flag says a shutdown came.
+    fn next_group(&mut self, rx: &Receiver<WriterMsg>) -> Option<(Vec<AppendRequest>, bool)> {
+        let first = loop {
+            let msg = match self.deadline() {
+                Some(d) => rx.recv_deadline(d),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
-            let mut group = Vec::new();
-            let mut group_bytes = 0;
-            match first {
+            match msg {
+                Ok(m) => break m,
+                Err(RecvTimeoutError::Timeout) => self.maybe_seal(),
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        };
+        let mut group = Vec::new();
+        let mut group_bytes = 0;
+        let mut stopping = false;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
                 WriterMsg::Append(r) => {
                     group_bytes += r.bytes;
                     group.push(r);
                 }
                 WriterMsg::Shutdown => stopping = true,
             }
-            // Group commit: everything already queued shares this fsync.
-            while !stopping && group_bytes < MAX_GROUP_BYTES {
-                match rx.try_recv() {
-                    Ok(WriterMsg::Append(r)) => {
-                        group_bytes += r.bytes;
-                        group.push(r);
-                    }
-                    Ok(WriterMsg::Shutdown) => stopping = true,
-                    Err(_) => break,
-                }
-            }
-            if !group.is_empty() {
-                self.commit_group(group);
-            }
-            self.maybe_seal();
-        }
-        // Requests still queued behind the shutdown are refused, not dropped.
-        while let Ok(msg) = rx.try_recv() {
-            if let WriterMsg::Append(r) = msg {
-                let _ = r.reply.send(Err(Error::Unavailable(
-                    "the server is shutting down".to_string(),
-                )));
+            if !stopping && group_bytes < MAX_GROUP_BYTES {
+                next = rx.try_recv().ok();
             }
         }
-        let _ = self.upload_tx.send(UploadMsg::Shutdown);
+        Some((group, stopping))
     }
 
     /// When the writer must wake up to seal even without requests.
     fn deadline(&self) -> Option<Instant> {
         let age = self
-            .active_since
+            .active
+            .since
             .map(|t| t + self.ctx.config.segment_max_age);
         let linger = self
             .uploaded_waiting_since
@@ -124,57 +147,78 @@ impl Writer {
         }
     }
 
-    /// Stops the partition after a local I/O failure: no more writes, and
-    /// no more sealing (which would otherwise retry at every wake-up).
+    /// Stops the partition after a local I/O failure: no more writes, no
+    /// more sealing (which would otherwise retry at every wake-up), and the
+    /// `acks=uploaded` requests waiting on the active segment are answered:
+    /// it will not be uploaded before a restart replays the WAL.
     fn fail(&mut self, why: String) {
         log::error!(
             "partition {} stopped accepting writes: {why}",
             self.shared.name()
         );
-        self.shared.view_mut().status = Status::Failed(why);
-        self.active_since = None;
+        self.shared.view_mut().status = Status::Failed(why.clone());
+        self.active.since = None;
         self.uploaded_waiting_since = None;
+        let name = self.shared.name();
+        self.shared.fail_uploaded_acks(self.active.base, || {
+            Error::Unavailable(format!(
+                "partition {name} stopped after a local I/O failure ({why}); the records are in \
+                 its write-ahead log and will be uploaded after a restart"
+            ))
+        });
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>) {
-        let status = self.shared.view().status.clone();
-        if status != Status::Open {
-            let err = match status {
-                Status::Deleted => Error::NotFound(format!("topic {:?} was deleted", self.shared.topic)),
-                Status::Failed(why) => Error::Unavailable(format!(
-                    "partition {} is unavailable after a local I/O failure ({why}); restart the server",
-                    self.shared.name()
-                )),
-                Status::Open => unreachable!("checked above"),
-            };
-            for r in group {
-                let _ = r.reply.send(Err(clone_err(&err)));
-            }
+        let Some(group) = self.refuse_if_closed(group) else {
+            return;
+        };
+        let staged = self.stage(group);
+        if staged.accepted.is_empty() {
             return;
         }
+        let Some(waiting) = self.write_wal(staged.accepted, staged.sync_needed, &staged.batches)
+        else {
+            return;
+        };
+        self.publish(staged.batches);
+        self.acknowledge(waiting);
+    }
 
+    /// Answers the whole group with an error if the partition is deleted
+    /// or failed; otherwise hands it back.
+    fn refuse_if_closed(&self, group: Vec<AppendRequest>) -> Option<Vec<AppendRequest>> {
+        let err = match self.shared.view().status.clone() {
+            Status::Open => return Some(group),
+            Status::Deleted => {
+                Error::NotFound(format!("topic {:?} was deleted", self.shared.topic))
+            }
+            Status::Failed(why) => Error::Unavailable(format!(
+                "partition {} is unavailable after a local I/O failure ({why}); restart the server",
+                self.shared.name()
+            )),
+        };
+        for r in group {
+            let _ = r.reply.send(Err(err.clone_simple()));
+        }
+        None
+    }
+
+    /// Reserves each request's bytes against the backlog bound (refusing
+    /// those that do not fit), assigns offsets and server timestamps, and
+    /// encodes the WAL entries into `buf`.
+    fn stage(&mut self, group: Vec<AppendRequest>) -> Staged {
         let now = now_ms();
-        let metrics = &self.ctx.metrics;
-        let mut accepted: Vec<Accepted> = Vec::with_capacity(group.len());
-        let mut batches: Vec<Arc<TailBatch>> = Vec::with_capacity(group.len());
-        let mut sync_needed = false;
+        let max = self.ctx.config.max_backlog_bytes;
+        let mut staged = Staged::default();
         self.buf.clear();
         for mut req in group {
-            let max = self.ctx.config.max_backlog_bytes;
-            let backlog = self.ctx.backlog_bytes.load(Ordering::Relaxed);
-            if backlog + req.bytes > max {
-                Metrics::add(&metrics.backpressure_rejections, 1);
+            if let Err(backlog) = self.shared.backlog.try_reserve(req.bytes, max) {
+                Metrics::add(&self.ctx.metrics.backpressure_rejections, 1);
                 let _ = req.reply.send(Err(Error::Backpressure(format!(
                     "{backlog} bytes are waiting for upload (limit {max}); the object store may be slow or down, retry later"
                 ))));
                 continue;
             }
-            self.ctx
-                .backlog_bytes
-                .fetch_add(req.bytes, Ordering::Relaxed);
-            self.shared
-                .backlog_bytes
-                .fetch_add(req.bytes, Ordering::Relaxed);
             let base = self.next_offset;
             for (i, r) in req.records.iter_mut().enumerate() {
                 r.offset = base + i as i64;
@@ -185,12 +229,12 @@ impl Writer {
             let count = req.records.len() as i64;
             self.next_offset += count;
             encode_entry(&mut self.buf, base, &req.records);
-            sync_needed |= req.acks != Acks::None;
-            batches.push(Arc::new(TailBatch {
+            staged.sync_needed |= req.acks != Acks::None;
+            staged.batches.push(Arc::new(TailBatch {
                 records: std::mem::take(&mut req.records),
                 bytes: req.bytes,
             }));
-            accepted.push(Accepted {
+            staged.accepted.push(Accepted {
                 reply: req.reply,
                 acks: req.acks,
                 ack: AppendAck {
@@ -199,12 +243,20 @@ impl Writer {
                 },
             });
         }
-        if accepted.is_empty() {
-            return;
-        }
+        staged
+    }
 
+    /// Appends `buf` to the WAL and fsyncs it (once, for the whole group).
+    /// `acks=none` requests are answered after the write, before the fsync.
+    /// Returns the requests still to answer, or `None` after a failure
+    /// (everyone answered, the partition stopped).
+    fn write_wal(
+        &mut self,
+        accepted: Vec<Accepted>,
+        sync_needed: bool,
+        batches: &[Arc<TailBatch>],
+    ) -> Option<Vec<Accepted>> {
         let written = self.wal.append(&self.buf);
-        // acks=none answers before the fsync (benchmarks only).
         let mut waiting = Vec::with_capacity(accepted.len());
         for a in accepted {
             if a.acks == Acks::None && written.is_ok() {
@@ -215,58 +267,60 @@ impl Writer {
         }
         let durable = written.and_then(|()| {
             if sync_needed {
-                Metrics::add(&metrics.wal_fsyncs, 1);
+                Metrics::add(&self.ctx.metrics.wal_fsyncs, 1);
                 self.wal.sync()
             } else {
                 Ok(())
             }
         });
-        if let Err(e) = durable {
-            // Nothing of this group will be uploaded: give its bytes back.
-            let group_bytes: u64 = batches.iter().map(|b| b.bytes).sum();
-            self.ctx
-                .backlog_bytes
-                .fetch_sub(group_bytes, Ordering::Relaxed);
-            self.shared
-                .backlog_bytes
-                .fetch_sub(group_bytes, Ordering::Relaxed);
-            // The records may or may not be on disk: the offsets stay used
-            // (never reused), the callers hear of the failure, and the
-            // partition stops until a restart replays what the WAL holds.
-            self.fail(e.to_string());
-            for a in waiting {
-                let _ = a.reply.send(Err(Error::Unavailable(format!(
-                    "write-ahead log failure on {}: {e}",
-                    self.shared.name()
-                ))));
-            }
-            return;
+        let Err(e) = durable else {
+            Metrics::add(&self.ctx.metrics.wal_bytes, self.buf.len() as u64);
+            return Some(waiting);
+        };
+        // Nothing of this group will be uploaded: give its bytes back. The
+        // records may or may not be on disk: the offsets stay used (never
+        // reused while this process runs), the callers hear of the failure,
+        // and the partition stops until a restart replays what the WAL holds.
+        self.shared
+            .backlog
+            .release(batches.iter().map(|b| b.bytes).sum());
+        self.fail(e.to_string());
+        for a in waiting {
+            let _ = a.reply.send(Err(Error::Unavailable(format!(
+                "write-ahead log failure on {}: {e}",
+                self.shared.name()
+            ))));
         }
-        Metrics::add(&metrics.wal_bytes, self.buf.len() as u64);
+        None
+    }
 
-        // Visible only once durable: a reader never sees a record that a
-        // crash could take back.
-        let mut appended_records = 0u64;
-        let mut appended_bytes = 0u64;
+    /// Makes durable records visible (a reader never sees a record that a
+    /// crash could take back), wakes long polls, and adds the batches to
+    /// the active segment.
+    fn publish(&mut self, batches: Vec<Arc<TailBatch>>) {
+        let mut records = 0u64;
+        let mut bytes = 0u64;
         {
             let mut view = self.shared.view_mut();
             for b in &batches {
-                appended_records += b.records.len() as u64;
-                appended_bytes += b.bytes;
+                records += b.records.len() as u64;
+                bytes += b.bytes;
                 view.tail.push_back(Arc::clone(b));
             }
             view.high_watermark = self.next_offset;
             self.shared.note_append();
         }
-        Metrics::add(&metrics.records_in, appended_records);
-        Metrics::add(&metrics.bytes_in, appended_bytes);
+        Metrics::add(&self.ctx.metrics.records_in, records);
+        Metrics::add(&self.ctx.metrics.bytes_in, bytes);
         self.shared.wake_all();
+        self.active.since.get_or_insert_with(Instant::now);
+        self.active.bytes += bytes;
+        self.active.batches.extend(batches);
+    }
 
-        self.active_since.get_or_insert_with(Instant::now);
-        for b in batches {
-            self.active_bytes += b.bytes;
-            self.active_batches.push(b);
-        }
+    /// `acks=wal` (and failed-to-answer-early `acks=none`) requests get
+    /// their offsets now; `acks=uploaded` ones wait for the upload.
+    fn acknowledge(&mut self, waiting: Vec<Accepted>) {
         for a in waiting {
             match a.acks {
                 Acks::Uploaded => {
@@ -285,13 +339,14 @@ impl Writer {
     }
 
     fn maybe_seal(&mut self) {
-        if self.active_batches.is_empty() || self.shared.view().status != Status::Open {
+        if self.active.batches.is_empty() || self.shared.view().status != Status::Open {
             return;
         }
         let config = &self.ctx.config;
-        let full = self.active_bytes >= config.segment_max_bytes;
+        let full = self.active.bytes >= config.segment_max_bytes;
         let old = self
-            .active_since
+            .active
+            .since
             .is_some_and(|t| t.elapsed() >= config.segment_max_age);
         let lingered = self
             .uploaded_waiting_since
@@ -311,15 +366,22 @@ impl Writer {
         self.wal.sync()?;
         let new_wal = self.wal_dir.create(self.next_offset)?;
         let old_wal = std::mem::replace(&mut self.wal, new_wal);
+        let active = std::mem::replace(
+            &mut self.active,
+            ActiveSegment {
+                base: self.next_offset,
+                batches: Vec::new(),
+                bytes: 0,
+                since: None,
+            },
+        );
         let sealed = SealedSegment {
-            base_offset: self.active_base,
+            base_offset: active.base,
             last_offset: self.next_offset - 1,
-            batches: std::mem::take(&mut self.active_batches),
-            bytes: std::mem::take(&mut self.active_bytes),
+            batches: active.batches,
+            bytes: active.bytes,
             wal_path: old_wal.path().to_path_buf(),
         };
-        self.active_base = self.next_offset;
-        self.active_since = None;
         self.uploaded_waiting_since = None;
         Metrics::add(&self.ctx.metrics.segments_sealed, 1);
         // The uploader outlives the writer (it exits on our Shutdown), so a
@@ -330,15 +392,5 @@ impl Writer {
             ));
         }
         Ok(())
-    }
-}
-
-/// Errors are not `Clone` (they may hold an `io::Error`); the writer only
-/// fans out the simple kinds.
-fn clone_err(e: &Error) -> Error {
-    match e {
-        Error::NotFound(m) => Error::NotFound(m.clone()),
-        Error::Unavailable(m) => Error::Unavailable(m.clone()),
-        other => Error::Unavailable(other.to_string()),
     }
 }

@@ -87,7 +87,7 @@ impl BlockCache {
 mod tests {
     use super::*;
     use crate::record::Record;
-    use crate::segment::{InMemory, SegmentReader, SegmentWriter};
+    use crate::segment::{SegmentBytes, SegmentWriter};
 
     /// Decoded blocks of a segment with `n` blocks of one 1000-byte record.
     fn blocks(n: usize) -> Vec<Arc<DecodedBlock>> {
@@ -101,15 +101,8 @@ mod tests {
             .unwrap();
         }
         let (bytes, _) = w.finish().unwrap();
-        let r = SegmentReader::open(
-            InMemory {
-                bytes: &bytes,
-                name: "s",
-            },
-            bytes.len() as u64,
-        )
-        .unwrap();
-        (0..n).map(|i| Arc::new(r.read_block(i).unwrap())).collect()
+        let r = SegmentBytes::open(&bytes).unwrap();
+        (0..n).map(|i| Arc::new(r.block(i).unwrap())).collect()
     }
 
     #[test]

@@ -1,19 +1,29 @@
 //! Segment format v1: the immutable object that holds one partition's records
 //! for an offset range. `docs/FORMAT.md` is the byte-level specification.
 //!
-//! - [`format`]: constants, fixed-width parts, varints, [`FormatError`].
-//! - [`writer`]: records → blocks (LZ4 + CRC-32C) → footer index → trailer.
-//! - [`reader`]: footer from one ranged read of the tail; one block at a time.
+//! Pure bytes: nothing here knows where a segment is stored. Errors are
+//! [`FormatError`]s naming the part that failed; the caller adds the object.
+//!
+//! - [`format`]: constants and the fixed-width parts (header, frame header,
+//!   index entry, trailer);
+//! - [`writer`]: records → blocks (LZ4 + CRC-32C) → footer index → trailer;
+//! - [`footer`]: the index, found from the object's tail;
+//! - [`block`]: one block checked, decompressed and parsed;
+//! - [`reader`]: a whole segment in memory, and [`verify`].
 
+mod block;
+mod columns;
+mod error;
+mod footer;
 pub mod format;
-pub mod reader;
-pub mod writer;
+mod reader;
+mod writer;
 
-pub use format::{BlockIndexEntry, FormatError, Part, DEFAULT_BLOCK_BYTES, FORMAT_VERSION};
-pub use reader::{
-    read_block, verify, DecodedBlock, Footer, InMemory, InStore, ReadAt, RecordRef, SegmentReader,
-    TAIL_READ_BYTES,
-};
+pub use block::{DecodedBlock, RecordRef};
+pub use error::{FormatError, Part};
+pub use footer::{tail_range, Footer, TailLookup, TAIL_READ_BYTES};
+pub use format::{BlockIndexEntry, DEFAULT_BLOCK_BYTES, FORMAT_VERSION};
+pub use reader::{verify, SegmentBytes, SegmentIter};
 pub use writer::{SegmentSummary, SegmentWriter, WriteError};
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Builds a segment object from records in offset order.
 
+use super::columns::PackedColumn;
 use super::format::{
-    put_uvarint, put_varint, uvarint_len, zigzag, BlockIndexEntry, FrameHeader, PackedColumn,
-    SegmentHeader, Trailer, BLOCK_PREAMBLE_LEN, CODEC_LZ4, DEFAULT_BLOCK_BYTES,
-    FLAG_CONTIGUOUS_OFFSETS, FORMAT_VERSION, FRAME_HEADER_LEN,
+    BlockIndexEntry, FrameHeader, SegmentHeader, Trailer, BLOCK_PREAMBLE_LEN, CODEC_LZ4,
+    DEFAULT_BLOCK_BYTES, FLAG_CONTIGUOUS_OFFSETS, FORMAT_VERSION, FRAME_HEADER_LEN,
 };
+use crate::codec::{header_encoded_len, put_header, put_uvarint, put_varint, uvarint_len, zigzag};
 use crate::record::{Header, Record};
 use std::fmt;
 
@@ -110,15 +111,7 @@ impl BlockBuilder {
 
 /// Bytes the header-data, key and value sections gain from one record.
 fn data_len(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usize {
-    let headers_len: usize = headers
-        .iter()
-        .map(|h| {
-            uvarint_len(h.key.len() as u64)
-                + h.key.len()
-                + uvarint_len(h.value.len() as u64)
-                + h.value.len()
-        })
-        .sum();
+    let headers_len: usize = headers.iter().map(header_encoded_len).sum();
     key.map_or(0, <[u8]>::len) + value.len() + headers_len
 }
 
@@ -263,10 +256,7 @@ impl SegmentWriter {
         b.values.extend_from_slice(value);
         b.header_counts.push(header_count);
         for h in headers {
-            put_uvarint(&mut b.header_data, h.key.len() as u64);
-            b.header_data.extend_from_slice(h.key.as_bytes());
-            put_uvarint(&mut b.header_data, h.value.len() as u64);
-            b.header_data.extend_from_slice(&h.value);
+            put_header(&mut b.header_data, h);
         }
         b.prev_offset = offset;
         b.prev_timestamp = timestamp_ms;

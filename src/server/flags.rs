@@ -1,42 +1,177 @@
-//! `streamhoused` flags, each also read from an environment variable (the
-//! flag wins), parsed and validated once.
+//! `streamhoused` flags: one table (flag, environment variable, value,
+//! default, help) that parsing and `--help` both read, so each default is
+//! written once. Engine defaults come from [`EngineConfig::new`].
 
 use crate::config::EngineConfig;
 use crate::object_store::S3Config;
+use crate::util::size::parse_size;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const HELP: &str = "\
-streamhoused - the StreamHouse server (S3-native append-only log)
+const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+const DEFAULT_DATA_DIR: &str = "./streamhouse-data";
+const DEFAULT_REGION: &str = "us-east-1";
 
-USAGE:
-    streamhoused [FLAGS]
+/// One flag of the table.
+pub struct Flag {
+    pub name: &'static str,
+    pub env: &'static str,
+    /// Placeholder for the value in `--help`; empty for a switch.
+    pub value: &'static str,
+    /// The default as `--help` shows it (`None`: unset).
+    default: fn(&EngineConfig) -> Option<String>,
+    pub help: &'static str,
+}
 
-Each flag is also read from the environment variable in brackets; the flag
-wins. Sizes accept plain bytes or KiB/MiB/GiB suffixes (e.g. 64MiB).
+fn none(_: &EngineConfig) -> Option<String> {
+    None
+}
 
-    --listen ADDR             [STREAMHOUSE_LISTEN]            default 127.0.0.1:50051
-                              (port 0 picks a free port; the bound address is printed)
-    --data-dir DIR            [STREAMHOUSE_DATA_DIR]          default ./streamhouse-data
-    --s3-endpoint URL         [STREAMHOUSE_S3_ENDPOINT]       S3 mode when set or a bucket is set
-    --s3-bucket NAME          [STREAMHOUSE_S3_BUCKET]
-    --s3-region NAME          [STREAMHOUSE_S3_REGION]         default us-east-1
-    --s3-prefix PREFIX        [STREAMHOUSE_S3_PREFIX]         default none
-    --s3-path-style           [STREAMHOUSE_S3_PATH_STYLE]     path-style URLs (MinIO, SeaweedFS)
-    --segment-max-bytes N     [STREAMHOUSE_SEGMENT_MAX_BYTES] default 64MiB
-    --segment-max-age-ms N    [STREAMHOUSE_SEGMENT_MAX_AGE_MS] default 30000
-    --cache-bytes N           [STREAMHOUSE_CACHE_BYTES]       default 256MiB
-    --reader-threads N        [STREAMHOUSE_READER_THREADS]    default 8
-    --max-record-bytes N      [STREAMHOUSE_MAX_RECORD_BYTES]  default 1MiB (key + value + headers)
-    --max-backlog-bytes N     [STREAMHOUSE_MAX_BACKLOG_BYTES] default 1GiB not yet uploaded
-    --auth-token TOKEN        [STREAMHOUSE_AUTH_TOKEN]        require `authorization: Bearer TOKEN`
-    --metrics-listen ADDR     [STREAMHOUSE_METRICS_LISTEN]    serve /metrics (Prometheus text)
-    -h, --help                print this help
+/// A size as people write it: the largest unit that divides it.
+fn show_size(n: u64) -> String {
+    match n {
+        0 => "0".to_string(),
+        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
 
-S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-Log level: STREAMHOUSE_LOG (error, warn, info, debug, trace; default info).
-";
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "--listen",
+        env: "STREAMHOUSE_LISTEN",
+        value: "ADDR",
+        default: |_| Some(DEFAULT_LISTEN.into()),
+        help: "gRPC address (port 0 picks a free port; the bound address is printed)",
+    },
+    Flag {
+        name: "--data-dir",
+        env: "STREAMHOUSE_DATA_DIR",
+        value: "DIR",
+        default: |_| Some(DEFAULT_DATA_DIR.into()),
+        help: "metadata, WAL and (without S3) the objects",
+    },
+    Flag {
+        name: "--s3-endpoint",
+        env: "STREAMHOUSE_S3_ENDPOINT",
+        value: "URL",
+        default: none,
+        help: "S3 mode when set or a bucket is set",
+    },
+    Flag {
+        name: "--s3-bucket",
+        env: "STREAMHOUSE_S3_BUCKET",
+        value: "NAME",
+        default: none,
+        help: "the bucket",
+    },
+    Flag {
+        name: "--s3-region",
+        env: "STREAMHOUSE_S3_REGION",
+        value: "NAME",
+        default: |_| Some(DEFAULT_REGION.into()),
+        help: "the region",
+    },
+    Flag {
+        name: "--s3-prefix",
+        env: "STREAMHOUSE_S3_PREFIX",
+        value: "PREFIX",
+        default: none,
+        help: "prepended to every object key",
+    },
+    Flag {
+        name: "--s3-path-style",
+        env: "STREAMHOUSE_S3_PATH_STYLE",
+        value: "",
+        default: none,
+        help: "path-style URLs (MinIO, SeaweedFS)",
+    },
+    Flag {
+        name: "--segment-max-bytes",
+        env: "STREAMHOUSE_SEGMENT_MAX_BYTES",
+        value: "N",
+        default: |c| Some(show_size(c.segment_max_bytes)),
+        help: "seal a segment at this many record bytes",
+    },
+    Flag {
+        name: "--segment-max-age-ms",
+        env: "STREAMHOUSE_SEGMENT_MAX_AGE_MS",
+        value: "N",
+        default: |c| Some(c.segment_max_age.as_millis().to_string()),
+        help: "seal a segment this long after its first record",
+    },
+    Flag {
+        name: "--cache-bytes",
+        env: "STREAMHOUSE_CACHE_BYTES",
+        value: "N",
+        default: |c| Some(show_size(c.cache_bytes)),
+        help: "block cache size",
+    },
+    Flag {
+        name: "--reader-threads",
+        env: "STREAMHOUSE_READER_THREADS",
+        value: "N",
+        default: |c| Some(c.reader_threads.to_string()),
+        help: "reader pool threads (1-256)",
+    },
+    Flag {
+        name: "--max-record-bytes",
+        env: "STREAMHOUSE_MAX_RECORD_BYTES",
+        value: "N",
+        default: |c| Some(show_size(c.max_record_bytes as u64)),
+        help: "largest record (key + value + headers)",
+    },
+    Flag {
+        name: "--max-backlog-bytes",
+        env: "STREAMHOUSE_MAX_BACKLOG_BYTES",
+        value: "N",
+        default: |c| Some(show_size(c.max_backlog_bytes)),
+        help: "bytes accepted but not yet uploaded before produce is refused",
+    },
+    Flag {
+        name: "--auth-token",
+        env: "STREAMHOUSE_AUTH_TOKEN",
+        value: "TOKEN",
+        default: none,
+        help: "require `authorization: Bearer TOKEN` on every call",
+    },
+    Flag {
+        name: "--metrics-listen",
+        env: "STREAMHOUSE_METRICS_LISTEN",
+        value: "ADDR",
+        default: none,
+        help: "serve /metrics (Prometheus text) here",
+    },
+];
+
+/// The `--help` text, from [`FLAGS`].
+pub fn help() -> String {
+    let defaults = EngineConfig::new(DEFAULT_DATA_DIR);
+    let mut s = String::from(
+        "streamhoused - the StreamHouse server (S3-native append-only log)\n\n\
+         USAGE:\n    streamhoused [FLAGS]\n\n\
+         Each flag is also read from the environment variable in brackets; the flag\n\
+         wins. Sizes accept plain bytes or KiB/MiB/GiB suffixes (e.g. 64MiB).\n\n",
+    );
+    for f in FLAGS {
+        let flag = format!("{} {}", f.name, f.value);
+        let default = (f.default)(&defaults).map_or(String::new(), |d| format!(" (default {d})"));
+        s.push_str(&format!(
+            "    {flag:<26}[{}]\n        {}{default}\n",
+            f.env, f.help
+        ));
+    }
+    s.push_str(
+        "    -h, --help\n        print this help\n\n\
+         S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.\n\
+         Log level: STREAMHOUSE_LOG (error, warn, info, debug, trace; default info).\n",
+    );
+    s
+}
 
 /// Everything `streamhoused` needs to start.
 #[derive(Clone, Debug)]
@@ -49,41 +184,9 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
 }
 
-/// Parses a size: plain bytes or with a KiB/MiB/GiB (or K/M/G) suffix.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (bytes, or a number with KiB/MiB/GiB)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" | "KiB" | "k" => 1 << 10,
-        "M" | "MB" | "MiB" => 1 << 20,
-        "G" | "GB" | "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown size unit {other:?}; use KiB, MiB or GiB"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// Reads `--flag VALUE` or, failing that, the environment variable.
-fn value(
-    args: &mut pico_args::Arguments,
-    flag: &'static str,
-    env: &dyn Fn(&str) -> Option<String>,
-    var: &str,
-) -> Result<Option<String>, String> {
-    match args.opt_value_from_str::<_, String>(flag) {
-        Ok(Some(v)) => Ok(Some(v)),
-        Ok(None) => Ok(env(var).filter(|v| !v.is_empty())),
-        Err(e) => Err(format!("{flag}: {e}")),
-    }
+pub enum Parsed {
+    Help,
+    Run(Box<ServerConfig>),
 }
 
 fn truthy(v: &str) -> Result<bool, String> {
@@ -94,9 +197,63 @@ fn truthy(v: &str) -> Result<bool, String> {
     }
 }
 
-pub enum Parsed {
-    Help,
-    Run(Box<ServerConfig>),
+/// The values given, by flag name: from the command line, else from the
+/// environment. Switches are "true" when on.
+fn read_values(
+    a: &mut pico_args::Arguments,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<HashMap<&'static str, String>, String> {
+    let mut values = HashMap::new();
+    for f in FLAGS {
+        let given = if f.value.is_empty() {
+            if a.contains(f.name) {
+                Some("true".to_string())
+            } else {
+                match env(f.env) {
+                    Some(v) => truthy(&v)
+                        .map_err(|e| format!("{}: {e}", f.env))?
+                        .then(|| "true".to_string()),
+                    None => None,
+                }
+            }
+        } else {
+            match a.opt_value_from_str::<_, String>(f.name) {
+                Ok(Some(v)) => Some(v),
+                Ok(None) => env(f.env).filter(|v| !v.is_empty()),
+                Err(e) => return Err(format!("{}: {e}", f.name)),
+            }
+        };
+        if let Some(v) = given {
+            values.insert(f.name, v);
+        }
+    }
+    Ok(values)
+}
+
+/// Typed access to the values read.
+struct Values(HashMap<&'static str, String>);
+
+impl Values {
+    fn text(&self, flag: &str) -> Option<String> {
+        self.0.get(flag).cloned()
+    }
+
+    fn size(&self, flag: &str) -> Result<Option<u64>, String> {
+        self.0
+            .get(flag)
+            .map(|v| parse_size(v).map_err(|e| format!("{flag}: {e}")))
+            .transpose()
+    }
+
+    fn number<T: std::str::FromStr>(&self, flag: &str, what: &str) -> Result<Option<T>, String> {
+        self.0
+            .get(flag)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("{flag}: {v:?} is not {what}"))
+            })
+            .transpose()
+    }
 }
 
 /// Parses `args` (without the program name) with `env` for the variables.
@@ -105,131 +262,24 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if a.contains(["-h", "--help"]) {
         return Ok(Parsed::Help);
     }
-    let listen = value(&mut a, "--listen", env, "STREAMHOUSE_LISTEN")?
-        .unwrap_or_else(|| "127.0.0.1:50051".to_string());
-    let data_dir = value(&mut a, "--data-dir", env, "STREAMHOUSE_DATA_DIR")?
-        .unwrap_or_else(|| "./streamhouse-data".to_string());
-    let endpoint = value(&mut a, "--s3-endpoint", env, "STREAMHOUSE_S3_ENDPOINT")?;
-    let bucket = value(&mut a, "--s3-bucket", env, "STREAMHOUSE_S3_BUCKET")?;
-    let region = value(&mut a, "--s3-region", env, "STREAMHOUSE_S3_REGION")?;
-    let prefix = value(&mut a, "--s3-prefix", env, "STREAMHOUSE_S3_PREFIX")?;
-    let path_style = if a.contains("--s3-path-style") {
-        true
-    } else {
-        match env("STREAMHOUSE_S3_PATH_STYLE") {
-            Some(v) => truthy(&v).map_err(|e| format!("STREAMHOUSE_S3_PATH_STYLE: {e}"))?,
-            None => false,
-        }
-    };
-    let size = |name: &'static str, v: Option<String>| -> Result<Option<u64>, String> {
-        v.map(|v| parse_size(&v).map_err(|e| format!("{name}: {e}")))
-            .transpose()
-    };
-    let segment_max_bytes = size(
-        "--segment-max-bytes",
-        value(
-            &mut a,
-            "--segment-max-bytes",
-            env,
-            "STREAMHOUSE_SEGMENT_MAX_BYTES",
-        )?,
-    )?;
-    let segment_max_age_ms = value(
-        &mut a,
-        "--segment-max-age-ms",
-        env,
-        "STREAMHOUSE_SEGMENT_MAX_AGE_MS",
-    )?
-    .map(|v| {
-        v.parse::<u64>()
-            .map_err(|_| format!("--segment-max-age-ms: {v:?} is not a number of milliseconds"))
-    })
-    .transpose()?;
-    let cache_bytes = size(
-        "--cache-bytes",
-        value(&mut a, "--cache-bytes", env, "STREAMHOUSE_CACHE_BYTES")?,
-    )?;
-    let reader_threads = value(
-        &mut a,
-        "--reader-threads",
-        env,
-        "STREAMHOUSE_READER_THREADS",
-    )?
-    .map(|v| match v.parse::<usize>() {
-        Ok(n) if (1..=256).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "--reader-threads: {v:?} must be a number from 1 to 256"
-        )),
-    })
-    .transpose()?;
-    let max_record_bytes = size(
-        "--max-record-bytes",
-        value(
-            &mut a,
-            "--max-record-bytes",
-            env,
-            "STREAMHOUSE_MAX_RECORD_BYTES",
-        )?,
-    )?;
-    let max_backlog = size(
-        "--max-backlog-bytes",
-        value(
-            &mut a,
-            "--max-backlog-bytes",
-            env,
-            "STREAMHOUSE_MAX_BACKLOG_BYTES",
-        )?,
-    )?;
-    let auth_token = value(&mut a, "--auth-token", env, "STREAMHOUSE_AUTH_TOKEN")?;
-    let metrics_listen = value(
-        &mut a,
-        "--metrics-listen",
-        env,
-        "STREAMHOUSE_METRICS_LISTEN",
-    )?;
-    let rest = a.finish();
-    if let Some(extra) = rest.first() {
+    let v = Values(read_values(&mut a, env)?);
+    if let Some(extra) = a.finish().first() {
         return Err(format!(
             "unknown argument {:?}; see streamhoused --help",
             extra.to_string_lossy()
         ));
     }
-
-    let mut engine = EngineConfig::new(PathBuf::from(data_dir));
-    if let Some(n) = segment_max_bytes {
-        if n == 0 {
-            return Err("--segment-max-bytes must be at least 1".into());
-        }
-        engine.segment_max_bytes = n;
-    }
-    if let Some(ms) = segment_max_age_ms {
-        if ms == 0 {
-            return Err("--segment-max-age-ms must be at least 1".into());
-        }
-        engine.segment_max_age = Duration::from_millis(ms);
-    }
-    if let Some(n) = cache_bytes {
-        engine.cache_bytes = n;
-    }
-    if let Some(n) = reader_threads {
-        engine.reader_threads = n;
-    }
-    if let Some(n) = max_record_bytes {
-        if n == 0 || n > 64 << 20 {
-            return Err(format!(
-                "--max-record-bytes must be 1 byte to 64MiB, got {n}"
-            ));
-        }
-        engine.max_record_bytes = n as usize;
-    }
-    if let Some(n) = max_backlog {
-        engine.max_backlog_bytes = n;
-    }
+    let listen = v.text("--listen").unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let data_dir = v
+        .text("--data-dir")
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let engine = engine_config(&v, PathBuf::from(data_dir))?;
     if listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(format!(
             "--listen: {listen:?} is not an address like 127.0.0.1:50051"
         ));
     }
+    let metrics_listen = v.text("--metrics-listen");
     if let Some(m) = &metrics_listen {
         if m.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
@@ -237,33 +287,82 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
             ));
         }
     }
+    let auth_token = v.text("--auth-token");
     if auth_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err("--auth-token must not be empty".into());
     }
-    let s3 = if endpoint.is_some() || bucket.is_some() {
-        let Some(bucket) = bucket else {
-            return Err("--s3-endpoint needs --s3-bucket (STREAMHOUSE_S3_BUCKET)".into());
-        };
-        Some(S3Config {
-            endpoint,
-            region: region.unwrap_or_else(|| "us-east-1".to_string()),
-            bucket,
-            prefix: prefix.unwrap_or_default(),
-            path_style,
-            access_key: env("AWS_ACCESS_KEY_ID").filter(|s| !s.is_empty()),
-            secret_key: env("AWS_SECRET_ACCESS_KEY").filter(|s| !s.is_empty()),
-            request_timeout: Duration::from_secs(30),
-        })
-    } else {
-        None
-    };
     Ok(Parsed::Run(Box::new(ServerConfig {
         listen,
         engine,
-        s3,
+        s3: s3_config(&v, env)?,
         auth_token,
         metrics_listen,
     })))
+}
+
+fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> {
+    let mut engine = EngineConfig::new(data_dir);
+    if let Some(n) = v.size("--segment-max-bytes")? {
+        if n == 0 {
+            return Err("--segment-max-bytes must be at least 1".into());
+        }
+        engine.segment_max_bytes = n;
+    }
+    if let Some(ms) = v.number::<u64>("--segment-max-age-ms", "a number of milliseconds")? {
+        if ms == 0 {
+            return Err("--segment-max-age-ms must be at least 1".into());
+        }
+        engine.segment_max_age = Duration::from_millis(ms);
+    }
+    if let Some(n) = v.size("--cache-bytes")? {
+        engine.cache_bytes = n;
+    }
+    let threads = v.number::<usize>("--reader-threads", "a number from 1 to 256");
+    match threads {
+        Ok(Some(n)) if (1..=256).contains(&n) => engine.reader_threads = n,
+        Ok(None) => {}
+        _ => {
+            return Err(format!(
+                "--reader-threads: {:?} must be a number from 1 to 256",
+                v.text("--reader-threads").unwrap_or_default()
+            ))
+        }
+    }
+    if let Some(n) = v.size("--max-record-bytes")? {
+        if n == 0 || n > 64 << 20 {
+            return Err(format!(
+                "--max-record-bytes must be 1 byte to 64MiB, got {n}"
+            ));
+        }
+        engine.max_record_bytes = n as usize;
+    }
+    if let Some(n) = v.size("--max-backlog-bytes")? {
+        engine.max_backlog_bytes = n;
+    }
+    Ok(engine)
+}
+
+fn s3_config(v: &Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<S3Config>, String> {
+    let endpoint = v.text("--s3-endpoint");
+    let bucket = v.text("--s3-bucket");
+    if endpoint.is_none() && bucket.is_none() {
+        return Ok(None);
+    }
+    let Some(bucket) = bucket else {
+        return Err("--s3-endpoint needs --s3-bucket (STREAMHOUSE_S3_BUCKET)".into());
+    };
+    Ok(Some(S3Config {
+        endpoint,
+        region: v
+            .text("--s3-region")
+            .unwrap_or_else(|| DEFAULT_REGION.into()),
+        bucket,
+        prefix: v.text("--s3-prefix").unwrap_or_default(),
+        path_style: v.0.contains_key("--s3-path-style"),
+        access_key: env("AWS_ACCESS_KEY_ID").filter(|s| !s.is_empty()),
+        secret_key: env("AWS_SECRET_ACCESS_KEY").filter(|s| !s.is_empty()),
+        request_timeout: Duration::from_secs(30),
+    }))
 }
 
 #[cfg(test)]
@@ -345,12 +444,17 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("123").unwrap(), 123);
-        assert_eq!(parse_size("4KiB").unwrap(), 4096);
-        assert_eq!(parse_size("2 MiB").unwrap(), 2 << 20);
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999999999999GiB").is_err());
+    fn help_lists_every_flag_with_its_variable_and_the_engine_defaults() {
+        let h = help();
+        for f in FLAGS {
+            assert!(h.contains(f.name) && h.contains(f.env), "{}", f.name);
+        }
+        let c = EngineConfig::new(DEFAULT_DATA_DIR);
+        assert!(h.contains(&format!("default {}", show_size(c.segment_max_bytes))));
+        assert!(h.contains("default 64MiB"), "{h}");
+        assert!(h.contains("default 127.0.0.1:50051"));
+        let d = run(&[], &[]).unwrap();
+        assert_eq!(d.engine.segment_max_bytes, c.segment_max_bytes);
+        assert_eq!(d.engine.max_backlog_bytes, c.max_backlog_bytes);
     }
 }

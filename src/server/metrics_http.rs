@@ -1,19 +1,19 @@
 //! A small `/metrics` responder in the Prometheus text format: the engine's
 //! counters and gauges. One thread, one request at a time — scrapes are rare.
 
-use super::service::Latencies;
+use super::shared::Latencies;
 use crate::engine::Engine;
+use crate::util::thread::{self, Worker};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub struct MetricsServer {
     addr: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<Worker>,
 }
 
 impl MetricsServer {
@@ -26,20 +26,18 @@ impl MetricsServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("metrics-http".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if flag.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if let Ok(c) = conn {
-                        if let Err(e) = serve(c, &engine, &latencies) {
-                            log::debug!("metrics request: {e}");
-                        }
+        let thread = thread::spawn("metrics-http", move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(c) = conn {
+                    if let Err(e) = serve(c, &engine, &latencies) {
+                        log::debug!("metrics request: {e}");
                     }
                 }
-            })?;
+            }
+        })?;
         log::info!("serving /metrics on http://{addr}/metrics");
         Ok(MetricsServer {
             addr,
@@ -56,7 +54,7 @@ impl MetricsServer {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr); // wake the accept loop
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            t.join();
         }
     }
 }

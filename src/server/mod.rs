@@ -1,22 +1,36 @@
 //! `streamhoused`: the engine behind grpcio's C-core server. The only place
-//! protobuf types meet the engine; errors become statuses in
-//! [`service::error_to_status`].
+//! protobuf types meet the engine ([`convert`]); errors become statuses in
+//! [`status::error_to_status`].
+//!
+//! One file per service ([`admin`], [`producer`], [`consumer`]); [`shared`]
+//! holds what handlers share (auth, the blocking pool, latencies);
+//! [`flags`] the command line; [`metrics_http`] `/metrics`.
 
+mod admin;
+mod consumer;
+mod convert;
 pub mod flags;
 mod metrics_http;
 pub mod partitioner;
-pub mod service;
+mod producer;
+mod shared;
+pub mod status;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::object_store::{LocalFsStore, ObjectStore, S3Store};
+use crate::util::thread;
+use admin::Admin;
+use consumer::Consumer;
 use flags::ServerConfig;
 use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
 use grpcio_health::{HealthService, ServingStatus};
-use service::{Admin, BlockingPool, Consumer, Producer, Shared};
+use producer::Producer;
+use shared::{BlockingPool, Shared};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running server.
 pub struct Server {
@@ -33,7 +47,9 @@ impl Server {
     pub fn start(config: &ServerConfig) -> Result<Server> {
         let store: Arc<dyn ObjectStore> = match &config.s3 {
             Some(s3) => Arc::new(S3Store::new(s3)?),
-            None => Arc::new(LocalFsStore::open(config.engine.local_objects_dir())?),
+            None => Arc::new(LocalFsStore::open(layout::local_objects_dir(
+                &config.engine.data_dir,
+            ))?),
         };
         log::info!(
             "opening data in {} with objects in {}",
@@ -115,19 +131,24 @@ impl Server {
             .set_serving_status("", ServingStatus::NotServing);
         let grace = Duration::from_secs(5);
         let done = self.grpc.shutdown();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
+        match thread::spawn("grpc-shutdown", move || {
             let _ = futures::executor::block_on(done);
-            let _ = tx.send(());
-        });
-        if rx.recv_timeout(grace).is_err() {
-            log::warn!("calls still running after {grace:?}; closing anyway");
+        }) {
+            Ok(w) => {
+                if !w.join_until(Instant::now() + grace) {
+                    log::warn!("calls still running after {grace:?}; closing anyway");
+                }
+            }
+            Err(e) => log::warn!("cannot wait for calls in flight: {e}"),
         }
         self.health.shutdown();
         if let Some(m) = self.metrics.take() {
             m.stop();
         }
         self.engine.shutdown(Duration::from_secs(2));
+        self.shared
+            .blocking
+            .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
 }

@@ -1,4 +1,16 @@
 use super::*;
+use crate::record::{Header, Record};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn wal_dir(root: &Path) -> WalDir {
+    WalDir::open(root.join("wal"), Arc::new(OsWalFs)).unwrap()
+}
+
+fn replay_file(path: &Path, first_offset: i64) -> FileScan {
+    scan_file(&fs::read(path).unwrap(), first_offset)
+}
 
 fn rec(offset: i64, value: &str) -> Record {
     Record {
@@ -33,7 +45,7 @@ fn write_sample(dir: &WalDir) -> (PathBuf, Vec<Record>, Vec<u64>) {
         let mut buf = Vec::new();
         encode_entry(&mut buf, base, &b);
         w.append(&buf).unwrap();
-        ends.push(w.len());
+        ends.push(w.size());
         all.extend(b);
     }
     w.sync().unwrap();
@@ -43,9 +55,9 @@ fn write_sample(dir: &WalDir) -> (PathBuf, Vec<Record>, Vec<u64>) {
 #[test]
 fn entries_replay_with_their_offsets() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = WalDir::open(tmp.path().join("wal")).unwrap();
+    let dir = wal_dir(tmp.path());
     let (path, all, ends) = write_sample(&dir);
-    let replay = replay_file(&path, 10).unwrap();
+    let replay = replay_file(&path, 10);
     assert_eq!(replay.records, all);
     assert_eq!(replay.good_len, *ends.last().unwrap());
     assert!(replay.cut.is_none());
@@ -61,12 +73,12 @@ fn entries_replay_with_their_offsets() {
 #[test]
 fn a_torn_tail_is_cut_at_the_last_whole_entry_for_every_cut_point() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = WalDir::open(tmp.path().join("wal")).unwrap();
+    let dir = wal_dir(tmp.path());
     let (path, all, ends) = write_sample(&dir);
     let full = fs::read(&path).unwrap();
     for cut in 0..full.len() {
         fs::write(&path, &full[..cut]).unwrap();
-        let replay = replay_file(&path, 10).unwrap();
+        let replay = replay_file(&path, 10);
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
         let expected_len = if whole == 0 { 0 } else { ends[whole - 1] };
         assert_eq!(replay.good_len, expected_len, "cut at {cut}");
@@ -79,14 +91,14 @@ fn a_torn_tail_is_cut_at_the_last_whole_entry_for_every_cut_point() {
 #[test]
 fn a_flipped_byte_stops_replay_at_that_entry() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = WalDir::open(tmp.path().join("wal")).unwrap();
+    let dir = wal_dir(tmp.path());
     let (path, all, ends) = write_sample(&dir);
     let full = fs::read(&path).unwrap();
     for i in 0..full.len() {
         let mut bad = full.clone();
         bad[i] ^= 0x40;
         fs::write(&path, &bad).unwrap();
-        let replay = replay_file(&path, 10).unwrap();
+        let replay = replay_file(&path, 10);
         let entry = ends.iter().position(|&e| (i as u64) < e).unwrap();
         let n = [0, 3, 4][entry];
         assert_eq!(
@@ -101,35 +113,35 @@ fn a_flipped_byte_stops_replay_at_that_entry() {
 #[test]
 fn an_entry_that_does_not_continue_the_offsets_is_a_cut() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = WalDir::open(tmp.path().join("wal")).unwrap();
+    let dir = wal_dir(tmp.path());
     let mut w = dir.create(0).unwrap();
     let mut buf = Vec::new();
     encode_entry(&mut buf, 0, &batch(0, 2));
     encode_entry(&mut buf, 5, &batch(5, 2)); // gap: 2..5 missing
     w.append(&buf).unwrap();
-    let replay = replay_file(w.path(), 0).unwrap();
+    let replay = replay_file(w.path(), 0);
     assert_eq!(replay.records.len(), 2);
     assert!(replay.cut.unwrap().contains("expected 2"));
     // A file whose first entry is not the offset its name promises.
-    assert!(replay_file(w.path(), 1).unwrap().records.is_empty());
+    assert!(replay_file(w.path(), 1).records.is_empty());
 }
 
 #[test]
 fn reopen_cuts_the_bad_tail_and_appends_after_the_good_prefix() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = WalDir::open(tmp.path().join("wal")).unwrap();
+    let dir = wal_dir(tmp.path());
     let (path, all, ends) = write_sample(&dir);
     let mut full = fs::read(&path).unwrap();
     full.extend_from_slice(&[0xde, 0xad, 0xbe]); // torn garbage
     fs::write(&path, &full).unwrap();
-    let replay = replay_file(&path, 10).unwrap();
+    let replay = replay_file(&path, 10);
     let file = dir.files().unwrap().remove(0);
-    let mut w = dir.reopen(&file, replay.good_len).unwrap();
+    let mut w = dir.reopen(&file.path, replay.good_len).unwrap();
     let mut buf = Vec::new();
     encode_entry(&mut buf, 18, &batch(18, 2));
     w.append(&buf).unwrap();
     w.sync().unwrap();
-    let again = replay_file(&path, 10).unwrap();
+    let again = replay_file(&path, 10);
     assert!(again.cut.is_none());
     assert_eq!(again.records[..8], all[..]);
     assert_eq!(again.records[8..], batch(18, 2)[..]);
@@ -137,4 +149,175 @@ fn reopen_cuts_the_bad_tail_and_appends_after_the_good_prefix() {
     dir.remove(&path).unwrap();
     dir.remove(&path).unwrap(); // idempotent
     assert!(dir.files().unwrap().is_empty());
+}
+
+// ---- scan_wal: files in, recovered state out (no disk) ----
+
+/// A WAL file's name and bytes, built in memory: entries of the given
+/// (base, count) pairs.
+fn file(first_offset: i64, entries: &[(i64, i64)]) -> (WalFileRef, Vec<u8>) {
+    let mut data = Vec::new();
+    for &(base, n) in entries {
+        encode_entry(&mut data, base, &batch(base, n));
+    }
+    (
+        WalFileRef {
+            first_offset,
+            path: PathBuf::from(format!("{first_offset}.wal")),
+        },
+        data,
+    )
+}
+
+fn scan(committed: i64, files: Vec<(WalFileRef, Vec<u8>)>) -> Recovered {
+    scan_wal(committed, files.into_iter().map(Ok)).unwrap()
+}
+
+fn offsets(records: &[Record]) -> Vec<i64> {
+    records.iter().map(|r| r.offset).collect()
+}
+
+fn path(first_offset: i64) -> PathBuf {
+    PathBuf::from(format!("{first_offset}.wal"))
+}
+
+#[test]
+fn scan_of_whole_files_keeps_sealed_files_and_the_active_one() {
+    let r = scan(
+        0,
+        vec![
+            file(0, &[(0, 3), (3, 2)]),
+            file(5, &[(5, 4)]),
+            file(9, &[(9, 1)]),
+        ],
+    );
+    assert_eq!(r.next_offset, 10);
+    assert_eq!(r.sealed.len(), 2);
+    assert_eq!(offsets(&r.sealed[0].records), vec![0, 1, 2, 3, 4]);
+    assert_eq!(offsets(&r.sealed[1].records), vec![5, 6, 7, 8]);
+    let active = r.active.unwrap();
+    assert_eq!(
+        (active.first_offset, offsets(&active.records)),
+        (9, vec![9])
+    );
+    assert!(r.obsolete.is_empty() && r.discard.is_empty() && r.cuts.is_empty());
+}
+
+#[test]
+fn scan_skips_committed_records_and_marks_committed_files_obsolete() {
+    // 0..5 and 5..7 are committed; the file at 5 straddles the committed
+    // offset (7) and keeps 7..9; an empty file at 9 is the active one.
+    let r = scan(
+        7,
+        vec![file(0, &[(0, 5)]), file(5, &[(5, 2), (7, 2)]), file(9, &[])],
+    );
+    assert_eq!(r.next_offset, 9);
+    assert_eq!(r.obsolete, vec![path(0)]);
+    assert_eq!(r.sealed.len(), 1);
+    assert_eq!(r.sealed[0].first_offset, 7);
+    assert_eq!(offsets(&r.sealed[0].records), vec![7, 8]);
+    let active = r.active.unwrap();
+    assert_eq!((active.path, active.records.len()), (path(9), 0));
+}
+
+#[test]
+fn scan_cut_in_the_final_file_keeps_the_good_prefix_for_appends() {
+    let (f, mut data) = file(4, &[(4, 2), (6, 3)]);
+    let whole_first = {
+        let mut d = Vec::new();
+        encode_entry(&mut d, 4, &batch(4, 2));
+        d.len() as u64
+    };
+    data.truncate(data.len() - 5); // torn second entry
+    let r = scan(0, vec![file(0, &[(0, 4)]), (f, data)]);
+    assert_eq!(r.next_offset, 6, "offsets continue after the good prefix");
+    let active = r.active.unwrap();
+    assert_eq!(active.good_len, whole_first);
+    assert_eq!(offsets(&active.records), vec![4, 5]);
+    assert_eq!(r.cuts.len(), 1);
+    assert_eq!(
+        (r.cuts[0].path.clone(), r.cuts[0].at),
+        (path(4), whole_first)
+    );
+    assert!(r.discard.is_empty());
+}
+
+#[test]
+fn scan_cut_in_a_non_final_file_sets_later_files_aside() {
+    let (f, mut data) = file(3, &[(3, 2), (5, 2)]);
+    let n = data.len();
+    data[n - 1] ^= 0x40; // corrupt the second entry of the middle file
+    let r = scan(
+        0,
+        vec![
+            file(0, &[(0, 3)]),
+            (f, data),
+            file(7, &[(7, 5)]),
+            file(12, &[(12, 1)]),
+        ],
+    );
+    assert_eq!(r.discard, vec![path(7), path(12)]);
+    assert_eq!(r.cuts.len(), 1);
+    assert!(r.cuts[0].why.contains("checksum"), "{}", r.cuts[0].why);
+    assert_eq!(r.next_offset, 5);
+    assert_eq!(offsets(&r.sealed[0].records), vec![0, 1, 2]);
+    assert_eq!(offsets(&r.active.unwrap().records), vec![3, 4]);
+}
+
+#[test]
+fn scan_cut_inside_a_committed_file_loses_nothing() {
+    let (f, mut data) = file(0, &[(0, 3), (3, 2)]);
+    data.truncate(data.len() - 1);
+    // 0..5 are committed: the torn file is obsolete, and the next file is
+    // still read.
+    let r = scan(5, vec![(f, data), file(5, &[(5, 2)])]);
+    assert_eq!(r.obsolete, vec![path(0)]);
+    assert!(r.discard.is_empty());
+    assert_eq!(offsets(&r.active.unwrap().records), vec![5, 6]);
+    assert_eq!(r.next_offset, 7);
+}
+
+#[test]
+fn scan_reads_every_entry_kind_and_cuts_at_an_unknown_one() {
+    // Records entries are the only kind; one with another kind byte (and a
+    // valid checksum) is a cut, not a panic or a skip.
+    let (f, mut data) = file(0, &[(0, 2)]);
+    let mut odd = Vec::new();
+    encode_entry(&mut odd, 2, &batch(2, 1));
+    odd[8] = 9; // the kind byte
+    let len = u32::from_le_bytes([odd[4], odd[5], odd[6], odd[7]]);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), &odd[8..]);
+    odd[..4].copy_from_slice(&crc.to_le_bytes());
+    data.extend_from_slice(&odd);
+    let r = scan(0, vec![(f, data)]);
+    assert_eq!(offsets(&r.active.unwrap().records), vec![0, 1]);
+    assert!(
+        r.cuts[0].why.contains("unknown entry kind 9"),
+        "{:?}",
+        r.cuts
+    );
+    assert_eq!(r.next_offset, 2);
+}
+
+#[test]
+fn scan_refuses_a_gap_after_the_committed_offset() {
+    let err = scan_wal(3, vec![Ok(file(5, &[(5, 2)]))]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ScanError::Gap {
+                expected: 3,
+                found: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn scan_of_nothing_starts_at_the_committed_offset() {
+    let r = scan(42, vec![]);
+    assert_eq!(r.next_offset, 42);
+    assert!(r.active.is_none() && r.sealed.is_empty());
 }

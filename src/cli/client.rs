@@ -1,0 +1,88 @@
+//! The gRPC connection every command uses, and how its failures read.
+
+use super::args::CliError;
+use crate::proto::grpc::{AdminServiceClient, ConsumerServiceClient, ProducerServiceClient};
+use grpcio::{CallOption, ChannelBuilder, Environment, MetadataBuilder, RpcStatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A connection and the call options every call carries.
+pub struct Client {
+    server: String,
+    token: Option<String>,
+    pub admin: AdminServiceClient,
+    pub producer: ProducerServiceClient,
+    pub consumer: ConsumerServiceClient,
+}
+
+impl Client {
+    pub(super) fn connect(server: &str, token: Option<String>) -> Client {
+        let env = Arc::new(Environment::new(1));
+        let ch = ChannelBuilder::new(env)
+            .max_receive_message_len(128 << 20)
+            .max_send_message_len(128 << 20)
+            .connect(server);
+        Client {
+            server: server.to_string(),
+            token,
+            admin: AdminServiceClient::new(ch.clone()),
+            producer: ProducerServiceClient::new(ch.clone()),
+            consumer: ConsumerServiceClient::new(ch),
+        }
+    }
+
+    /// Call options: the token, and a deadline.
+    pub fn opt(&self, timeout: Duration) -> CallOption {
+        let mut o = CallOption::default().timeout(timeout);
+        if let Some(t) = &self.token {
+            let mut m = MetadataBuilder::new();
+            if m.add_str("authorization", &format!("Bearer {t}")).is_ok() {
+                o = o.headers(m.build());
+            }
+        }
+        o
+    }
+
+    /// One line saying what failed and what to do.
+    pub fn err(&self, what: &str, e: grpcio::Error) -> CliError {
+        match e {
+            grpcio::Error::RpcFailure(s) => {
+                let hint = match s.code() {
+                    RpcStatusCode::UNAVAILABLE
+                        if s.message().contains("connect") || s.message().is_empty() =>
+                    {
+                        format!(
+                            " (is streamhoused running at {}? set --server or STREAMHOUSE_ADDR)",
+                            self.server
+                        )
+                    }
+                    RpcStatusCode::UNAUTHENTICATED => {
+                        " (pass --token or set STREAMHOUSE_TOKEN)".to_string()
+                    }
+                    RpcStatusCode::DEADLINE_EXCEEDED => {
+                        format!(" (no answer from {})", self.server)
+                    }
+                    _ => String::new(),
+                };
+                CliError::Runtime(format!("{what}: {}{hint}", status_text(&s)))
+            }
+            other => CliError::Runtime(format!("{what}: {other}")),
+        }
+    }
+}
+
+fn status_text(s: &grpcio::RpcStatus) -> String {
+    // Debug prints "6-ALREADY_EXISTS"; the name is what people search for.
+    let debug = format!("{:?}", s.code());
+    let code = debug
+        .split_once('-')
+        .map_or(debug.as_str(), |(_, name)| name)
+        .to_string();
+    if s.message().is_empty() {
+        code
+    } else {
+        format!("{} ({code})", s.message())
+    }
+}
+
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);

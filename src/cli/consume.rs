@@ -1,0 +1,325 @@
+//! `streamctl consume`: prints records from one or every partition, from
+//! an offset, the beginning, the end or a time; optionally follows, and
+//! resumes and commits a consumer group.
+
+use super::args::{finish, free, opt_num, opt_str, usage, CliError, CliResult, Format};
+use super::client::{Client, CALL_TIMEOUT};
+use super::output::{json_bytes, json_str, out};
+use super::time::parse_time;
+use crate::proto as pb;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub(super) const HELP: &str = "\
+streamctl consume TOPIC [FLAGS]
+    Prints records. Without --follow it stops at the end of each partition.
+
+    --partition P        one partition (default: every partition)
+    --offset N           start at offset N
+    --from-beginning     start at the low watermark (the default)
+    --from-end           start at the high watermark (use with --follow)
+    --from-time T        start at the first record at or after T
+                         (milliseconds since the epoch, or RFC 3339 like 2026-01-02T03:04:05Z)
+    --limit N            stop after N records
+    --follow             wait for new records until Ctrl-C
+    --group G            start from G's committed offsets and commit as records are printed
+    --print-key --print-offset --print-timestamp --print-headers
+                         extra columns (text format), tab-separated before the value
+    --format text|json|raw
+                         text: the value as UTF-8; json: one object per record;
+                         raw: the value bytes and a newline
+";
+
+struct PrintOpts {
+    format: Format,
+    key: bool,
+    offset: bool,
+    timestamp: bool,
+    headers: bool,
+}
+
+fn print_record(
+    o: &mut impl Write,
+    p: u32,
+    r: &pb::Record,
+    opts: &PrintOpts,
+) -> std::io::Result<()> {
+    match opts.format {
+        Format::Raw => {
+            o.write_all(r.get_value())?;
+            o.write_all(b"\n")
+        }
+        Format::Json => {
+            let headers: Vec<String> = r
+                .get_headers()
+                .iter()
+                .map(|h| format!("[{},{}]", json_str(h.get_key()), json_bytes(h.get_value())))
+                .collect();
+            let key = if r.get_key().is_empty() {
+                "null".to_string()
+            } else {
+                json_bytes(r.get_key())
+            };
+            writeln!(
+                o,
+                "{{\"partition\":{p},\"offset\":{},\"timestamp_ms\":{},\"key\":{key},\"headers\":[{}],\"value\":{}}}",
+                r.get_offset(),
+                r.get_timestamp_ms(),
+                headers.join(","),
+                json_bytes(r.get_value())
+            )
+        }
+        Format::Text => {
+            let mut cols: Vec<String> = Vec::new();
+            if opts.offset {
+                cols.push(format!("{p}:{}", r.get_offset()));
+            }
+            if opts.timestamp {
+                cols.push(r.get_timestamp_ms().to_string());
+            }
+            if opts.key {
+                cols.push(if r.get_key().is_empty() {
+                    "null".into()
+                } else {
+                    String::from_utf8_lossy(r.get_key()).into_owned()
+                });
+            }
+            if opts.headers {
+                let hs: Vec<String> = r
+                    .get_headers()
+                    .iter()
+                    .map(|h| format!("{}={}", h.get_key(), String::from_utf8_lossy(h.get_value())))
+                    .collect();
+                cols.push(hs.join(","));
+            }
+            cols.push(String::from_utf8_lossy(r.get_value()).into_owned());
+            writeln!(o, "{}", cols.join("\t"))
+        }
+    }
+}
+
+pub(super) fn list_offset(c: &Client, topic: &str, p: u32, ts: i64) -> CliResult<i64> {
+    let mut req = pb::ListOffsetsRequest::new();
+    req.set_topic(topic.to_string());
+    req.set_partition(p);
+    req.set_timestamp_ms(ts);
+    Ok(c.consumer
+        .list_offsets_opt(&req, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("list offsets of {topic}/{p}"), e))?
+        .get_offset())
+}
+
+pub(super) fn commit(
+    c: &Client,
+    group: &str,
+    topic: &str,
+    p: u32,
+    offset: i64,
+    metadata: &str,
+) -> CliResult {
+    let mut req = pb::CommitOffsetRequest::new();
+    req.set_group(group.to_string());
+    req.set_topic(topic.to_string());
+    req.set_partition(p);
+    req.set_offset(offset);
+    req.set_metadata(metadata.to_string());
+    c.consumer
+        .commit_offset_opt(&req, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("commit offset for group {group:?}"), e))?;
+    Ok(())
+}
+
+/// Where to start when no group offset says otherwise.
+#[derive(Clone, Copy)]
+enum Start {
+    Offset(i64),
+    Beginning,
+    End,
+    Time(i64),
+}
+
+struct ConsumeOpts {
+    topic: String,
+    partition: Option<u32>,
+    /// `None`: no start flag given (a group's committed offset wins).
+    start: Option<Start>,
+    limit: Option<u64>,
+    follow: bool,
+    group: Option<String>,
+    print: PrintOpts,
+}
+
+fn parse_opts(mut a: pico_args::Arguments, format: Format) -> CliResult<ConsumeOpts> {
+    let partition: Option<u32> = opt_num(&mut a, "--partition")?;
+    let offset: Option<i64> = opt_num(&mut a, "--offset")?;
+    let from_beginning = a.contains("--from-beginning");
+    let from_end = a.contains("--from-end");
+    let from_time = opt_str(&mut a, "--from-time")?
+        .map(|v| parse_time(&v).map_err(|e| usage(format!("--from-time: {e}"))))
+        .transpose()?;
+    let limit: Option<u64> = opt_num(&mut a, "--limit")?;
+    let follow = a.contains("--follow");
+    let group = opt_str(&mut a, "--group")?;
+    let print = PrintOpts {
+        format,
+        key: a.contains("--print-key"),
+        offset: a.contains("--print-offset"),
+        timestamp: a.contains("--print-timestamp"),
+        headers: a.contains("--print-headers"),
+    };
+    let topic = free(&mut a, "consume needs a TOPIC")?;
+    finish(a)?;
+    let starts: Vec<Start> = [
+        offset.map(Start::Offset),
+        from_beginning.then_some(Start::Beginning),
+        from_end.then_some(Start::End),
+        from_time.map(Start::Time),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if starts.len() > 1 {
+        return Err(usage(
+            "use only one of --offset, --from-beginning, --from-end, --from-time",
+        ));
+    }
+    Ok(ConsumeOpts {
+        topic,
+        partition,
+        start: starts.first().copied(),
+        limit,
+        follow,
+        group,
+        print,
+    })
+}
+
+pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
+    let opts = parse_opts(a, format)?;
+    let mut next = start_offsets(c, &opts)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&interrupted));
+    }
+    let printed = read_loop(c, &opts, &mut next, &interrupted)?;
+    if format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("processed {printed} records");
+    }
+    Ok(())
+}
+
+/// (partition, first offset to read) for each partition to read.
+fn start_offsets(c: &Client, opts: &ConsumeOpts) -> CliResult<Vec<(u32, i64)>> {
+    let topic = &opts.topic;
+    let mut d = pb::DescribeTopicRequest::new();
+    d.set_name(topic.clone());
+    let info = c
+        .admin
+        .describe_topic_opt(&d, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("topic {topic:?}"), e))?;
+    let partitions: Vec<u32> = match opts.partition {
+        Some(p) if p >= info.get_partitions() => {
+            return Err(CliError::Runtime(format!(
+                "topic {topic:?} has partitions 0..{}, not {p}",
+                info.get_partitions()
+            )))
+        }
+        Some(p) => vec![p],
+        None => (0..info.get_partitions()).collect(),
+    };
+    let mut next = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        let committed = match (&opts.group, opts.start) {
+            (Some(g), None) => committed_offset(c, g, topic, p)?,
+            _ => None,
+        };
+        let start = match (committed, opts.start) {
+            (Some(o), _) => o,
+            (None, Some(Start::Offset(o))) => o,
+            (None, Some(Start::End)) => list_offset(c, topic, p, -1)?,
+            (None, Some(Start::Time(t))) => list_offset(c, topic, p, t)?,
+            (None, Some(Start::Beginning) | None) => list_offset(c, topic, p, -2)?,
+        };
+        next.push((p, start));
+    }
+    Ok(next)
+}
+
+fn committed_offset(c: &Client, group: &str, topic: &str, p: u32) -> CliResult<Option<i64>> {
+    let mut req = pb::GetCommittedOffsetRequest::new();
+    req.set_group(group.to_string());
+    req.set_topic(topic.to_string());
+    req.set_partition(p);
+    let r = c
+        .consumer
+        .get_committed_offset_opt(&req, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("committed offset of group {group:?}"), e))?;
+    Ok(r.get_found().then(|| r.get_offset()))
+}
+
+/// Fetches from each partition in turn and prints, until every partition
+/// is read to its end (or forever with `--follow`), the limit is reached
+/// or a signal comes. Returns the number of records printed.
+fn read_loop(
+    c: &Client,
+    opts: &ConsumeOpts,
+    next: &mut [(u32, i64)],
+    interrupted: &AtomicBool,
+) -> CliResult<u64> {
+    let topic = &opts.topic;
+    let mut printed = 0u64;
+    let mut done = vec![false; next.len()];
+    let mut o = std::io::BufWriter::new(out());
+    let wait_ms = if opts.follow {
+        (500 / next.len().max(1)).max(50) as u32
+    } else {
+        0
+    };
+    'outer: while !interrupted.load(Ordering::SeqCst) {
+        if !opts.follow && done.iter().all(|d| *d) {
+            break;
+        }
+        for (i, (p, off)) in next.iter_mut().enumerate() {
+            if done[i] && !opts.follow {
+                continue;
+            }
+            let mut req = pb::FetchRequest::new();
+            req.set_topic(topic.clone());
+            req.set_partition(*p);
+            req.set_offset(*off);
+            req.set_max_wait_ms(wait_ms);
+            if let Some(l) = opts.limit {
+                req.set_max_records((l - printed).min(5000) as u32);
+            }
+            let r = c
+                .consumer
+                .fetch_opt(&req, c.opt(CALL_TIMEOUT))
+                .map_err(|e| c.err(&format!("fetch {topic}/{p} at offset {off}"), e))?;
+            for rec in r.get_records() {
+                print_record(&mut o, *p, rec, &opts.print)?;
+                printed += 1;
+                if opts.limit.is_some_and(|l| printed >= l) {
+                    *off = rec.get_offset() + 1;
+                    if let Some(g) = &opts.group {
+                        o.flush()?;
+                        commit(c, g, topic, *p, *off, "")?;
+                    }
+                    break 'outer;
+                }
+            }
+            if !r.get_records().is_empty() {
+                *off = r.get_next_offset();
+                o.flush()?;
+                if let Some(g) = &opts.group {
+                    commit(c, g, topic, *p, *off, "")?;
+                }
+            }
+            if *off >= r.get_high_watermark() {
+                done[i] = true;
+            }
+        }
+    }
+    o.flush()?;
+    Ok(printed)
+}

@@ -1,0 +1,50 @@
+//! What every engine thread shares: the configuration, the object store
+//! behind the retry layer, metadata, counters, the node's backlog, and the
+//! stop signal raised at shutdown. The engine opens it; the partition and
+//! read layers use it; it knows nothing of either.
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::meta::MetaStore;
+use crate::metrics::Metrics;
+use crate::object_store::{ObjectStore, RetryingStore};
+use crate::util::sync::StopSignal;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+pub(crate) struct Context {
+    pub config: EngineConfig,
+    pub store: RetryingStore,
+    pub meta: MetaStore,
+    pub metrics: Metrics,
+    /// Bytes accepted but not yet uploaded, all partitions (the bound of
+    /// `max_backlog_bytes`); each partition's share is its `Backlog`.
+    pub backlog_bytes: Arc<AtomicU64>,
+    /// Raised when the node stops: retries end, uploads give up (their
+    /// records stay in the WAL).
+    pub stop: StopSignal,
+}
+
+impl Context {
+    /// Creates the data directory and opens (migrating) the metadata.
+    pub fn open(config: EngineConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Context>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::io(
+                format!("create data directory {}", config.data_dir.display()),
+                e,
+            )
+        })?;
+        let meta = MetaStore::open(layout::meta_path(&config.data_dir))?;
+        let stop = StopSignal::new();
+        let store = RetryingStore::new(store, config.retry.clone(), stop.clone());
+        Ok(Arc::new(Context {
+            config,
+            store,
+            meta,
+            metrics: Metrics::default(),
+            backlog_bytes: Arc::new(AtomicU64::new(0)),
+            stop,
+        }))
+    }
+}

@@ -1,0 +1,372 @@
+//! The storage engine: topics and partitions over the WAL, the object store
+//! and the metadata store. A library API; the gRPC server sits on top.
+//!
+//! Calls never block on I/O: `produce`, `fetch` and `list_offsets` hand the
+//! work to a partition writer or the reader pool and return a `futures`
+//! oneshot receiver that a gRPC handler can await. Topic administration and
+//! group offsets are quick SQLite calls and are synchronous.
+//!
+//! - [`topics`]: create, describe, list, delete;
+//! - [`retention`]: the retention pass;
+//! - [`gc`]: start-up garbage collection.
+
+mod gc;
+mod retention;
+mod topics;
+
+pub use topics::{validate_topic_name, PartitionInfo, TopicInfo, TopicSpec, MAX_PARTITIONS};
+
+use crate::config::EngineConfig;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::meta::{GroupOffset, TopicRow};
+use crate::metrics::MetricsSnapshot;
+use crate::object_store::ObjectStore;
+use crate::partition::{open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Partition};
+use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
+use crate::record::Record;
+use crate::util::clock::now_ms;
+use crate::util::sync::{self, lock, StopSignal};
+use crate::util::thread::{self, Worker};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Upper bound on the record bytes of one produce call (one WAL entry).
+pub const MAX_PRODUCE_BYTES: u64 = 256 << 20;
+
+/// How long shutdown waits, past the upload grace, for threads that may be
+/// stuck in a call to a store that does not answer.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
+
+struct Topic {
+    row: TopicRow,
+    partitions: Vec<Arc<Partition>>,
+}
+
+pub struct Engine {
+    ctx: Arc<Context>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Names whose deletion is still removing objects: not re-creatable yet.
+    deleting: Mutex<HashSet<String>>,
+    readers: Mutex<Option<ReaderPool>>,
+    retention_stop: StopSignal,
+    retention: Mutex<Option<Worker>>,
+}
+
+impl Engine {
+    /// Opens the engine: metadata, orphan collection, every partition's
+    /// recovery, the reader pool and the retention thread.
+    pub fn open(config: EngineConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Engine>> {
+        let ctx = Context::open(config, store)?;
+        // Best effort: a store that is down must not stop the server from
+        // taking writes.
+        if let Err(e) = gc::collect_orphans(&ctx) {
+            log::warn!("orphan collection skipped (the object store did not answer): {e}");
+        }
+        let rows = ctx.meta.topics()?;
+        gc::remove_stale_wal_dirs(&ctx, &rows)?;
+        let mut topics = HashMap::new();
+        for row in rows {
+            let partitions = (0..row.partitions)
+                .map(|p| open_partition(&ctx, &row.name, p).map(Arc::new))
+                .collect::<Result<Vec<_>>>()?;
+            topics.insert(row.name.clone(), Arc::new(Topic { row, partitions }));
+        }
+        let readers = ReaderPool::start(Arc::clone(&ctx))?;
+        let engine = Arc::new(Engine {
+            ctx,
+            topics: RwLock::new(topics),
+            deleting: Mutex::new(HashSet::new()),
+            readers: Mutex::new(Some(readers)),
+            retention_stop: StopSignal::new(),
+            retention: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&engine);
+        let interval = engine.ctx.config.retention_interval;
+        let stop = engine.retention_stop.clone();
+        let worker = thread::spawn("retention", move || {
+            while !stop.sleep(interval) {
+                let Some(engine) = weak.upgrade() else { return };
+                engine.run_retention();
+            }
+        })
+        .map_err(|e| Error::io("spawn retention thread", e))?;
+        *lock(&engine.retention) = Some(worker);
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.ctx.config
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let mut m = self.ctx.metrics.snapshot();
+        m.store_retries = self.ctx.store.retry_count();
+        m
+    }
+
+    /// Bytes accepted and not yet uploaded, across partitions.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.ctx.backlog_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of decoded blocks in the cache.
+    pub fn cache_bytes(&self) -> u64 {
+        lock(&self.readers)
+            .as_ref()
+            .map_or(0, |r| r.cache().bytes())
+    }
+
+    /// The open topics at this moment.
+    fn snapshot(&self) -> Vec<Arc<Topic>> {
+        sync::read(&self.topics).values().cloned().collect()
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        sync::read(&self.topics)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("topic {name:?} does not exist")))
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let t = self.topic(topic)?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "partition {partition} of topic {topic:?} does not exist (it has partitions 0..{})",
+                    t.partitions.len()
+                ))
+            })
+    }
+
+    fn with_readers<T>(&self, f: impl FnOnce(&ReaderPool) -> Result<T>) -> Result<T> {
+        match lock(&self.readers).as_ref() {
+            Some(r) => f(r),
+            None => Err(Error::shutting_down()),
+        }
+    }
+
+    // ---------------------------------------------------------------- produce
+
+    /// Appends `records` (offsets are assigned; a `timestamp_ms` of 0 means
+    /// server time) to one partition. Errors that need no I/O come back at
+    /// once; the acknowledgement comes on the receiver.
+    pub fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        acks: Acks,
+    ) -> Result<AckReceiver> {
+        let bytes = self.validate_records(&records)?;
+        let p = self.partition(topic, partition)?;
+        let (reply, rx) = futures::channel::oneshot::channel();
+        p.submit(AppendRequest {
+            records,
+            acks,
+            reply,
+            bytes,
+        })?;
+        Ok(rx)
+    }
+
+    /// Checks sizes and timestamps; returns the request's payload bytes.
+    fn validate_records(&self, records: &[Record]) -> Result<u64> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a produce request needs at least one record".to_string(),
+            ));
+        }
+        let max = self.ctx.config.max_record_bytes;
+        let mut bytes = 0u64;
+        for (i, r) in records.iter().enumerate() {
+            let len = r.payload_len();
+            if len > max {
+                return Err(Error::InvalidArgument(format!(
+                    "record {i} is {len} bytes (key + value + headers); the limit is {max} bytes"
+                )));
+            }
+            if r.timestamp_ms < 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "record {i} has a negative timestamp {}; use 0 for server time",
+                    r.timestamp_ms
+                )));
+            }
+            bytes += len as u64;
+        }
+        if bytes > MAX_PRODUCE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "a produce request carries {bytes} bytes; the limit is {MAX_PRODUCE_BYTES}"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// `produce` and wait for the acknowledgement (tests, tools).
+    pub fn produce_sync(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        acks: Acks,
+    ) -> Result<AppendAck> {
+        wait(self.produce(topic, partition, records, acks)?)
+    }
+
+    // ---------------------------------------------------------------- consume
+
+    pub fn fetch(&self, topic: &str, partition: u32, req: FetchRequest) -> Result<FetchReceiver> {
+        let p = self.partition(topic, partition)?;
+        self.with_readers(|r| r.fetch(Arc::clone(&p.shared), req))
+    }
+
+    pub fn fetch_sync(
+        &self,
+        topic: &str,
+        partition: u32,
+        req: FetchRequest,
+    ) -> Result<FetchResult> {
+        wait(self.fetch(topic, partition, req)?)
+    }
+
+    /// -2: the low watermark; -1: the high watermark; t >= 0: the first
+    /// offset whose timestamp is >= t (the high watermark if none).
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<OffsetReceiver> {
+        if timestamp_ms < -2 {
+            return Err(Error::InvalidArgument(format!(
+                "timestamp {timestamp_ms} is invalid: use -2 (earliest), -1 (latest) or a time in ms >= 0"
+            )));
+        }
+        let p = self.partition(topic, partition)?;
+        self.with_readers(|r| r.list_offsets(Arc::clone(&p.shared), timestamp_ms))
+    }
+
+    pub fn list_offsets_sync(&self, topic: &str, partition: u32, timestamp_ms: i64) -> Result<i64> {
+        wait(self.list_offsets(topic, partition, timestamp_ms)?)
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    pub fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        metadata: &str,
+    ) -> Result<()> {
+        validate_group(group)?;
+        self.partition(topic, partition)?;
+        if offset < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is negative; commit the next offset to read (>= 0)"
+            )));
+        }
+        self.ctx.meta.commit_group_offset(&GroupOffset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+            metadata: metadata.to_string(),
+            updated_at_ms: now_ms(),
+        })?;
+        Ok(())
+    }
+
+    pub fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<GroupOffset>> {
+        validate_group(group)?;
+        self.partition(topic, partition)?;
+        Ok(self.ctx.meta.group_offset(group, topic, partition)?)
+    }
+
+    pub fn group_offsets(&self, group: &str) -> Result<Vec<GroupOffset>> {
+        validate_group(group)?;
+        Ok(self.ctx.meta.group_offsets(group)?)
+    }
+
+    pub fn groups(&self) -> Result<Vec<String>> {
+        Ok(self.ctx.meta.groups()?)
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    /// Stops everything: writers finish what is queued (fsynced); uploads
+    /// get `upload_grace` to finish, then give up (their records stay in
+    /// the WAL for the next start); long polls are answered. Returns within
+    /// about `upload_grace` + 1 s even when the store hangs.
+    pub fn shutdown(&self, upload_grace: Duration) {
+        let grace_end = Instant::now() + upload_grace;
+        let deadline = grace_end + STOP_MARGIN;
+        self.retention_stop.raise();
+        if let Some(w) = lock(&self.retention).take() {
+            w.join_until(deadline);
+        }
+        let partitions: Vec<Arc<Partition>> = sync::write(&self.topics)
+            .drain()
+            .flat_map(|(_, t)| t.partitions.clone())
+            .collect();
+        for p in &partitions {
+            p.stop_writer();
+        }
+        for p in &partitions {
+            p.wait_uploads(grace_end);
+        }
+        // Past the grace period: retries end everywhere.
+        self.ctx.stop.raise();
+        for p in &partitions {
+            p.abandon_uploads();
+        }
+        for p in &partitions {
+            p.join_uploader(deadline);
+        }
+        if let Some(mut r) = lock(&self.readers).take() {
+            r.shutdown(deadline);
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(0));
+    }
+}
+
+/// Blocks on an engine reply (the `_sync` helpers; never on grpcio threads).
+pub fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
+    futures::executor::block_on(rx).unwrap_or_else(|_| {
+        Err(Error::Unavailable(
+            "the engine stopped before answering".to_string(),
+        ))
+    })
+}
+
+/// Group names: 1-255 bytes of UTF-8 without control characters.
+pub fn validate_group(group: &str) -> Result<()> {
+    if group.is_empty() || group.len() > 255 {
+        return Err(Error::InvalidArgument(format!(
+            "group name must be 1-255 bytes, got {}",
+            group.len()
+        )));
+    }
+    if group.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "group name must not contain control characters".to_string(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Retention: drops segments past each topic's time or size limit, oldest
+//! first, on its own thread.
+
+use super::Engine;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::object_store::ObjectStore;
+use crate::partition::Partition;
+use crate::util::clock::now_ms;
+
+impl Engine {
+    /// Drops segments past each topic's retention, oldest first: metadata
+    /// row and low watermark first, then the object (a crash in between
+    /// leaves an orphan that the next start collects).
+    pub fn run_retention(&self) {
+        let now = now_ms();
+        for t in self.snapshot() {
+            if t.row.retention_ms == 0 && t.row.retention_bytes == 0 {
+                continue;
+            }
+            for p in &t.partitions {
+                if let Err(e) = self.retain_partition(&t.row.name, p, now) {
+                    log::warn!("retention of {}/{}: {e}", t.row.name, p.shared.partition);
+                }
+            }
+        }
+    }
+
+    fn retain_partition(&self, topic: &str, p: &Partition, now: i64) -> Result<()> {
+        let id = p.shared.partition;
+        // Only segments the readers already see: one the uploader committed
+        // a moment ago waits for the next pass.
+        let visible_end = p.shared.view().committed_next;
+        let mut expired = self.ctx.meta.segments_beyond_retention(topic, id, now)?;
+        expired.retain(|s| s.last_offset < visible_end);
+        let Some(last) = expired.last() else {
+            return Ok(());
+        };
+        let new_low = last.last_offset + 1;
+        let dropped = self.ctx.meta.drop_segments_before(topic, id, new_low)?;
+        {
+            let mut view = p.shared.view_mut();
+            view.low_watermark = view.low_watermark.max(new_low);
+            while view
+                .segments
+                .front()
+                .is_some_and(|s| s.last_offset < new_low)
+            {
+                view.segments.pop_front();
+            }
+        }
+        Metrics::add(&self.ctx.metrics.segments_dropped, dropped.len() as u64);
+        for s in &dropped {
+            if let Err(e) = self.ctx.store.delete(&s.object_key) {
+                log::warn!("retention: {} stays as an orphan: {e}", s.object_key);
+            }
+        }
+        log::info!(
+            "retention: {topic}/{id} dropped {} segments, low watermark now {new_low}",
+            dropped.len()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Every name StreamHouse gives to things on disk and in the bucket, and
+//! the parsing of those names. Nothing else builds a path or an object key.
+//!
+//! ```text
+//! {data-dir}/meta.sqlite                                   metadata (SQLite)
+//! {data-dir}/objects/...                                   the local object store
+//! {data-dir}/wal/{topic}/{partition}/{first:020}.wal        one WAL file per segment
+//! {data-dir}/wal/{topic}/{partition}/{first:020}.wal.discarded   set aside by recovery
+//! bucket: [{prefix}/]topics/{topic}/{incarnation}/{partition}/{base:020}.seg
+//! ```
+//!
+//! Zero-padded offsets make name order offset order. The incarnation is a
+//! number metadata hands out once per topic creation, so a topic deleted and
+//! created again never reuses the object keys (and cached blocks) of the old
+//! one.
+
+use std::path::{Path, PathBuf};
+
+const WAL_SUFFIX: &str = ".wal";
+const DISCARDED_SUFFIX: &str = ".wal.discarded";
+
+pub fn meta_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta.sqlite")
+}
+
+pub fn local_objects_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("objects")
+}
+
+/// The folder holding every topic's WAL folder.
+pub fn wal_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}
+
+pub fn topic_wal_dir(data_dir: &Path, topic: &str) -> PathBuf {
+    wal_root(data_dir).join(topic)
+}
+
+pub fn partition_wal_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    topic_wal_dir(data_dir, topic).join(partition.to_string())
+}
+
+/// The WAL file of the segment that starts at `first_offset`.
+pub fn wal_file_name(first_offset: i64) -> String {
+    format!("{first_offset:020}{WAL_SUFFIX}")
+}
+
+/// The first offset a WAL file's name promises; `None` for other files
+/// (including discarded ones).
+pub fn parse_wal_file_name(name: &str) -> Option<i64> {
+    name.strip_suffix(WAL_SUFFIX)?.parse().ok()
+}
+
+/// Where recovery sets aside a WAL file it will not replay.
+pub fn discarded_wal_path(wal_file: &Path) -> PathBuf {
+    let mut name = wal_file.file_name().unwrap_or_default().to_os_string();
+    name.push(&DISCARDED_SUFFIX[WAL_SUFFIX.len()..]);
+    wal_file.with_file_name(name)
+}
+
+/// Every object of a topic, all incarnations.
+pub fn topic_prefix(topic: &str) -> String {
+    format!("topics/{topic}/")
+}
+
+/// Every segment object of every topic.
+pub const SEGMENTS_PREFIX: &str = "topics/";
+
+pub fn segment_key(topic: &str, incarnation: i64, partition: u32, base_offset: i64) -> String {
+    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}.seg")
+}
+
+/// A segment key taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentKey<'a> {
+    pub topic: &'a str,
+    pub incarnation: i64,
+    pub partition: u32,
+    pub base_offset: i64,
+}
+
+pub fn parse_segment_key(key: &str) -> Option<SegmentKey<'_>> {
+    let rest = key.strip_prefix(SEGMENTS_PREFIX)?;
+    let mut parts = rest.split('/');
+    let topic = parts.next()?;
+    let incarnation = parts.next()?.parse().ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let base_offset = parts.next()?.strip_suffix(".seg")?.parse().ok()?;
+    parts.next().is_none().then_some(SegmentKey {
+        topic,
+        incarnation,
+        partition,
+        base_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_keys_round_trip_and_sort_by_offset() {
+        let k = segment_key("orders.v1", 1700, 3, 42);
+        assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042.seg");
+        assert_eq!(
+            parse_segment_key(&k),
+            Some(SegmentKey {
+                topic: "orders.v1",
+                incarnation: 1700,
+                partition: 3,
+                base_offset: 42
+            })
+        );
+        assert!(k.starts_with(&topic_prefix("orders.v1")));
+        assert!(segment_key("t", 1, 0, 9) < segment_key("t", 1, 0, 10));
+        assert_eq!(parse_segment_key("topics/t/1/0/x.seg"), None);
+        assert_eq!(parse_segment_key("other/t/0/1.seg"), None);
+    }
+
+    #[test]
+    fn wal_names_round_trip_and_discarded_files_are_not_wal_files() {
+        let dir = partition_wal_dir(Path::new("/d"), "t", 7);
+        assert_eq!(dir, Path::new("/d/wal/t/7"));
+        let name = wal_file_name(42);
+        assert_eq!(name, "00000000000000000042.wal");
+        assert_eq!(parse_wal_file_name(&name), Some(42));
+        let aside = discarded_wal_path(&dir.join(&name));
+        assert_eq!(
+            aside,
+            Path::new("/d/wal/t/7/00000000000000000042.wal.discarded")
+        );
+        let aside_name = aside.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_wal_file_name(aside_name), None);
+        assert_eq!(parse_wal_file_name("notes.txt"), None);
+    }
+}

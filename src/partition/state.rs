@@ -1,0 +1,209 @@
+//! The state of one partition that its writer, its uploader, the reader
+//! pool and the engine share: what readers see (segments, the tail,
+//! watermarks), parked long polls, pending `acks=uploaded` replies, and the
+//! backlog.
+
+use super::backlog::Backlog;
+use super::{AckSender, AppendAck};
+use crate::error::Error;
+use crate::record::Record;
+use crate::util::sync::{self, lock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Records appended together: contiguous offsets, never empty.
+#[derive(Debug)]
+pub struct TailBatch {
+    pub records: Vec<Record>,
+    pub bytes: u64,
+}
+
+impl TailBatch {
+    pub fn base_offset(&self) -> i64 {
+        self.records[0].offset
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.records[self.records.len() - 1].offset
+    }
+}
+
+/// A committed segment, as readers need it.
+#[derive(Clone, Debug)]
+pub struct SegmentRef {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub key: Arc<str>,
+    pub size_bytes: u64,
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    /// The topic was deleted; every call answers NOT_FOUND.
+    Deleted,
+    /// A local write or fsync failed: the on-disk state is unknown, so the
+    /// partition refuses writes until a restart replays its WAL.
+    Failed(String),
+}
+
+/// What readers see of a partition. Offsets `low..committed_next` are in
+/// `segments`, `committed_next..high` in `tail` (records in the WAL, some of
+/// them in sealed segments still being uploaded).
+#[derive(Debug)]
+pub struct PartitionView {
+    pub low_watermark: i64,
+    pub committed_next: i64,
+    pub high_watermark: i64,
+    pub segments: VecDeque<SegmentRef>,
+    pub tail: VecDeque<Arc<TailBatch>>,
+    pub status: Status,
+}
+
+impl PartitionView {
+    /// Index of the tail batch holding `offset` (which must be in
+    /// `committed_next..high`).
+    pub fn tail_position(&self, offset: i64) -> usize {
+        self.tail.partition_point(|b| b.last_offset() < offset)
+    }
+
+    /// Index of the segment holding `offset`, if any.
+    pub fn segment_position(&self, offset: i64) -> Option<usize> {
+        let i = self.segments.partition_point(|s| s.last_offset < offset);
+        (i < self.segments.len() && self.segments[i].base_offset <= offset).then_some(i)
+    }
+}
+
+/// Something parked until the partition's next append (a long poll).
+pub trait Waiter: Send + Sync {
+    /// Called once after records are appended (or the topic is deleted).
+    fn wake(&self);
+    /// True once the waiter has been answered some other way (timed out).
+    fn is_done(&self) -> bool;
+}
+
+pub(crate) struct PendingUploadedAck {
+    pub last_offset: i64,
+    pub ack: AppendAck,
+    pub reply: AckSender,
+}
+
+/// The state of a partition shared between its writer, its uploader, the
+/// reader pool and the engine.
+pub struct PartitionShared {
+    pub topic: Arc<str>,
+    /// The topic's incarnation: part of its object keys.
+    pub incarnation: i64,
+    pub partition: u32,
+    view: RwLock<PartitionView>,
+    waiters: Mutex<Vec<Arc<dyn Waiter>>>,
+    uploaded_acks: Mutex<Vec<PendingUploadedAck>>,
+    /// Bytes of records in the tail (accepted, not yet committed).
+    pub(crate) backlog: Backlog,
+    /// Appends so far; a long poll parks against the count it saw, so an
+    /// append between its look and its parking is not missed.
+    appends: AtomicU64,
+}
+
+impl PartitionShared {
+    pub(crate) fn new(
+        topic: &str,
+        incarnation: i64,
+        partition: u32,
+        view: PartitionView,
+        backlog: Backlog,
+    ) -> Self {
+        PartitionShared {
+            topic: Arc::from(topic),
+            incarnation,
+            partition,
+            view: RwLock::new(view),
+            waiters: Mutex::new(Vec::new()),
+            uploaded_acks: Mutex::new(Vec::new()),
+            backlog,
+            appends: AtomicU64::new(0),
+        }
+    }
+
+    pub fn view(&self) -> RwLockReadGuard<'_, PartitionView> {
+        sync::read(&self.view)
+    }
+
+    pub(crate) fn view_mut(&self) -> RwLockWriteGuard<'_, PartitionView> {
+        sync::write(&self.view)
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+
+    /// The number of appends so far (read it under the view lock, together
+    /// with the watermark it explains).
+    pub fn appends(&self) -> u64 {
+        self.appends.load(Ordering::SeqCst)
+    }
+
+    /// Parks `waiter` until the first append after `seen_appends`; if one
+    /// already happened, wakes it at once.
+    pub fn park(&self, waiter: Arc<dyn Waiter>, seen_appends: u64) {
+        {
+            let mut w = lock(&self.waiters);
+            w.retain(|x| !x.is_done());
+            w.push(Arc::clone(&waiter));
+        }
+        if self.appends() != seen_appends {
+            waiter.wake();
+        }
+    }
+
+    /// Counts an append (call under the view write lock, with the new high
+    /// watermark) ...
+    pub(crate) fn note_append(&self) {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// ... then wakes every parked waiter (also used on deletion).
+    pub(crate) fn wake_all(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) {
+        lock(&self.uploaded_acks).push(pending);
+    }
+
+    /// Answers the `acks=uploaded` requests whose records are now committed.
+    pub(crate) fn resolve_uploaded_acks(&self, committed_through: i64) {
+        let ready: Vec<PendingUploadedAck> = {
+            let mut acks = lock(&self.uploaded_acks);
+            let (ready, waiting) = std::mem::take(&mut *acks)
+                .into_iter()
+                .partition(|a| a.last_offset <= committed_through);
+            *acks = waiting;
+            ready
+        };
+        for a in ready {
+            let _ = a.reply.send(Ok(a.ack));
+        }
+    }
+
+    /// Fails the pending `acks=uploaded` requests whose records reach
+    /// `from_offset` or beyond (all of them for 0), with `err()`.
+    pub(crate) fn fail_uploaded_acks(&self, from_offset: i64, err: impl Fn() -> Error) {
+        let failed: Vec<PendingUploadedAck> = {
+            let mut acks = lock(&self.uploaded_acks);
+            let (failed, waiting) = std::mem::take(&mut *acks)
+                .into_iter()
+                .partition(|a| a.last_offset >= from_offset);
+            *acks = waiting;
+            failed
+        };
+        for a in failed {
+            let _ = a.reply.send(Err(err()));
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! One fetch: records from the in-memory tail or from sealed segments,
+//! within the request's limits; at the high watermark, parked until the
+//! next append or the deadline.
+
+use super::{FetchResult, FetchTask, PoolInner, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::partition::{PartitionShared, SegmentRef, Status, Waiter};
+use crate::record::Record;
+use crate::segment::RecordRef;
+use crate::util::sync::lock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A fetch parked at the high watermark.
+struct Parked {
+    task: Mutex<Option<FetchTask>>,
+    pool: std::sync::Weak<PoolInner>,
+    done: AtomicBool,
+}
+
+impl Parked {
+    fn fire(&self) {
+        let Some(task) = lock(&self.task).take() else {
+            return;
+        };
+        self.done.store(true, Ordering::SeqCst);
+        match self.pool.upgrade() {
+            Some(pool) => {
+                pool.submit_fetch(task);
+            }
+            None => {
+                let _ = task.reply.send(Err(Error::shutting_down()));
+            }
+        }
+    }
+}
+
+impl Waiter for Parked {
+    fn wake(&self) {
+        self.fire();
+    }
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+}
+
+/// Accumulates a fetch's records within its limits.
+struct Collector {
+    records: Vec<Record>,
+    bytes: usize,
+    max_records: usize,
+    max_bytes: usize,
+    next: i64,
+}
+
+impl Collector {
+    fn full(&self) -> bool {
+        self.records.len() >= self.max_records || self.bytes >= self.max_bytes
+    }
+
+    /// Adds a record unless it would pass `max_bytes` (the first always fits).
+    fn push(&mut self, r: RecordRef<'_>) -> bool {
+        let len = r.payload_len();
+        if !self.records.is_empty() && self.bytes + len > self.max_bytes {
+            return false;
+        }
+        self.bytes += len;
+        self.next = r.offset + 1;
+        self.records.push(r.to_record());
+        true
+    }
+
+    fn finish(&mut self, high: i64, low: i64) -> FetchResult {
+        FetchResult {
+            records: std::mem::take(&mut self.records),
+            next_offset: self.next,
+            high_watermark: high,
+            low_watermark: low,
+        }
+    }
+
+    fn push_owned(&mut self, r: &Record) -> bool {
+        let len = r.payload_len();
+        if !self.records.is_empty() && self.bytes + len > self.max_bytes {
+            return false;
+        }
+        self.bytes += len;
+        self.next = r.offset + 1;
+        self.records.push(r.clone());
+        true
+    }
+}
+
+/// What one look at the partition decided.
+enum Step {
+    Done(Result<FetchResult>),
+    /// Nothing to return yet: wait for the append after this count.
+    Park(u64),
+    Segment {
+        seg: SegmentRef,
+        next: Option<SegmentRef>,
+    },
+    Again,
+}
+
+impl PoolInner {
+    pub(super) fn fetch(self: &Arc<Self>, task: FetchTask) {
+        let default = |n: usize, d: usize| if n == 0 { d } else { n };
+        let mut c = Collector {
+            records: Vec::new(),
+            bytes: 0,
+            max_records: default(task.req.max_records, DEFAULT_MAX_RECORDS),
+            max_bytes: default(task.req.max_bytes, DEFAULT_MAX_BYTES),
+            next: task.req.offset,
+        };
+        let result = loop {
+            match self.step(&task, &mut c) {
+                Step::Done(r) => break r,
+                Step::Park(seen) => return self.park(task, seen),
+                Step::Again => continue,
+                Step::Segment { seg, next } => {
+                    if let Err(e) = self.read_segment(&task.partition, &seg, next.as_ref(), &mut c)
+                    {
+                        break Err(e);
+                    }
+                    if c.full() {
+                        let view = task.partition.view();
+                        break Ok(c.finish(view.high_watermark, view.low_watermark));
+                    }
+                }
+            }
+        };
+        if let Ok(r) = &result {
+            Metrics::add(&self.ctx.metrics.records_out, r.records.len() as u64);
+            Metrics::add(&self.ctx.metrics.bytes_out, c.bytes as u64);
+        }
+        let _ = task.reply.send(result);
+    }
+
+    /// Parks a fetch until the partition's next append or its deadline.
+    fn park(self: &Arc<Self>, task: FetchTask, seen_appends: u64) {
+        let timer = lock(&self.timer);
+        let Some(timer) = timer.as_ref() else {
+            // Shutting down: no timer to end the wait.
+            let _ = task.reply.send(Err(Error::shutting_down()));
+            return;
+        };
+        let deadline = task.deadline;
+        let partition = Arc::clone(&task.partition);
+        let parked = Arc::new(Parked {
+            task: Mutex::new(Some(task)),
+            pool: Arc::downgrade(self),
+            done: AtomicBool::new(false),
+        });
+        let p = Arc::clone(&parked);
+        timer.at(deadline, move || p.fire());
+        partition.park(parked, seen_appends);
+    }
+
+    /// Looks at the partition once, under its read lock: serve from the
+    /// tail, park, answer an error, or name the next segment to read.
+    fn step(&self, t: &FetchTask, c: &mut Collector) -> Step {
+        let p = &t.partition;
+        let view = p.view();
+        if view.status == Status::Deleted {
+            return Step::Done(Err(Error::NotFound(format!(
+                "topic {:?} was deleted",
+                p.topic
+            ))));
+        }
+        let offset = c.next;
+        if !c.records.is_empty() && offset < view.low_watermark {
+            // Retention moved past us mid-response: end it here rather than
+            // skip offsets inside one answer.
+            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+        }
+        if c.records.is_empty() && (offset < view.low_watermark || offset > view.high_watermark) {
+            return Step::Done(Err(Error::OutOfRange(format!(
+                "offset {offset} is out of range for partition {}: valid offsets are {}..={} (low..high watermark)",
+                p.name(),
+                view.low_watermark,
+                view.high_watermark
+            ))));
+        }
+        if offset >= view.high_watermark {
+            if c.records.is_empty() && Instant::now() < t.deadline {
+                return Step::Park(p.appends());
+            }
+            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+        }
+        if offset >= view.committed_next {
+            // The unflushed tail: readable as soon as it is acknowledged.
+            let mut i = view.tail_position(offset);
+            'batches: while let Some(batch) = view.tail.get(i) {
+                let start = batch.records.partition_point(|r| r.offset < c.next);
+                for r in &batch.records[start..] {
+                    if c.full() || !c.push_owned(r) {
+                        break 'batches;
+                    }
+                }
+                i += 1;
+            }
+            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+        }
+        let i = view.segments.partition_point(|s| s.last_offset < offset);
+        match view.segments.get(i) {
+            Some(seg) => {
+                // In a gap between segments the next one starts later.
+                c.next = c.next.max(seg.base_offset);
+                Step::Segment {
+                    seg: seg.clone(),
+                    next: view.segments.get(i + 1).cloned(),
+                }
+            }
+            None => {
+                c.next = view.committed_next;
+                Step::Again
+            }
+        }
+    }
+
+    fn read_segment(
+        &self,
+        partition: &PartitionShared,
+        seg: &SegmentRef,
+        next_seg: Option<&SegmentRef>,
+        c: &mut Collector,
+    ) -> Result<()> {
+        let footer = self
+            .footer(seg)
+            .map_err(|e| self.store_error(partition, seg, e))?;
+        let blocks = footer.entries().len();
+        let mut i = footer.block_for_offset(c.next);
+        while let Some(bi) = i {
+            let block = self
+                .block(seg, &footer, bi)
+                .map_err(|e| self.store_error(partition, seg, e))?;
+            // Sequential readers will want what comes next.
+            if bi + 1 < blocks {
+                self.queue_prefetch(seg, (bi + 1) as u32);
+            } else if let Some(n) = next_seg {
+                self.queue_prefetch(n, 0);
+            }
+            let mut pos = block.position_of(c.next);
+            while let Some(r) = block.get(pos) {
+                if c.full() || !c.push(r) {
+                    return Ok(());
+                }
+                pos += 1;
+            }
+            c.next = c.next.max(footer.entries()[bi].last_offset + 1);
+            if c.full() {
+                return Ok(());
+            }
+            i = (bi + 1 < blocks).then_some(bi + 1);
+        }
+        c.next = c.next.max(seg.last_offset + 1);
+        Ok(())
+    }
+}

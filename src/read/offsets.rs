@@ -1,0 +1,55 @@
+//! Offset lookups: the watermarks, or the first offset at or after a time.
+
+use super::PoolInner;
+use crate::error::{Error, Result};
+use crate::partition::{PartitionShared, Status};
+
+impl PoolInner {
+    pub(super) fn list_offsets(&self, p: &PartitionShared, timestamp_ms: i64) -> Result<i64> {
+        let (seg, high) = {
+            let view = p.view();
+            if view.status == Status::Deleted {
+                return Err(Error::NotFound(format!("topic {:?} was deleted", p.topic)));
+            }
+            match timestamp_ms {
+                -2 => return Ok(view.low_watermark),
+                -1 => return Ok(view.high_watermark),
+                t if t < 0 => {
+                    return Err(Error::InvalidArgument(format!(
+                    "timestamp {t} is invalid: use -2 (earliest), -1 (latest) or a time in ms >= 0"
+                )))
+                }
+                _ => {}
+            }
+            match view
+                .segments
+                .iter()
+                .find(|s| s.max_timestamp_ms >= timestamp_ms)
+            {
+                Some(s) => (s.clone(), view.high_watermark),
+                None => {
+                    let found = view
+                        .tail
+                        .iter()
+                        .flat_map(|b| b.records.iter())
+                        .find(|r| r.timestamp_ms >= timestamp_ms)
+                        .map(|r| r.offset);
+                    return Ok(found.unwrap_or(view.high_watermark));
+                }
+            }
+        };
+        let footer = self
+            .footer(&seg)
+            .map_err(|e| self.store_error(p, &seg, e))?;
+        let Some(bi) = footer.block_for_timestamp(timestamp_ms) else {
+            return Ok(high);
+        };
+        let block = self
+            .block(&seg, &footer, bi)
+            .map_err(|e| self.store_error(p, &seg, e))?;
+        Ok(block
+            .position_of_timestamp(timestamp_ms)
+            .and_then(|i| block.get(i))
+            .map_or(high, |r| r.offset))
+    }
+}

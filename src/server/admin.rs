@@ -1,0 +1,75 @@
+//! AdminService: topics. Every call runs on the blocking pool.
+
+use super::convert::topic_info;
+use super::shared::Shared;
+use crate::engine::TopicSpec;
+use crate::proto as pb;
+use crate::proto::grpc::AdminService;
+use grpcio::{RpcContext, UnarySink};
+
+#[derive(Clone)]
+pub struct Admin(pub Shared);
+
+impl AdminService for Admin {
+    fn create_topic(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::CreateTopicRequest,
+        sink: UnarySink<pb::TopicInfo>,
+    ) {
+        let spec = TopicSpec {
+            name: req.get_name().to_string(),
+            partitions: req.get_partitions(),
+            retention_ms: req.get_retention_ms(),
+            retention_bytes: req.get_retention_bytes(),
+        };
+        self.0
+            .blocking(&ctx, sink, move |e| e.create_topic(&spec), topic_info);
+    }
+
+    fn describe_topic(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::DescribeTopicRequest,
+        sink: UnarySink<pb::TopicInfo>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.describe_topic(req.get_name()),
+            topic_info,
+        );
+    }
+
+    fn list_topics(
+        &mut self,
+        ctx: RpcContext<'_>,
+        _req: pb::ListTopicsRequest,
+        sink: UnarySink<pb::ListTopicsResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            |e| e.list_topics(),
+            |topics| {
+                let mut r = pb::ListTopicsResponse::new();
+                r.set_topics(topics.into_iter().map(topic_info).collect());
+                r
+            },
+        );
+    }
+
+    fn delete_topic(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::DeleteTopicRequest,
+        sink: UnarySink<pb::DeleteTopicResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.delete_topic(req.get_name()),
+            |()| pb::DeleteTopicResponse::new(),
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! ConsumerService: fetch, subscribe, offsets, consumer groups.
+
+use super::convert::fetch_response;
+use super::shared::Shared;
+use super::status::{error_to_status, fail_now, reply_later};
+use crate::error::Error;
+use crate::proto as pb;
+use crate::proto::grpc::ConsumerService;
+use crate::read::FetchRequest;
+use futures::SinkExt;
+use grpcio::{RpcContext, ServerStreamingSink, UnarySink, WriteFlags};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest long poll a fetch may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long one Subscribe poll waits before checking for shutdown again.
+const SUBSCRIBE_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct Consumer(pub Shared);
+
+impl ConsumerService for Consumer {
+    fn fetch(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::FetchRequest,
+        sink: UnarySink<pb::FetchResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            return fail_now(&ctx, sink, st);
+        }
+        let p = req.get_partition();
+        let wait = Duration::from_millis(u64::from(req.get_max_wait_ms())).min(MAX_WAIT);
+        let fr = FetchRequest {
+            offset: req.get_offset(),
+            max_records: req.get_max_records() as usize,
+            max_bytes: req.get_max_bytes() as usize,
+            max_wait: wait,
+        };
+        let latencies = Arc::clone(&self.0.latencies);
+        let started = std::time::Instant::now();
+        match self.0.engine.fetch(req.get_topic(), p, fr) {
+            Ok(rx) => reply_later(&ctx, sink, rx, move |r| {
+                latencies.fetch.observe(started.elapsed());
+                fetch_response(p, r)
+            }),
+            Err(e) => fail_now(&ctx, sink, error_to_status(&e)),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::SubscribeRequest,
+        mut sink: ServerStreamingSink<pb::FetchResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            ctx.spawn(async move {
+                let _ = sink.fail(st).await;
+            });
+            return;
+        }
+        let shared = self.0.clone();
+        let topic = req.get_topic().to_string();
+        let p = req.get_partition();
+        let mut offset = req.get_offset();
+        ctx.spawn(async move {
+            loop {
+                if shared.is_shutting_down() {
+                    let _ = sink.fail(error_to_status(&Error::shutting_down())).await;
+                    return;
+                }
+                let rx = shared.engine.fetch(
+                    &topic,
+                    p,
+                    FetchRequest {
+                        offset,
+                        max_records: 0,
+                        max_bytes: 0,
+                        max_wait: SUBSCRIBE_POLL,
+                    },
+                );
+                let result = match rx {
+                    Ok(rx) => rx.await.unwrap_or_else(|_| Err(Error::shutting_down())),
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(r) if r.records.is_empty() => continue,
+                    Ok(r) => {
+                        offset = r.next_offset;
+                        // Awaiting the send is the backpressure: a slow
+                        // reader slows its own stream only.
+                        if sink
+                            .send((fetch_response(p, r), WriteFlags::default()))
+                            .await
+                            .is_err()
+                        {
+                            return; // the client went away
+                        }
+                    }
+                    Err(e) => {
+                        let _ = sink.fail(error_to_status(&e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn list_offsets(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::ListOffsetsRequest,
+        sink: UnarySink<pb::ListOffsetsResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            return fail_now(&ctx, sink, st);
+        }
+        match self.0.engine.list_offsets(
+            req.get_topic(),
+            req.get_partition(),
+            req.get_timestamp_ms(),
+        ) {
+            Ok(rx) => reply_later(&ctx, sink, rx, |o| {
+                let mut r = pb::ListOffsetsResponse::new();
+                r.set_offset(o);
+                r
+            }),
+            Err(e) => fail_now(&ctx, sink, error_to_status(&e)),
+        }
+    }
+
+    fn commit_offset(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::CommitOffsetRequest,
+        sink: UnarySink<pb::CommitOffsetResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| {
+                e.commit_offset(
+                    req.get_group(),
+                    req.get_topic(),
+                    req.get_partition(),
+                    req.get_offset(),
+                    req.get_metadata(),
+                )
+            },
+            |()| pb::CommitOffsetResponse::new(),
+        );
+    }
+
+    fn get_committed_offset(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::GetCommittedOffsetRequest,
+        sink: UnarySink<pb::GetCommittedOffsetResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.committed_offset(req.get_group(), req.get_topic(), req.get_partition()),
+            |o| {
+                let mut r = pb::GetCommittedOffsetResponse::new();
+                if let Some(o) = o {
+                    r.set_found(true);
+                    r.set_offset(o.offset);
+                    r.set_metadata(o.metadata);
+                }
+                r
+            },
+        );
+    }
+
+    fn list_groups(
+        &mut self,
+        ctx: RpcContext<'_>,
+        _req: pb::ListGroupsRequest,
+        sink: UnarySink<pb::ListGroupsResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            |e| e.groups(),
+            |groups| {
+                let mut r = pb::ListGroupsResponse::new();
+                r.set_groups(groups.into());
+                r
+            },
+        );
+    }
+
+    fn describe_group(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::DescribeGroupRequest,
+        sink: UnarySink<pb::DescribeGroupResponse>,
+    ) {
+        let group = req.get_group().to_string();
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.group_offsets(req.get_group()),
+            move |offsets| {
+                let mut r = pb::DescribeGroupResponse::new();
+                r.set_group(group);
+                for o in offsets {
+                    let mut c = pb::CommittedOffset::new();
+                    c.set_topic(o.topic);
+                    c.set_partition(o.partition);
+                    c.set_offset(o.offset);
+                    c.set_metadata(o.metadata);
+                    c.set_updated_at_ms(o.updated_at_ms);
+                    r.mut_offsets().push(c);
+                }
+                r
+            },
+        );
+    }
+}

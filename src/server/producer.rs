@@ -1,0 +1,117 @@
+//! ProducerService: splits a request by partition (Kafka's key hash, or
+//! round-robin), hands each part to its partition's writer, and replies
+//! when every part is acknowledged.
+
+use super::convert::{acks_of, to_record};
+use super::partitioner::partition_for_key;
+use super::shared::Shared;
+use super::status::{error_to_status, fail_now, no_answer};
+use crate::error::Error;
+use crate::proto as pb;
+use crate::proto::grpc::ProducerService;
+use crate::record::Record;
+use grpcio::{RpcContext, UnarySink};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Most records one produce request may carry.
+pub const MAX_BATCH_RECORDS: usize = 100_000;
+
+#[derive(Clone)]
+pub struct Producer(pub Shared);
+
+impl Producer {
+    /// Splits a request into per-partition batches, in request order.
+    fn route(&self, req: &mut pb::ProduceRequest) -> Result<Vec<(u32, Vec<Record>)>, Error> {
+        let topic = req.get_topic().to_string();
+        let n = self.0.engine.partition_count(&topic)?;
+        let records = req.take_records();
+        if records.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a produce request needs at least one record".into(),
+            ));
+        }
+        if records.len() > MAX_BATCH_RECORDS {
+            return Err(Error::InvalidArgument(format!(
+                "{} records in one request; the limit is {MAX_BATCH_RECORDS}",
+                records.len()
+            )));
+        }
+        if req.has_partition() {
+            let p = req.get_partition();
+            if p >= n {
+                return Err(Error::NotFound(format!(
+                    "partition {p} of topic {topic:?} does not exist (it has partitions 0..{n})"
+                )));
+            }
+            return Ok(vec![(p, records.into_iter().map(to_record).collect())]);
+        }
+        let mut groups: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
+        for r in records {
+            let r = to_record(r);
+            let p = match &r.key {
+                Some(k) => partition_for_key(k, n),
+                None => self.0.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+            };
+            groups[p as usize].push(r);
+        }
+        Ok(groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(p, g)| (p as u32, g))
+            .collect())
+    }
+}
+
+impl ProducerService for Producer {
+    fn produce(
+        &mut self,
+        ctx: RpcContext<'_>,
+        mut req: pb::ProduceRequest,
+        sink: UnarySink<pb::ProduceResponse>,
+    ) {
+        if let Err(st) = self.0.check(&ctx) {
+            return fail_now(&ctx, sink, st);
+        }
+        let acks = acks_of(req.get_acks());
+        let topic = req.get_topic().to_string();
+        let groups = match self.route(&mut req) {
+            Ok(g) => g,
+            Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
+        };
+        let mut pending = Vec::with_capacity(groups.len());
+        for (p, records) in groups {
+            match self.0.engine.produce(&topic, p, records, acks) {
+                Ok(rx) => pending.push((p, rx)),
+                Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
+            }
+        }
+        let latencies = Arc::clone(&self.0.latencies);
+        let started = std::time::Instant::now();
+        ctx.spawn(async move {
+            let mut resp = pb::ProduceResponse::new();
+            for (p, rx) in pending {
+                match rx.await {
+                    Ok(Ok(ack)) => {
+                        let mut a = pb::PartitionAck::new();
+                        a.set_partition(p);
+                        a.set_base_offset(ack.base_offset);
+                        a.set_count(ack.count);
+                        resp.mut_acks().push(a);
+                    }
+                    Ok(Err(e)) => {
+                        let _ = sink.fail(error_to_status(&e)).await;
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = sink.fail(no_answer()).await;
+                        return;
+                    }
+                }
+            }
+            latencies.produce.observe(started.elapsed());
+            let _ = sink.success(resp).await;
+        });
+    }
+}

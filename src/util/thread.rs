@@ -1,0 +1,108 @@
+//! Named threads that are always joined, with a deadline when the work
+//! might hang on a store that does not answer.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// A named thread. Join it with [`Worker::join`], or with
+/// [`Worker::join_until`] when it may be stuck in a call that cannot be
+/// interrupted (an HTTP request to a hung store).
+#[derive(Debug)]
+pub struct Worker {
+    name: String,
+    handle: Option<JoinHandle<()>>,
+    /// Disconnects when the thread's closure returns (or unwinds).
+    done: Receiver<()>,
+}
+
+/// Starts `f` on a thread called `name`.
+pub fn spawn(
+    name: impl Into<String>,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<Worker> {
+    let name = name.into();
+    let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let _done = done_tx; // dropped when `f` ends, however it ends
+            f();
+        })?;
+    Ok(Worker {
+        name,
+        handle: Some(handle),
+        done,
+    })
+}
+
+impl Worker {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True once the thread has ended; waits for that until `deadline`.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        !matches!(
+            self.done.recv_deadline(deadline),
+            Err(RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// Waits for the thread to end.
+    pub fn join(mut self) {
+        self.join_inner();
+    }
+
+    /// Waits for the thread until `deadline`; true if it ended. A thread
+    /// still running at the deadline is left to finish on its own (the
+    /// process is exiting; whatever it was doing is safe to abandon).
+    pub fn join_until(mut self, deadline: Instant) -> bool {
+        if self.wait_until(deadline) {
+            self.join_inner();
+            true
+        } else {
+            log::warn!("thread {} did not stop in time; leaving it", self.name);
+            self.handle.take();
+            false
+        }
+    }
+
+    fn join_inner(&mut self) {
+        if let Some(h) = self.handle.take() {
+            // A thread cannot join itself (the last owner may be dropped on
+            // the thread itself).
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.join_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn join_until_returns_when_the_thread_ends_or_at_the_deadline() {
+        let quick = spawn("quick", || {}).unwrap();
+        assert_eq!(quick.name(), "quick");
+        assert!(quick.join_until(Instant::now() + Duration::from_secs(10)));
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let stuck = spawn("stuck", move || {
+            let _ = rx.recv();
+        })
+        .unwrap();
+        let start = Instant::now();
+        assert!(!stuck.join_until(start + Duration::from_millis(50)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(tx);
+    }
+}

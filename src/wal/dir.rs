@@ -1,0 +1,143 @@
+//! The WAL directory of one partition and its open, append-only file.
+
+use super::fs::{WalFile, WalFs};
+use super::scan::WalFileRef;
+use crate::layout;
+use crate::util::fs::IoError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One partition's WAL directory. Clones share it.
+#[derive(Debug, Clone)]
+pub struct WalDir {
+    dir: PathBuf,
+    fs: Arc<dyn WalFs>,
+}
+
+impl WalDir {
+    pub fn open(dir: impl Into<PathBuf>, fs: Arc<dyn WalFs>) -> Result<Self, IoError> {
+        let dir = dir.into();
+        fs.create_dir_all(&dir)
+            .map_err(|e| IoError::new(format!("create WAL directory {}", dir.display()), e))?;
+        Ok(WalDir { dir, fs })
+    }
+
+    /// The WAL files in offset order. Files that are not ours are ignored.
+    pub fn files(&self) -> Result<Vec<WalFileRef>, IoError> {
+        let names = self
+            .fs
+            .list(&self.dir)
+            .map_err(|e| IoError::new(format!("list WAL directory {}", self.dir.display()), e))?;
+        let mut out: Vec<WalFileRef> = names
+            .iter()
+            .filter_map(|name| {
+                Some(WalFileRef {
+                    first_offset: layout::parse_wal_file_name(name)?,
+                    path: self.dir.join(name),
+                })
+            })
+            .collect();
+        out.sort_by_key(|f| f.first_offset);
+        Ok(out)
+    }
+
+    /// Every WAL file with its bytes, read one at a time, in offset order.
+    pub fn read_all(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(WalFileRef, Vec<u8>), IoError>> + '_, IoError> {
+        Ok(self.files()?.into_iter().map(move |f| {
+            let data = self
+                .fs
+                .read(&f.path)
+                .map_err(|e| IoError::new(format!("read WAL {}", f.path.display()), e))?;
+            Ok((f, data))
+        }))
+    }
+
+    /// Creates the file for the segment starting at `first_offset` (empty;
+    /// an existing file is truncated) and makes its name durable.
+    pub fn create(&self, first_offset: i64) -> Result<WalWriter, IoError> {
+        let path = self.dir.join(layout::wal_file_name(first_offset));
+        let file = self
+            .fs
+            .create(&path)
+            .map_err(|e| IoError::new(format!("create WAL {}", path.display()), e))?;
+        self.sync_dir()?;
+        Ok(WalWriter { file, path, len: 0 })
+    }
+
+    /// Reopens an existing file for appending after cutting it to
+    /// `good_len` bytes (the end of its last good entry).
+    pub fn reopen(&self, path: &Path, good_len: u64) -> Result<WalWriter, IoError> {
+        let file = self
+            .fs
+            .reopen(path, good_len)
+            .map_err(|e| IoError::new(format!("reopen WAL {}", path.display()), e))?;
+        Ok(WalWriter {
+            file,
+            path: path.to_path_buf(),
+            len: good_len,
+        })
+    }
+
+    /// Deletes a WAL file whose records are all committed in segments.
+    pub fn remove(&self, path: &Path) -> Result<(), IoError> {
+        match self.fs.remove(path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(IoError::new(format!("remove WAL {}", path.display()), e)),
+        }
+    }
+
+    /// Sets a file aside under a name recovery never reads again, keeping
+    /// its bytes for a person to look at. Returns the new path.
+    pub fn set_aside(&self, path: &Path) -> Result<PathBuf, IoError> {
+        let aside = layout::discarded_wal_path(path);
+        self.fs
+            .rename(path, &aside)
+            .map_err(|e| IoError::new(format!("rename {}", path.display()), e))?;
+        Ok(aside)
+    }
+
+    fn sync_dir(&self) -> Result<(), IoError> {
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| IoError::new(format!("fsync directory {}", self.dir.display()), e))
+    }
+}
+
+/// The open, append-only WAL file of the active segment.
+#[derive(Debug)]
+pub struct WalWriter {
+    file: Box<dyn WalFile>,
+    path: PathBuf,
+    len: u64,
+}
+
+impl WalWriter {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes in the file.
+    pub fn size(&self) -> u64 {
+        self.len
+    }
+
+    /// Appends encoded entries (not yet durable).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), IoError> {
+        self.file
+            .append(bytes)
+            .map_err(|e| IoError::new(format!("write WAL {}", self.path.display()), e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (fdatasync).
+    pub fn sync(&mut self) -> Result<(), IoError> {
+        self.file
+            .sync()
+            .map_err(|e| IoError::new(format!("fsync WAL {}", self.path.display()), e))
+    }
+}

@@ -1,0 +1,206 @@
+//! The file operations the WAL performs, behind a small trait so that tests
+//! can make any of them fail: [`OsWalFs`] is the real thing, [`FaultyWalFs`]
+//! wraps it with switchable faults (a failed write, a failed fsync).
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// An open WAL file, positioned at its end.
+pub trait WalFile: Send + fmt::Debug {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (fdatasync).
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Directory and file operations of the WAL.
+pub trait WalFs: Send + Sync + fmt::Debug {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// File names in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Creates `path` empty (truncating an existing file) for appending.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
+    /// Opens `path` for appending after cutting it to `len` bytes; the cut
+    /// is durable before this returns.
+    fn reopen(&self, path: &Path, len: u64) -> io::Result<Box<dyn WalFile>>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the names in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsWalFs;
+
+#[derive(Debug)]
+struct OsFile(File);
+
+impl WalFile for OsFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl WalFs for OsWalFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(OsFile(f)))
+    }
+
+    fn reopen(&self, path: &Path, len: u64) -> io::Result<Box<dyn WalFile>> {
+        let mut f = OpenOptions::new().write(true).open(path)?;
+        if f.metadata()?.len() != len {
+            f.set_len(len)?;
+            f.sync_all()?;
+        }
+        f.seek(io::SeekFrom::Start(len))?;
+        Ok(Box::new(OsFile(f)))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        crate::util::fs::sync_dir(dir)
+    }
+}
+
+/// Which operations fail next. Each counter is the number of upcoming
+/// calls that fail (`u32::MAX`: every call until cleared).
+#[derive(Debug, Default)]
+pub struct WalFaults {
+    pub fail_writes: AtomicU32,
+    pub fail_syncs: AtomicU32,
+    pub fail_creates: AtomicU32,
+}
+
+impl WalFaults {
+    fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                0 => None,
+                u32::MAX => Some(u32::MAX),
+                n => Some(n - 1),
+            })
+            .is_ok()
+    }
+
+    /// Ends every fault.
+    pub fn clear(&self) {
+        for c in [&self.fail_writes, &self.fail_syncs, &self.fail_creates] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} failure"))
+}
+
+/// [`OsWalFs`] with faults switched on and off through [`WalFaults`].
+#[derive(Debug, Default, Clone)]
+pub struct FaultyWalFs {
+    pub faults: Arc<WalFaults>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn WalFile>,
+    faults: Arc<WalFaults>,
+    path: PathBuf,
+}
+
+impl WalFile for FaultyFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if WalFaults::take(&self.faults.fail_writes) {
+            // A failed write may still have written a part.
+            let _ = self.inner.append(&bytes[..bytes.len() / 2]);
+            return Err(injected(&format!("write to {}", self.path.display())));
+        }
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        if WalFaults::take(&self.faults.fail_syncs) {
+            return Err(injected("fsync"));
+        }
+        self.inner.sync()
+    }
+}
+
+impl FaultyWalFs {
+    fn wrap(&self, inner: Box<dyn WalFile>, path: &Path) -> Box<dyn WalFile> {
+        Box::new(FaultyFile {
+            inner,
+            faults: Arc::clone(&self.faults),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl WalFs for FaultyWalFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsWalFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        OsWalFs.list(dir)
+    }
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        OsWalFs.read(path)
+    }
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        if WalFaults::take(&self.faults.fail_creates) {
+            return Err(injected("create"));
+        }
+        Ok(self.wrap(OsWalFs.create(path)?, path))
+    }
+    fn reopen(&self, path: &Path, len: u64) -> io::Result<Box<dyn WalFile>> {
+        Ok(self.wrap(OsWalFs.reopen(path, len)?, path))
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        OsWalFs.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsWalFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if WalFaults::take(&self.faults.fail_syncs) {
+            return Err(injected("directory fsync"));
+        }
+        OsWalFs.sync_dir(dir)
+    }
+}
