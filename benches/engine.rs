@@ -196,7 +196,7 @@ fn latency_run(values: &[Vec<u8>], max_rate: f64, store: &str) {
     let acker = std::thread::spawn(move || {
         let mut lat = Vec::new();
         for (sent, rx) in rx {
-            let rx: streamhouse::partition::AckReceiver = rx;
+            let rx: streamhouse::AckReceiver = rx;
             futures::executor::block_on(rx)
                 .expect("reply")
                 .expect("ack");

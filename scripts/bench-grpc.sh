@@ -6,11 +6,17 @@
 # store, second from the cache). Runs once on the local store and once on the
 # S3 test server.
 #   scripts/bench-grpc.sh [local|s3|both]   (default both)
+# STREAMHOUSE_BIN_DIR=DIR runs the streamhoused/streamctl found in DIR
+# instead of building them (to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
-cargo build --release --locked --bins
-BIN="$CARGO_TARGET_DIR/release"
+if [ -n "${STREAMHOUSE_BIN_DIR:-}" ]; then
+  BIN="$STREAMHOUSE_BIN_DIR"
+else
+  cargo build --release --locked --bins
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 mode="${1:-both}"
 work=$(mktemp -d)
 pid=""

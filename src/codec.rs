@@ -98,10 +98,6 @@ impl<'a> Cursor<'a> {
         Cursor { buf, pos }
     }
 
-    pub fn pos(&self) -> usize {
-        self.pos
-    }
-
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -204,7 +200,7 @@ mod tests {
             assert_eq!(buf.len(), uvarint_len(v), "length of {v}");
             let mut c = Cursor::new(&buf, 0);
             assert_eq!(c.uvarint("v").unwrap(), v);
-            assert_eq!(c.pos(), buf.len());
+            assert_eq!(c.remaining(), 0);
         }
         for &v in &[0i64, -1, 1, -64, 64, i64::MIN, i64::MAX] {
             let mut buf = Vec::new();

@@ -26,20 +26,20 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub mod codec;
-pub mod config;
+mod codec;
+mod config;
 mod context;
 pub mod engine;
-pub mod error;
+mod error;
 pub mod layout;
 pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod object_store;
-pub mod partition;
+mod partition;
 pub mod proto;
 mod read;
-pub mod record;
+mod record;
 pub mod segment;
 pub mod server;
 pub mod util;

@@ -1,31 +1,13 @@
 //! Engine-level tests: the library API over a real WAL, metadata and object
 //! store (local directory or the fault-injecting memory store).
 
+mod common;
+
+use common::engine::{config, fetch_all, topic, wait_uploaded};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use streamhouse::object_store::{Faults, LocalFsStore, MemoryStore, ObjectStore};
-use streamhouse::{Acks, Engine, EngineConfig, Error, FetchRequest, Header, Record, TopicSpec};
-
-fn config(dir: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(dir);
-    // Young segments seal quickly, so tests can wait for uploads to drain.
-    c.segment_max_age = Duration::from_millis(100);
-    c.reader_threads = 4;
-    c.retention_interval = Duration::from_secs(3600);
-    c.retry.base_delay = Duration::from_millis(1);
-    c.retry.max_delay = Duration::from_millis(10);
-    c.retry.max_attempts = 3;
-    c
-}
-
-fn topic(name: &str, partitions: u32) -> TopicSpec {
-    TopicSpec {
-        name: name.to_string(),
-        partitions,
-        retention_ms: 0,
-        retention_bytes: 0,
-    }
-}
+use streamhouse::{Acks, Engine, Error, FetchRequest, Header, Record, TopicSpec};
 
 fn value(i: usize) -> Vec<u8> {
     format!("{{\"n\":{i},\"payload\":\"{}\"}}", "p".repeat(i % 50)).into_bytes()
@@ -48,47 +30,6 @@ fn records(from: usize, n: usize) -> Vec<Record> {
             },
         })
         .collect()
-}
-
-fn fetch_all(engine: &Engine, topic: &str, partition: u32, from: i64) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut next = from;
-    loop {
-        let r = engine
-            .fetch_sync(
-                topic,
-                partition,
-                FetchRequest {
-                    offset: next,
-                    max_records: 333,
-                    max_bytes: 0,
-                    max_wait: Duration::ZERO,
-                },
-            )
-            .unwrap();
-        if r.records.is_empty() {
-            assert_eq!(next, r.high_watermark);
-            return out;
-        }
-        for (i, rec) in r.records.iter().enumerate() {
-            assert_eq!(rec.offset, next + i as i64, "contiguous offsets");
-        }
-        next = r.next_offset;
-        out.extend(r.records);
-    }
-}
-
-/// Polls (in the test only) until uploads have drained.
-fn wait_uploaded(engine: &Engine) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while engine.backlog_bytes() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "uploads did not drain: {} bytes left",
-            engine.backlog_bytes()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn check_content(got: &[Record], from: usize) {
@@ -831,8 +772,16 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
         .unwrap();
     wait_uploaded(&engine);
     assert_eq!(fetch_all(&engine, "t", 0, 0).len(), 30); // now in the block cache
+    let old_keys: Vec<String> = store
+        .list("topics/t/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(!old_keys.is_empty());
+    // Deleted and created again at once, within the same millisecond or
+    // not: the new topic gets a new incarnation, so new object keys.
     engine.delete_topic("t").unwrap();
-    std::thread::sleep(Duration::from_millis(2)); // a new incarnation (ms clock)
     engine.create_topic(&topic("t", 1)).unwrap();
     let fresh: Vec<Record> = (0..30)
         .map(|i| Record {
@@ -847,6 +796,17 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
     assert!(
         got.iter().all(|r| r.value.starts_with(b"new-")),
         "stale data served"
+    );
+    let new_keys: Vec<String> = store
+        .list("topics/t/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert!(!new_keys.is_empty());
+    assert!(
+        new_keys.iter().all(|k| !old_keys.contains(k)),
+        "a key was reused: {old_keys:?} vs {new_keys:?}"
     );
     drop(engine);
 

@@ -5,13 +5,15 @@
 //! goes on. At the end every acknowledged record must be present exactly
 //! once, at the offset it was acknowledged with, with no gaps.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use streamhouse::object_store::LocalFsStore;
-use streamhouse::{Acks, Engine, EngineConfig, Error, FetchRequest, Record, TopicSpec};
+use streamhouse::{Acks, Engine, EngineConfig, Error, Record, TopicSpec};
 
 const CHILD_DIR: &str = "STREAMHOUSE_CRASH_CHILD_DIR";
 const CHILD_ROUND: &str = "STREAMHOUSE_CRASH_CHILD_ROUND";
@@ -96,34 +98,7 @@ fn crash_child_entry() {
 }
 
 fn read_all(engine: &Engine, partition: u32) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut next = 0;
-    loop {
-        let r = engine
-            .fetch_sync(
-                "crash",
-                partition,
-                FetchRequest {
-                    offset: next,
-                    max_records: 5000,
-                    max_bytes: 0,
-                    max_wait: Duration::ZERO,
-                },
-            )
-            .unwrap();
-        if r.records.is_empty() {
-            return out;
-        }
-        for (i, rec) in r.records.iter().enumerate() {
-            assert_eq!(
-                rec.offset,
-                next + i as i64,
-                "a gap in partition {partition}"
-            );
-        }
-        next = r.next_offset;
-        out.extend(r.records);
-    }
+    common::engine::fetch_all(engine, "crash", partition, 0)
 }
 
 #[test]

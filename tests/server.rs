@@ -660,4 +660,32 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     // Everything acknowledged is still readable, from the WAL-backed tail.
     let f = fetch(&c, "t", 0, 0).unwrap();
     assert_eq!(f.get_high_watermark(), acked);
+
+    // SIGTERM while uploads retry against the unreachable store: the
+    // process exits promptly (retries end at the stop signal) and the WAL
+    // keeps every acknowledged record for the next start.
+    drop(c);
+    let mut s = s;
+    let t = Instant::now();
+    let status = s.sigterm_and_wait();
+    let took = t.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "SIGTERM to exit took {took:?}"
+    );
+    eprintln!("SIGTERM to exit with the store unreachable: {took:?}");
+    let extra: Vec<&str> = s.extra.iter().map(String::as_str).collect();
+    let s = TestServer::start_in(dir.path(), &extra);
+    let c = s.clients();
+    let mut seen = 0i64;
+    while seen < acked {
+        let f = fetch(&c, "t", 0, seen).unwrap();
+        assert!(
+            !f.get_records().is_empty(),
+            "offsets {seen}..{acked} are missing"
+        );
+        seen = f.get_next_offset();
+    }
+    assert_eq!(fetch(&c, "t", 0, 0).unwrap().get_high_watermark(), acked);
 }

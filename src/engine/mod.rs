@@ -14,7 +14,7 @@ mod gc;
 mod retention;
 mod topics;
 
-pub use topics::{validate_topic_name, PartitionInfo, TopicInfo, TopicSpec, MAX_PARTITIONS};
+pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
 
 use crate::config::EngineConfig;
 use crate::context::Context;
@@ -347,7 +347,7 @@ impl Drop for Engine {
 }
 
 /// Blocks on an engine reply (the `_sync` helpers; never on grpcio threads).
-pub fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
+fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
     futures::executor::block_on(rx).unwrap_or_else(|_| {
         Err(Error::Unavailable(
             "the engine stopped before answering".to_string(),
@@ -356,7 +356,7 @@ pub fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> 
 }
 
 /// Group names: 1-255 bytes of UTF-8 without control characters.
-pub fn validate_group(group: &str) -> Result<()> {
+fn validate_group(group: &str) -> Result<()> {
     if group.is_empty() || group.len() > 255 {
         return Err(Error::InvalidArgument(format!(
             "group name must be 1-255 bytes, got {}",

@@ -48,7 +48,7 @@ pub const MAX_PARTITIONS: u32 = 1024;
 
 /// Topic names: 1–249 characters of `[A-Za-z0-9._-]`, not `.` or `..`
 /// (they become object keys and directory names).
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
+fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 249 {
         return Err(format!(
             "topic name must be 1-249 characters, got {}",

@@ -18,7 +18,8 @@ mod topics;
 
 pub use error::{MetaError, MetaResult};
 pub use groups::GroupOffset;
-pub use schema::{current_version as schema_version, MIGRATIONS};
+#[cfg(test)]
+use schema::{current_version as schema_version, MIGRATIONS};
 pub use segments::SegmentRow;
 pub use topics::{PartitionRow, PartitionUsage, TopicRow};
 

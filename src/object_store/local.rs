@@ -32,10 +32,6 @@ impl LocalFsStore {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path_of(&self, key: &str) -> StoreResult<PathBuf> {
         validate_key(key)?;
         Ok(self.root.join(key))
@@ -86,10 +82,6 @@ fn io_error(key: &str, e: io::Error) -> StoreError {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl ObjectStore for LocalFsStore {
     fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
         let path = self.path_of(key)?;
@@ -107,7 +99,7 @@ impl ObjectStore for LocalFsStore {
             f.sync_all()?;
             drop(f);
             fs::rename(&tmp, &path)?;
-            sync_dir(&dir)
+            crate::util::fs::sync_dir(&dir)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);

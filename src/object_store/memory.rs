@@ -4,10 +4,11 @@
 use super::{
     check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult,
 };
+use crate::util::sync::lock;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Faults applied to every call of a [`MemoryStore`].
@@ -41,13 +42,6 @@ struct Inner {
     rng: Mutex<u64>,
     calls: AtomicU64,
     injected: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the data half-updated
-    // (every critical section is a single map operation), so a poisoned lock
-    // is still safe to use.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryStore {

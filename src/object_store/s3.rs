@@ -109,34 +109,6 @@ impl S3Store {
             format!("{}/{key}", self.prefix)
         }
     }
-
-    /// Creates the bucket if it does not exist (for tests and first runs
-    /// against a fresh MinIO/SeaweedFS).
-    pub fn create_bucket(config: &S3Config) -> StoreResult<()> {
-        let store = S3Store::new(config)?;
-        match store
-            .bucket
-            .list_page(String::new(), None, None, None, Some(1))
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if !matches!(e, S3Error::HttpFailWithBody(404, _)) => {
-                return Err(classify(&config.bucket, e))
-            }
-            Err(_) => {}
-        }
-        let region = store.bucket.region.clone();
-        let credentials = store
-            .bucket
-            .credentials()
-            .map_err(|e| classify(&config.bucket, e))?;
-        let bucket_config = s3::BucketConfiguration::default();
-        let created = if config.path_style {
-            Bucket::create_with_path_style(&config.bucket, region, credentials, bucket_config)
-        } else {
-            Bucket::create(&config.bucket, region, credentials, bucket_config)
-        };
-        created.map(|_| ()).map_err(|e| classify(&config.bucket, e))
-    }
 }
 
 /// Maps rust-s3 errors to the store's error kinds.

@@ -84,7 +84,6 @@ fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committe
             last_offset: s.last_offset,
             key: Arc::from(s.object_key.as_str()),
             size_bytes: s.size_bytes as u64,
-            min_timestamp_ms: s.min_timestamp_ms,
             max_timestamp_ms: s.max_timestamp_ms,
         })
         .collect();

@@ -35,7 +35,6 @@ pub struct SegmentRef {
     pub last_offset: i64,
     pub key: Arc<str>,
     pub size_bytes: u64,
-    pub min_timestamp_ms: i64,
     pub max_timestamp_ms: i64,
 }
 
@@ -67,12 +66,6 @@ impl PartitionView {
     /// `committed_next..high`).
     pub fn tail_position(&self, offset: i64) -> usize {
         self.tail.partition_point(|b| b.last_offset() < offset)
-    }
-
-    /// Index of the segment holding `offset`, if any.
-    pub fn segment_position(&self, offset: i64) -> Option<usize> {
-        let i = self.segments.partition_point(|s| s.last_offset < offset);
-        (i < self.segments.len() && self.segments[i].base_offset <= offset).then_some(i)
     }
 }
 

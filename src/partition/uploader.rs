@@ -184,7 +184,6 @@ impl Uploader {
                 last_offset: summary.last_offset,
                 key: Arc::from(key),
                 size_bytes: summary.size_bytes,
-                min_timestamp_ms: summary.min_timestamp_ms,
                 max_timestamp_ms: summary.max_timestamp_ms,
             });
         }

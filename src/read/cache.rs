@@ -2,8 +2,9 @@
 //! keyed by (segment object, block index); footers are cached beside them.
 
 use crate::segment::{DecodedBlock, Footer};
+use crate::util::sync::lock;
 use lru::LruCache;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 type BlockKey = (Arc<str>, u32);
 
@@ -20,11 +21,6 @@ pub struct BlockCache {
 
 /// Footers are small (48 bytes a block); this many segments' worth.
 const FOOTER_ENTRIES: usize = 16_384;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section is one LRU operation plus a counter update.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl BlockCache {
     pub fn new(capacity_bytes: u64) -> Self {

@@ -60,16 +60,33 @@ impl Collector {
         self.records.len() >= self.max_records || self.bytes >= self.max_bytes
     }
 
-    /// Adds a record unless it would pass `max_bytes` (the first always fits).
-    fn push(&mut self, r: RecordRef<'_>) -> bool {
-        let len = r.payload_len();
+    /// Counts a record of `len` bytes at `offset` unless it would pass
+    /// `max_bytes` (the first always fits).
+    fn admit(&mut self, offset: i64, len: usize) -> bool {
         if !self.records.is_empty() && self.bytes + len > self.max_bytes {
             return false;
         }
         self.bytes += len;
-        self.next = r.offset + 1;
-        self.records.push(r.to_record());
+        self.next = offset + 1;
         true
+    }
+
+    /// Adds a record from a segment block, if [`Collector::admit`] lets it.
+    fn push(&mut self, r: RecordRef<'_>) -> bool {
+        let ok = self.admit(r.offset, r.payload_len());
+        if ok {
+            self.records.push(r.to_record());
+        }
+        ok
+    }
+
+    /// Adds a record from the tail, if [`Collector::admit`] lets it.
+    fn push_owned(&mut self, r: &Record) -> bool {
+        let ok = self.admit(r.offset, r.payload_len());
+        if ok {
+            self.records.push(r.clone());
+        }
+        ok
     }
 
     fn finish(&mut self, high: i64, low: i64) -> FetchResult {
@@ -79,17 +96,6 @@ impl Collector {
             high_watermark: high,
             low_watermark: low,
         }
-    }
-
-    fn push_owned(&mut self, r: &Record) -> bool {
-        let len = r.payload_len();
-        if !self.records.is_empty() && self.bytes + len > self.max_bytes {
-            return false;
-        }
-        self.bytes += len;
-        self.next = r.offset + 1;
-        self.records.push(r.clone());
-        true
     }
 }
 

@@ -179,7 +179,7 @@ impl ReaderPool {
 
 impl Drop for ReaderPool {
     fn drop(&mut self) {
-        self.shutdown(Instant::now());
+        self.shutdown(Instant::now() + Duration::from_secs(1));
     }
 }
 

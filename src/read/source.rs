@@ -45,7 +45,7 @@ pub(crate) fn read_footer(src: &dyn ObjectRanges, object_len: u64) -> Result<Foo
         TailLookup::Found(footer) => Ok(footer),
         TailLookup::FooterAt { range, trailer } => {
             let bytes = src.read_range(range)?;
-            Footer::decode(&bytes, &trailer, object_len).map_err(corrupt)
+            Footer::decode(&bytes, &trailer).map_err(corrupt)
         }
     }
 }

@@ -1,10 +1,10 @@
 //! One thread that fires callbacks at deadlines: long-poll timeouts. It
 //! sleeps until the earliest deadline or a new registration, never polls.
 
+use crate::util::thread::{self, Worker};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 type Callback = Box<dyn FnOnce() + Send>;
@@ -35,15 +35,13 @@ impl Ord for Entry {
 
 pub struct Timer {
     tx: Option<Sender<(Instant, Callback)>>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<Worker>,
 }
 
 impl Timer {
     pub fn start() -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
-            .name("long-poll-timer".into())
-            .spawn(move || run(rx))?;
+        let thread = thread::spawn("long-poll-timer", move || run(rx))?;
         Ok(Timer {
             tx: Some(tx),
             thread: Some(thread),
@@ -62,7 +60,7 @@ impl Drop for Timer {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            t.join();
         }
     }
 }

@@ -139,7 +139,7 @@ mod tests {
             assert_eq!(buf.len(), col.encoded_len());
             let mut c = Cursor::new(&buf, 0);
             assert_eq!(read_packed(&mut c, values.len(), "col").unwrap(), values);
-            assert_eq!(c.pos(), buf.len());
+            assert_eq!(c.remaining(), 0);
         }
         // A width over 32 and a truncated body are errors.
         assert!(read_packed(&mut Cursor::new(&[0, 33, 0, 0, 0, 0, 0], 0), 1, "c").is_err());

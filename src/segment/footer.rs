@@ -23,7 +23,6 @@ pub struct Footer {
     /// `prefix_max_ts[i]` = max timestamp of blocks 0..=i; non-decreasing, so
     /// a timestamp lookup is a binary search even when timestamps go back.
     prefix_max_ts: Vec<i64>,
-    object_len: u64,
 }
 
 /// What the tail of an object revealed.
@@ -83,11 +82,11 @@ impl Footer {
         }
         let from = (trailer.footer_position - range.start) as usize;
         let bytes = &tail[from..from + footer_len as usize];
-        Footer::decode(bytes, &trailer, object_len).map(TailLookup::Found)
+        Footer::decode(bytes, &trailer).map(TailLookup::Found)
     }
 
     /// Decodes footer bytes whose trailer has already been validated.
-    pub fn decode(bytes: &[u8], trailer: &Trailer, object_len: u64) -> Result<Footer, FormatError> {
+    pub fn decode(bytes: &[u8], trailer: &Trailer) -> Result<Footer, FormatError> {
         check_crc(Part::Footer, bytes, trailer.footer_crc)?;
         let entries = decode_entries(bytes)?;
         check_entries(&entries, trailer.footer_position)?;
@@ -100,16 +99,11 @@ impl Footer {
         Ok(Footer {
             entries,
             prefix_max_ts,
-            object_len,
         })
     }
 
     pub fn entries(&self) -> &[BlockIndexEntry] {
         &self.entries
-    }
-
-    pub fn object_len(&self) -> u64 {
-        self.object_len
     }
 
     /// The block holding `offset`, or the first block after it when `offset`

@@ -15,14 +15,17 @@ mod block;
 mod columns;
 mod error;
 mod footer;
-pub mod format;
+pub(crate) mod format;
 mod reader;
 mod writer;
 
 pub use block::{DecodedBlock, RecordRef};
 pub use error::{FormatError, Part};
-pub use footer::{tail_range, Footer, TailLookup, TAIL_READ_BYTES};
-pub use format::{BlockIndexEntry, DEFAULT_BLOCK_BYTES, FORMAT_VERSION};
+pub use footer::Footer;
+#[cfg(test)]
+pub(crate) use footer::TAIL_READ_BYTES;
+pub(crate) use footer::{tail_range, TailLookup};
+pub use format::{BlockIndexEntry, DEFAULT_BLOCK_BYTES};
 pub use reader::{verify, SegmentBytes, SegmentIter};
 pub use writer::{SegmentSummary, SegmentWriter, WriteError};
 

@@ -23,7 +23,7 @@ impl<'a> SegmentBytes<'a> {
         let footer = match Footer::from_tail(slice(bytes, tail_range(len)?)?, len)? {
             TailLookup::Found(f) => f,
             TailLookup::FooterAt { range, trailer } => {
-                Footer::decode(slice(bytes, range)?, &trailer, len)?
+                Footer::decode(slice(bytes, range)?, &trailer)?
             }
         };
         Ok(SegmentBytes { bytes, footer })

@@ -156,16 +156,6 @@ impl SegmentWriter {
         }
     }
 
-    pub fn record_count(&self) -> u64 {
-        self.record_count
-    }
-
-    /// Bytes written so far plus the open block's uncompressed size: an upper
-    /// estimate of the finished object's size.
-    pub fn estimated_size(&self) -> usize {
-        self.out.len() + self.block.uncompressed_len()
-    }
-
     pub fn push(&mut self, record: &Record) -> Result<(), WriteError> {
         self.push_parts(
             record.offset,

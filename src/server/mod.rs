@@ -14,7 +14,7 @@ mod metrics_http;
 pub mod partitioner;
 mod producer;
 mod shared;
-pub mod status;
+mod status;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};

@@ -37,10 +37,6 @@ pub fn spawn(
 }
 
 impl Worker {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// True once the thread has ended; waits for that until `deadline`.
     pub fn wait_until(&self, deadline: Instant) -> bool {
         !matches!(
@@ -58,6 +54,11 @@ impl Worker {
     /// still running at the deadline is left to finish on its own (the
     /// process is exiting; whatever it was doing is safe to abandon).
     pub fn join_until(mut self, deadline: Instant) -> bool {
+        if self.is_current() {
+            // The last owner dropped on the thread itself: it is ending.
+            self.handle.take();
+            return true;
+        }
         if self.wait_until(deadline) {
             self.join_inner();
             true
@@ -68,13 +69,20 @@ impl Worker {
         }
     }
 
+    fn is_current(&self) -> bool {
+        self.handle
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == std::thread::current().id())
+    }
+
     fn join_inner(&mut self) {
+        // A thread cannot join itself (the last owner may be dropped on the
+        // thread itself).
+        if self.is_current() {
+            self.handle.take();
+        }
         if let Some(h) = self.handle.take() {
-            // A thread cannot join itself (the last owner may be dropped on
-            // the thread itself).
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
+            let _ = h.join();
         }
     }
 }
@@ -93,7 +101,6 @@ mod tests {
     #[test]
     fn join_until_returns_when_the_thread_ends_or_at_the_deadline() {
         let quick = spawn("quick", || {}).unwrap();
-        assert_eq!(quick.name(), "quick");
         assert!(quick.join_until(Instant::now() + Duration::from_secs(10)));
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         let stuck = spawn("stuck", move || {

@@ -64,7 +64,7 @@ impl WalDir {
             .create(&path)
             .map_err(|e| IoError::new(format!("create WAL {}", path.display()), e))?;
         self.sync_dir()?;
-        Ok(WalWriter { file, path, len: 0 })
+        Ok(WalWriter { file, path })
     }
 
     /// Reopens an existing file for appending after cutting it to
@@ -77,7 +77,6 @@ impl WalDir {
         Ok(WalWriter {
             file,
             path: path.to_path_buf(),
-            len: good_len,
         })
     }
 
@@ -112,7 +111,6 @@ impl WalDir {
 pub struct WalWriter {
     file: Box<dyn WalFile>,
     path: PathBuf,
-    len: u64,
 }
 
 impl WalWriter {
@@ -120,18 +118,11 @@ impl WalWriter {
         &self.path
     }
 
-    /// Bytes in the file.
-    pub fn size(&self) -> u64 {
-        self.len
-    }
-
     /// Appends encoded entries (not yet durable).
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), IoError> {
         self.file
             .append(bytes)
-            .map_err(|e| IoError::new(format!("write WAL {}", self.path.display()), e))?;
-        self.len += bytes.len() as u64;
-        Ok(())
+            .map_err(|e| IoError::new(format!("write WAL {}", self.path.display()), e))
     }
 
     /// Makes everything appended so far durable (fdatasync).

@@ -44,15 +44,15 @@
 
 mod dir;
 mod entry;
-pub mod fs;
+mod fs;
 mod scan;
 
-pub use dir::{WalDir, WalWriter};
-pub use entry::encode_entry;
-pub use fs::{FaultyWalFs, OsWalFs, WalFaults, WalFs};
-pub use scan::{
-    scan_file, scan_wal, Cut, FileScan, Recovered, RecoveredFile, ScanError, WalFileRef,
-};
+pub(crate) use dir::{WalDir, WalWriter};
+pub(crate) use entry::encode_entry;
+pub use fs::{FaultyWalFs, OsWalFs, WalFaults, WalFile, WalFs};
+#[cfg(test)]
+use scan::{scan_file, FileScan, WalFileRef};
+pub(crate) use scan::{scan_wal, Recovered, RecoveredFile, ScanError};
 
 #[cfg(test)]
 mod tests;

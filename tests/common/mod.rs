@@ -1,5 +1,8 @@
-//! Shared by the integration tests: the real `streamhoused` on a free port.
+//! Shared by the integration tests: the real `streamhoused` on a free port,
+//! and ([`engine`]) helpers for tests of the engine as a library.
 #![allow(dead_code)]
+
+pub mod engine;
 
 use grpcio::{ChannelBuilder, Environment};
 use std::io::{BufRead, BufReader};
