@@ -308,7 +308,7 @@ impl Engine {
     /// Stops everything: writers finish what is queued (fsynced); uploads
     /// get `upload_grace` to finish, then give up (their records stay in
     /// the WAL for the next start); long polls are answered. Returns within
-    /// about `upload_grace` + 1 s even when the store hangs.
+    /// about `upload_grace` + 2 s even when the store hangs.
     pub fn shutdown(&self, upload_grace: Duration) {
         let grace_end = Instant::now() + upload_grace;
         let deadline = grace_end + STOP_MARGIN;
@@ -334,8 +334,9 @@ impl Engine {
         for p in &partitions {
             p.join_uploader(deadline);
         }
+        // Readers were told nothing yet: give them their own margin.
         if let Some(mut r) = lock(&self.readers).take() {
-            r.shutdown(deadline);
+            r.shutdown(Instant::now() + STOP_MARGIN);
         }
     }
 }
