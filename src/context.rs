@@ -9,9 +9,10 @@ use crate::layout;
 use crate::meta::MetaStore;
 use crate::metrics::Metrics;
 use crate::object_store::{ObjectStore, RetryingStore};
-use crate::util::sync::StopSignal;
+use crate::util::fs::{FileLock, LockError};
+use crate::util::sync::{lock, StopSignal};
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub(crate) struct Context {
     pub config: EngineConfig,
@@ -24,10 +25,13 @@ pub(crate) struct Context {
     /// Raised when the node stops: retries end, uploads give up (their
     /// records stay in the WAL).
     pub stop: StopSignal,
+    /// This process's exclusive hold on the data directory.
+    dir_lock: Mutex<Option<FileLock>>,
 }
 
 impl Context {
-    /// Creates the data directory and opens (migrating) the metadata.
+    /// Creates the data directory, locks it (before anything in it is read
+    /// or written), and opens (migrating) the metadata.
     pub fn open(config: EngineConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Context>> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             Error::io(
@@ -35,6 +39,7 @@ impl Context {
                 e,
             )
         })?;
+        let dir_lock = lock_data_dir(&config.data_dir)?;
         let meta = MetaStore::open(layout::meta_path(&config.data_dir))?;
         let stop = StopSignal::new();
         let store = RetryingStore::new(store, config.retry.clone(), stop.clone());
@@ -45,6 +50,23 @@ impl Context {
             metrics: Metrics::default(),
             backlog_bytes: Arc::new(AtomicU64::new(0)),
             stop,
+            dir_lock: Mutex::new(Some(dir_lock)),
         }))
     }
+
+    /// Lets another process use the data directory (after shutdown).
+    pub fn release_data_dir(&self) {
+        lock(&self.dir_lock).take();
+    }
+}
+
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<FileLock> {
+    FileLock::try_acquire(&layout::lock_path(data_dir)).map_err(|e| match e {
+        LockError::Held { pid, .. } => Error::Unavailable(format!(
+            "data directory {} is in use by another streamhoused{}; stop it first or choose another --data-dir",
+            data_dir.display(),
+            pid.map_or(String::new(), |p| format!(" (pid {p})"))
+        )),
+        LockError::Io(e) => e.into(),
+    })
 }

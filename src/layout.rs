@@ -2,6 +2,7 @@
 //! the parsing of those names. Nothing else builds a path or an object key.
 //!
 //! ```text
+//! {data-dir}/LOCK                                          held by the one process using the dir
 //! {data-dir}/meta.sqlite                                   metadata (SQLite)
 //! {data-dir}/objects/...                                   the local object store
 //! {data-dir}/wal/{topic}/{partition}/{first:020}.wal        one WAL file per segment
@@ -18,6 +19,11 @@ use std::path::{Path, PathBuf};
 
 const WAL_SUFFIX: &str = ".wal";
 const DISCARDED_SUFFIX: &str = ".wal.discarded";
+
+/// The file whose lock makes a process the data directory's only user.
+pub fn lock_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("LOCK")
+}
 
 pub fn meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join("meta.sqlite")

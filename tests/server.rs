@@ -689,3 +689,23 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     }
     assert_eq!(fetch(&c, "t", 0, 0).unwrap().get_high_watermark(), acked);
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_exits_1_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestServer::start_in(dir.path(), &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("STREAMHOUSE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains(&format!("pid {}", first.child.id())), "{err}");
+    // The first one is untouched and serving.
+    let c = first.clients();
+    create(&c, "still-here", 1);
+}

@@ -338,6 +338,7 @@ impl Engine {
         if let Some(mut r) = lock(&self.readers).take() {
             r.shutdown(Instant::now() + STOP_MARGIN);
         }
+        self.ctx.release_data_dir();
     }
 }
 

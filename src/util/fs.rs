@@ -1,9 +1,9 @@
 //! File-system steps that more than one layer needs.
 
 use std::fmt;
-use std::fs::File;
-use std::io;
-use std::path::Path;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
 /// A local I/O failure with what was being done.
 #[derive(Debug)]
@@ -44,5 +44,98 @@ pub fn remove_dir_all_if_exists(dir: &Path) -> Result<(), IoError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(IoError::new(format!("remove {}", dir.display()), e)),
+    }
+}
+
+/// An exclusive lock on a file, held until dropped (or the process ends,
+/// however it ends: the kernel releases it). The holder's pid is written
+/// into the file so that a refused process can name it.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// Why a lock was not taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process (or another open of this file) holds it.
+    Held {
+        path: PathBuf,
+        pid: Option<u32>,
+    },
+    Io(IoError),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Held { path, pid } => {
+                write!(f, "{} is locked by another process", path.display())?;
+                match pid {
+                    Some(pid) => write!(f, " (pid {pid})"),
+                    None => Ok(()),
+                }
+            }
+            LockError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl FileLock {
+    /// Takes the lock on `path` (creating the file) without waiting.
+    pub fn try_acquire(path: &Path) -> Result<FileLock, LockError> {
+        let ctx =
+            |what: &str, e| LockError::Io(IoError::new(format!("{what} {}", path.display()), e));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| ctx("open lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(ctx("lock", e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(|e| ctx("write lock file", e))?;
+        Ok(FileLock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_naming_the_holder_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LOCK");
+        let first = FileLock::try_acquire(&path).unwrap();
+        assert_eq!(first.path(), path);
+        match FileLock::try_acquire(&path) {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(first);
+        FileLock::try_acquire(&path).unwrap();
     }
 }
