@@ -23,6 +23,12 @@ pub enum Error {
         object: String,
         detail: FormatError,
     },
+    /// An object StreamHouse wrote to the bucket (a manifest, a checkpoint)
+    /// does not decode, or contradicts its key.
+    Malformed {
+        object: String,
+        reason: String,
+    },
     /// An object-store call failed (after the retry layer gave up).
     Store(StoreError),
     /// A metadata (SQLite) operation failed.
@@ -89,6 +95,7 @@ impl fmt::Display for Error {
             Error::Corruption { object, detail } => {
                 write!(f, "corrupt data in {object}: {detail}")
             }
+            Error::Malformed { object, reason } => write!(f, "malformed object {object}: {reason}"),
             Error::Store(e) => write!(f, "object store: {e}"),
             Error::Meta(e) => write!(f, "metadata: {e}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),

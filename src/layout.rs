@@ -7,7 +7,11 @@
 //! {data-dir}/objects/...                                   the local object store
 //! {data-dir}/wal/{topic}/{partition}/{first:020}.wal        one WAL file per segment
 //! {data-dir}/wal/{topic}/{partition}/{first:020}.wal.discarded   set aside by recovery
-//! bucket: [{prefix}/]topics/{topic}/{incarnation}/{partition}/{base:020}.seg
+//! bucket, under [{prefix}/]:
+//!   topics/{topic}/{incarnation}/manifest                  the topic, written before it exists
+//!   topics/{topic}/{incarnation}/deleted                   tombstone: written before any deletion
+//!   topics/{topic}/{incarnation}/{partition}/{base:020}.seg   segments
+//!   groups/offsets                                         consumer-group offsets checkpoint
 //! ```
 //!
 //! Zero-padded offsets make name order offset order. The incarnation is a
@@ -64,16 +68,67 @@ pub fn discarded_wal_path(wal_file: &Path) -> PathBuf {
     wal_file.with_file_name(name)
 }
 
-/// Every object of a topic, all incarnations.
-pub fn topic_prefix(topic: &str) -> String {
-    format!("topics/{topic}/")
+/// Every object of every topic: manifests, tombstones, segments.
+pub const TOPICS_PREFIX: &str = "topics/";
+
+/// Every object of one incarnation of a topic.
+pub fn incarnation_prefix(topic: &str, incarnation: i64) -> String {
+    format!("topics/{topic}/{incarnation}/")
 }
 
-/// Every segment object of every topic.
-pub const SEGMENTS_PREFIX: &str = "topics/";
+pub fn topic_manifest_key(topic: &str, incarnation: i64) -> String {
+    format!("topics/{topic}/{incarnation}/manifest")
+}
+
+pub fn topic_tombstone_key(topic: &str, incarnation: i64) -> String {
+    format!("topics/{topic}/{incarnation}/deleted")
+}
 
 pub fn segment_key(topic: &str, incarnation: i64, partition: u32, base_offset: i64) -> String {
     format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}.seg")
+}
+
+/// The consumer-group offsets checkpoint.
+pub const GROUP_OFFSETS_KEY: &str = "groups/offsets";
+
+/// What an object under [`TOPICS_PREFIX`] is, from its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicObject<'a> {
+    Manifest {
+        topic: &'a str,
+        incarnation: i64,
+    },
+    Tombstone {
+        topic: &'a str,
+        incarnation: i64,
+    },
+    Segment {
+        topic: &'a str,
+        incarnation: i64,
+        partition: u32,
+        base_offset: i64,
+    },
+}
+
+/// Takes a key under [`TOPICS_PREFIX`] apart; `None` for keys that are not
+/// ours (they are left alone).
+pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
+    let mut parts = key.strip_prefix(TOPICS_PREFIX)?.split('/');
+    let topic = parts.next()?;
+    let incarnation: i64 = parts.next()?.parse().ok()?;
+    let third = parts.next()?;
+    let object = match (third, parts.next()) {
+        ("manifest", None) => TopicObject::Manifest { topic, incarnation },
+        ("deleted", None) => TopicObject::Tombstone { topic, incarnation },
+        (partition, Some(file)) => TopicObject::Segment {
+            topic,
+            incarnation,
+            partition: partition.parse().ok()?,
+            base_offset: file.strip_suffix(".seg")?.parse().ok()?,
+        },
+        _ => return None,
+    };
+    parts.next().is_none().then_some(object)
 }
 
 #[cfg(test)]
@@ -84,7 +139,39 @@ mod tests {
     fn segment_keys_sort_by_offset_under_their_topic() {
         let k = segment_key("orders.v1", 1700, 3, 42);
         assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042.seg");
-        assert!(k.starts_with(&topic_prefix("orders.v1")));
+        assert!(k.starts_with(&incarnation_prefix("orders.v1", 1700)));
+        assert_eq!(
+            parse_topic_key(&k),
+            Some(TopicObject::Segment {
+                topic: "orders.v1",
+                incarnation: 1700,
+                partition: 3,
+                base_offset: 42
+            })
+        );
+        assert_eq!(
+            parse_topic_key(&topic_manifest_key("t", 5)),
+            Some(TopicObject::Manifest {
+                topic: "t",
+                incarnation: 5
+            })
+        );
+        assert_eq!(
+            parse_topic_key(&topic_tombstone_key("t", 5)),
+            Some(TopicObject::Tombstone {
+                topic: "t",
+                incarnation: 5
+            })
+        );
+        for other in [
+            "topics/t/x/manifest",
+            "topics/t/5/0/x.seg",
+            "topics/t/5/0/1.seg/extra",
+            "topics/t/5/notes",
+            "elsewhere/t/5/manifest",
+        ] {
+            assert_eq!(parse_topic_key(other), None, "{other}");
+        }
         assert!(segment_key("t", 1, 0, 9) < segment_key("t", 1, 0, 10));
     }
 

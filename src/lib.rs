@@ -25,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+mod bucket;
 pub mod cli;
 mod codec;
 mod config;

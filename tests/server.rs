@@ -9,64 +9,8 @@ use streamhouse::proto::{self as pb};
 use streamhouse::server::partitioner::partition_for_key;
 
 mod common;
-use common::{Clients, TestServer};
-
-fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> RpcStatusCode {
-    match r {
-        Err(grpcio::Error::RpcFailure(s)) => s.code(),
-        other => panic!("expected an RPC failure, got {other:?}"),
-    }
-}
-
-fn create(c: &Clients, name: &str, partitions: u32) -> pb::TopicInfo {
-    let mut req = pb::CreateTopicRequest::new();
-    req.set_name(name.into());
-    req.set_partitions(partitions);
-    c.admin.create_topic(&req).unwrap()
-}
-
-fn record(key: &[u8], value: &[u8], headers: &[(&str, &[u8])]) -> pb::Record {
-    let mut r = pb::Record::new();
-    r.set_key(key.to_vec());
-    r.set_value(value.to_vec());
-    for (k, v) in headers {
-        let mut h = pb::Header::new();
-        h.set_key(k.to_string());
-        h.set_value(v.to_vec());
-        r.mut_headers().push(h);
-    }
-    r
-}
-
-fn produce(
-    c: &Clients,
-    topic: &str,
-    partition: Option<u32>,
-    records: Vec<pb::Record>,
-) -> grpcio::Result<pb::ProduceResponse> {
-    let mut req = pb::ProduceRequest::new();
-    req.set_topic(topic.into());
-    if let Some(p) = partition {
-        req.set_partition(p);
-    }
-    for r in records {
-        req.mut_records().push(r);
-    }
-    c.producer.produce(&req)
-}
-
-fn fetch(
-    c: &Clients,
-    topic: &str,
-    partition: u32,
-    offset: i64,
-) -> grpcio::Result<pb::FetchResponse> {
-    let mut req = pb::FetchRequest::new();
-    req.set_topic(topic.into());
-    req.set_partition(partition);
-    req.set_offset(offset);
-    c.consumer.fetch(&req)
-}
+use common::grpc::{code, create, fetch, produce, record};
+use common::TestServer;
 
 #[test]
 fn every_rpc_round_trips_keys_headers_and_offsets() {
@@ -614,29 +558,30 @@ fn fetch_defaults_long_poll_and_deletion_under_a_stream() {
 
 #[test]
 fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
+    let Some(endpoint) = common::s3::endpoint() else {
+        return;
     };
-    let s = TestServer::start_in(
-        dir.path(),
-        &[
-            "--s3-endpoint",
-            &dead,
-            "--s3-bucket",
-            "b",
-            "--s3-path-style",
+    let dir = tempfile::tempdir().unwrap();
+    // The store goes away after the topic exists (creating one needs the
+    // bucket: its manifest goes there first).
+    let proxy = common::s3::Proxy::start(&endpoint);
+    let mut flags = common::s3::flags(&proxy.endpoint(), &common::s3::unique_prefix("dead"));
+    flags.extend(
+        [
             "--segment-max-bytes",
             "4KiB",
             "--segment-max-age-ms",
             "50",
             "--max-backlog-bytes",
             "64KiB",
-        ],
+        ]
+        .map(String::from),
     );
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = TestServer::start_in(dir.path(), &args);
     let c = s.clients();
     create(&c, "t", 1);
+    proxy.set_up(false);
     let mut acked = 0i64;
     let exhausted = loop {
         match produce(

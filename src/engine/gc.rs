@@ -1,33 +1,36 @@
-//! Garbage collection at start-up: objects no metadata row names, and WAL
-//! folders of topics metadata no longer knows.
+//! Garbage collection on evidence only: objects that metadata positively
+//! marks as garbage (segments past retention), and the objects of topics
+//! whose tombstone is in the bucket (see `rebuild`). An object is never
+//! deleted because local metadata does not know it.
 
 use crate::context::Context;
 use crate::error::Result;
 use crate::layout;
 use crate::meta::TopicRow;
+use crate::object_store::ObjectStore;
 use crate::util::fs::remove_dir_all_if_exists;
-use std::collections::HashSet;
 
-/// Deletes objects under `topics/` that no metadata row names: left by a
-/// crash between upload and commit, or by retention or topic deletion.
-/// Runs before any uploader starts, so an object without a row is garbage,
-/// never an upload about to be committed.
-pub(super) fn collect_orphans(ctx: &Context) -> Result<()> {
-    let known: HashSet<String> = ctx.meta.all_segment_keys()?.into_iter().collect();
-    // One attempt per call (no retry loop): start-up should not wait out a
-    // dead store; the next start tries again.
-    let store = ctx.store.inner();
+/// How many marked objects one pass deletes before forgetting them.
+const BATCH: usize = 1000;
+
+/// Deletes the objects marked as garbage. A delete that fails leaves its
+/// key marked for the next pass.
+pub(super) fn collect_garbage(ctx: &Context) -> Result<usize> {
     let mut removed = 0;
-    for obj in store.list(layout::SEGMENTS_PREFIX)? {
-        if !known.contains(&obj.key) {
-            store.delete(&obj.key)?;
-            removed += 1;
+    loop {
+        let keys = ctx.meta.garbage(BATCH)?;
+        if keys.is_empty() {
+            return Ok(removed);
+        }
+        for key in &keys {
+            ctx.store.delete(key)?;
+        }
+        ctx.meta.forget_garbage(&keys)?;
+        removed += keys.len();
+        if keys.len() < BATCH {
+            return Ok(removed);
         }
     }
-    if removed > 0 {
-        log::info!("removed {removed} orphan objects");
-    }
-    Ok(())
 }
 
 /// WAL folders of topics that metadata no longer knows (a crash during a

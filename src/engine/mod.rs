@@ -7,10 +7,15 @@
 //! group offsets are quick SQLite calls and are synchronous.
 //!
 //! - [`topics`]: create, describe, list, delete;
+//! - [`rebuild`]: reconciliation with the bucket at start (a node rebuilt
+//!   from the bucket alone);
 //! - [`retention`]: the retention pass;
-//! - [`gc`]: start-up garbage collection.
+//! - [`gc`]: garbage collection, on evidence only;
+//! - [`groups`]: consumer-group offsets and their checkpoint in the bucket.
 
 mod gc;
+mod groups;
+mod rebuild;
 mod retention;
 mod topics;
 
@@ -19,13 +24,13 @@ pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
 use crate::config::EngineConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::meta::{GroupOffset, TopicRow};
+use crate::layout;
+use crate::meta::TopicRow;
 use crate::metrics::MetricsSnapshot;
 use crate::object_store::ObjectStore;
 use crate::partition::{open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Partition};
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
 use crate::record::Record;
-use crate::util::clock::now_ms;
 use crate::util::sync::{self, lock, StopSignal};
 use crate::util::thread::{self, Worker};
 use std::collections::{HashMap, HashSet};
@@ -48,22 +53,37 @@ struct Topic {
 pub struct Engine {
     ctx: Arc<Context>,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Names whose deletion is still removing objects: not re-creatable yet.
-    deleting: Mutex<HashSet<String>>,
+    /// Names being created or deleted: no other creation or deletion of
+    /// them may start.
+    pending: Mutex<HashSet<String>>,
     readers: Mutex<Option<ReaderPool>>,
     retention_stop: StopSignal,
     retention: Mutex<Option<Worker>>,
+    groups: groups::GroupCheckpoint,
 }
 
 impl Engine {
     /// Opens the engine: metadata, orphan collection, every partition's
     /// recovery, the reader pool and the retention thread.
     pub fn open(config: EngineConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Engine>> {
+        let fresh = !layout::meta_path(&config.data_dir).exists();
         let ctx = Context::open(config, store)?;
-        // Best effort: a store that is down must not stop the server from
-        // taking writes.
-        if let Err(e) = gc::collect_orphans(&ctx) {
-            log::warn!("orphan collection skipped (the object store did not answer): {e}");
+        check_store_identity(&ctx)?;
+        match rebuild::reconcile(&ctx) {
+            Ok(_) => {}
+            // An empty data dir knows nothing: serving before reading the
+            // bucket could reuse offsets and keys the bucket already holds.
+            Err(e) if fresh => {
+                return Err(Error::Unavailable(format!(
+                    "cannot read the bucket ({e}); a node with an empty data directory rebuilds from it before serving"
+                )))
+            }
+            Err(e) => log::warn!(
+                "not reconciled with the bucket ({e}); serving from local metadata, the next start tries again"
+            ),
+        }
+        if let Err(e) = gc::collect_garbage(&ctx) {
+            log::warn!("garbage collection skipped: {e}");
         }
         let rows = ctx.meta.topics()?;
         gc::remove_stale_wal_dirs(&ctx, &rows)?;
@@ -78,18 +98,24 @@ impl Engine {
         let engine = Arc::new(Engine {
             ctx,
             topics: RwLock::new(topics),
-            deleting: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashSet::new()),
             readers: Mutex::new(Some(readers)),
             retention_stop: StopSignal::new(),
             retention: Mutex::new(None),
+            groups: groups::GroupCheckpoint::default(),
         });
         let weak = Arc::downgrade(&engine);
         let interval = engine.ctx.config.retention_interval;
         let stop = engine.retention_stop.clone();
         let worker = thread::spawn("retention", move || {
-            while !stop.sleep(interval) {
+            let mut last_retention = Instant::now();
+            while !stop.sleep(groups::CHECKPOINT_INTERVAL.min(interval)) {
                 let Some(engine) = weak.upgrade() else { return };
-                engine.run_retention();
+                engine.checkpoint_groups();
+                if last_retention.elapsed() >= interval {
+                    engine.run_retention();
+                    last_retention = Instant::now();
+                }
             }
         })
         .map_err(|e| Error::io("spawn retention thread", e))?;
@@ -255,54 +281,6 @@ impl Engine {
         wait(self.list_offsets(topic, partition, timestamp_ms)?)
     }
 
-    // ---------------------------------------------------------------- groups
-
-    pub fn commit_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        offset: i64,
-        metadata: &str,
-    ) -> Result<()> {
-        validate_group(group)?;
-        self.partition(topic, partition)?;
-        if offset < 0 {
-            return Err(Error::InvalidArgument(format!(
-                "offset {offset} is negative; commit the next offset to read (>= 0)"
-            )));
-        }
-        self.ctx.meta.commit_group_offset(&GroupOffset {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            partition,
-            offset,
-            metadata: metadata.to_string(),
-            updated_at_ms: now_ms(),
-        })?;
-        Ok(())
-    }
-
-    pub fn committed_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<GroupOffset>> {
-        validate_group(group)?;
-        self.partition(topic, partition)?;
-        Ok(self.ctx.meta.group_offset(group, topic, partition)?)
-    }
-
-    pub fn group_offsets(&self, group: &str) -> Result<Vec<GroupOffset>> {
-        validate_group(group)?;
-        Ok(self.ctx.meta.group_offsets(group)?)
-    }
-
-    pub fn groups(&self) -> Result<Vec<String>> {
-        Ok(self.ctx.meta.groups()?)
-    }
-
     // ---------------------------------------------------------------- shutdown
 
     /// Stops everything: writers finish what is queued (fsynced); uploads
@@ -316,6 +294,9 @@ impl Engine {
         if let Some(w) = lock(&self.retention).take() {
             w.join_until(deadline);
         }
+        // The last group offsets go to the bucket (bounded by the retry
+        // policy; a store that is down loses at most what the window says).
+        self.checkpoint_groups();
         let partitions: Vec<Arc<Partition>> = sync::write(&self.topics)
             .drain()
             .flat_map(|(_, t)| t.partitions.clone())
@@ -348,6 +329,21 @@ impl Drop for Engine {
     }
 }
 
+/// A data directory belongs to one store: its metadata and WAL describe
+/// that store's topics. Started against another, it refuses rather than
+/// mix the two.
+fn check_store_identity(ctx: &Context) -> Result<()> {
+    let ours = ctx.store.identity();
+    match ctx.meta.setting("store")? {
+        Some(theirs) if theirs != ours => Err(Error::Unavailable(format!(
+            "data directory {} belongs to {theirs}, not {ours}; start it against that store, or use an empty data directory",
+            ctx.config.data_dir.display()
+        ))),
+        Some(_) => Ok(()),
+        None => Ok(ctx.meta.set_setting("store", &ours)?),
+    }
+}
+
 /// Blocks on an engine reply (the `_sync` helpers; never on grpcio threads).
 fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
     futures::executor::block_on(rx).unwrap_or_else(|_| {
@@ -355,20 +351,4 @@ fn wait<T>(rx: futures::channel::oneshot::Receiver<Result<T>>) -> Result<T> {
             "the engine stopped before answering".to_string(),
         ))
     })
-}
-
-/// Group names: 1-255 bytes of UTF-8 without control characters.
-fn validate_group(group: &str) -> Result<()> {
-    if group.is_empty() || group.len() > 255 {
-        return Err(Error::InvalidArgument(format!(
-            "group name must be 1-255 bytes, got {}",
-            group.len()
-        )));
-    }
-    if group.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(
-            "group name must not contain control characters".to_string(),
-        ));
-    }
-    Ok(())
 }

@@ -4,14 +4,13 @@
 use super::Engine;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::object_store::ObjectStore;
 use crate::partition::Partition;
 use crate::util::clock::now_ms;
 
 impl Engine {
     /// Drops segments past each topic's retention, oldest first: metadata
-    /// row and low watermark first, then the object (a crash in between
-    /// leaves an orphan that the next start collects).
+    /// row and low watermark first (the object marked as garbage in the same
+    /// transaction), then the object.
     pub fn run_retention(&self) {
         let now = now_ms();
         for t in self.snapshot() {
@@ -50,10 +49,11 @@ impl Engine {
             }
         }
         Metrics::add(&self.ctx.metrics.segments_dropped, dropped.len() as u64);
-        for s in &dropped {
-            if let Err(e) = self.ctx.store.delete(&s.object_key) {
-                log::warn!("retention: {} stays as an orphan: {e}", s.object_key);
-            }
+        // The rows are gone and their objects marked as garbage, in one
+        // transaction: collection deletes them now or, after a crash or a
+        // store outage, on a later pass.
+        if let Err(e) = super::gc::collect_garbage(&self.ctx) {
+            log::warn!("retention: dropped objects stay marked for collection: {e}");
         }
         log::info!(
             "retention: {topic}/{id} dropped {} segments, low watermark now {new_low}",

@@ -1,6 +1,8 @@
 //! Topic administration: create, describe, list, delete.
 
 use super::{Engine, Topic};
+use crate::bucket;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::{MetaError, TopicRow};
@@ -88,49 +90,78 @@ fn validate_spec(spec: &TopicSpec) -> Result<()> {
 impl Engine {
     pub fn create_topic(&self, spec: &TopicSpec) -> Result<TopicInfo> {
         validate_spec(spec)?;
-        let mut topics = sync::write(&self.topics);
-        // Under the topics lock, so a deletion cannot start removing this
-        // name's objects and WAL after the check.
-        if lock(&self.deleting).contains(&spec.name) {
+        self.reserve_name(&spec.name, false)?;
+        let created = self.create_reserved(spec);
+        lock(&self.pending).remove(&spec.name);
+        let topic = created?;
+        self.info(&topic)
+    }
+
+    /// Claims `name` for a creation (it must not exist) or a deletion (it
+    /// must), so no other creation or deletion of it runs meanwhile; the
+    /// slow steps then run without the topics lock.
+    fn reserve_name(&self, name: &str, exists: bool) -> Result<()> {
+        let topics = sync::read(&self.topics);
+        let mut pending = lock(&self.pending);
+        if pending.contains(name) {
             return Err(Error::AlreadyExists(format!(
-                "topic {:?} is still being deleted; retry in a moment",
-                spec.name
+                "topic {name:?} is being created or deleted; retry in a moment"
             )));
         }
-        if topics.contains_key(&spec.name) {
-            return Err(Error::AlreadyExists(format!(
-                "topic {:?} already exists",
-                spec.name
-            )));
+        match (topics.contains_key(name), exists) {
+            (true, false) => Err(Error::AlreadyExists(format!(
+                "topic {name:?} already exists"
+            ))),
+            (false, true) => Err(Error::NotFound(format!("topic {name:?} does not exist"))),
+            _ => {
+                pending.insert(name.to_string());
+                Ok(())
+            }
         }
+    }
+
+    /// The steps of a creation, in order: a new incarnation, the manifest
+    /// in the bucket (so a node rebuilt from the bucket knows the topic),
+    /// metadata, the partitions.
+    fn create_reserved(&self, spec: &TopicSpec) -> Result<Arc<Topic>> {
         let topic_wal = layout::topic_wal_dir(&self.ctx.config.data_dir, &spec.name);
         // A WAL left by an earlier topic of this name (a crash during its
         // deletion) must not become this topic's data.
         remove_dir_all_if_exists(&topic_wal)?;
-        let row = self.ctx.meta.create_topic(&TopicRow {
+        let row = TopicRow {
             name: spec.name.clone(),
             partitions: spec.partitions,
             retention_ms: spec.retention_ms,
             retention_bytes: spec.retention_bytes,
             created_at_ms: now_ms(),
-            incarnation: 0, // metadata assigns it
-        })?;
+            incarnation: self.ctx.meta.next_incarnation()?,
+        };
+        let manifest = layout::topic_manifest_key(&row.name, row.incarnation);
+        self.ctx
+            .store
+            .put(&manifest, &bucket::encode_manifest(&row))?;
+        self.ctx.meta.create_topic(&row)?;
         let opened = (0..row.partitions)
             .map(|p| open_partition(&self.ctx, &row.name, p).map(Arc::new))
             .collect::<Result<Vec<_>>>();
         let partitions = match opened {
             Ok(p) => p,
             Err(e) => {
-                // Leave nothing half-created behind.
+                // Leave nothing half-created behind, and mark the manifest
+                // dead so a rebuild does not bring the topic back.
+                let tombstone = layout::topic_tombstone_key(&row.name, row.incarnation);
+                let _ = self
+                    .ctx
+                    .store
+                    .put(&tombstone, &bucket::encode_tombstone(now_ms()));
                 let _ = self.ctx.meta.delete_topic(&row.name);
                 let _ = remove_dir_all_if_exists(&topic_wal);
                 return Err(e);
             }
         };
         let topic = Arc::new(Topic { row, partitions });
-        topics.insert(spec.name.clone(), Arc::clone(&topic));
-        drop(topics);
-        self.info(&topic)
+        sync::write(&self.topics).insert(spec.name.clone(), Arc::clone(&topic));
+        Ok(topic)
     }
 
     fn info(&self, t: &Topic) -> Result<TopicInfo> {
@@ -174,42 +205,61 @@ impl Engine {
         Ok(self.topic(topic)?.row.partitions)
     }
 
-    /// Deletes a topic: its partitions stop, pending waits end with
-    /// NOT_FOUND, then metadata, objects and WAL go. Blocks while objects
+    /// Deletes a topic: the deletion is recorded in the bucket first (a
+    /// tombstone), then its partitions stop, pending waits end with
+    /// NOT_FOUND, and metadata, WAL and objects go. Blocks while objects
     /// are deleted; run it off latency-sensitive threads.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let topic = {
-            let mut topics = sync::write(&self.topics);
-            let t = topics
-                .remove(name)
-                .ok_or_else(|| Error::NotFound(format!("topic {name:?} does not exist")))?;
-            lock(&self.deleting).insert(name.to_string());
-            t
-        };
-        let result = self.remove_topic(&topic);
-        lock(&self.deleting).remove(name);
+        self.reserve_name(name, true)?;
+        let result = self.delete_reserved(name);
+        lock(&self.pending).remove(name);
         result
     }
 
-    fn remove_topic(&self, topic: &Topic) -> Result<()> {
-        let name = &topic.row.name;
+    fn delete_reserved(&self, name: &str) -> Result<()> {
+        let incarnation = self.topic(name)?.row.incarnation;
+        let tombstone = layout::topic_tombstone_key(name, incarnation);
+        // If this fails the topic is untouched, and the caller can retry.
+        self.ctx
+            .store
+            .put(&tombstone, &bucket::encode_tombstone(now_ms()))?;
+        let topic = sync::write(&self.topics)
+            .remove(name)
+            .ok_or_else(|| Error::NotFound(format!("topic {name:?} does not exist")))?;
         for p in &topic.partitions {
             close_deleted(p, name);
         }
-        // Metadata first: from here the objects are orphans, which the next
-        // start collects if we crash before deleting them, and a WAL left
-        // behind is removed at the next start or the next create.
-        match self.ctx.meta.delete_topic(name) {
-            Ok(_) | Err(MetaError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        remove_dir_all_if_exists(&layout::topic_wal_dir(&self.ctx.config.data_dir, name))?;
-        for obj in self.ctx.store.list(&layout::topic_prefix(name))? {
-            self.ctx.store.delete(&obj.key)?;
-        }
+        finish_deletion(&self.ctx, name, incarnation)?;
         log::info!("deleted topic {name:?}");
         Ok(())
     }
+}
+
+/// What follows a topic's tombstone, here or after a crash: its metadata,
+/// its WAL, and every object of that incarnation but the tombstone, which
+/// stays as the evidence that the topic is gone.
+pub(super) fn finish_deletion(ctx: &Context, name: &str, incarnation: i64) -> Result<()> {
+    if ctx
+        .meta
+        .topic(name)?
+        .is_some_and(|t| t.incarnation == incarnation)
+    {
+        match ctx.meta.delete_topic(name) {
+            Ok(_) | Err(MetaError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        remove_dir_all_if_exists(&layout::topic_wal_dir(&ctx.config.data_dir, name))?;
+    }
+    let tombstone = layout::topic_tombstone_key(name, incarnation);
+    for obj in ctx
+        .store
+        .list(&layout::incarnation_prefix(name, incarnation))?
+    {
+        if obj.key != tombstone {
+            ctx.store.delete(&obj.key)?;
+        }
+    }
+    Ok(())
 }
 
 /// Ends everything a partition of a deleted topic was doing: long polls

@@ -79,6 +79,18 @@ impl MetaStore {
         })
     }
 
+    /// Every committed offset of every group (the bucket checkpoint).
+    pub fn all_group_offsets(&self) -> MetaResult<Vec<GroupOffset>> {
+        self.read(|c| {
+            c.prepare_cached(
+                r#"SELECT group_name, topic, partition, "offset", metadata, updated_at_ms
+                   FROM consumer_offsets ORDER BY group_name, topic, partition"#,
+            )?
+            .query_map([], group_from_row)?
+            .collect()
+        })
+    }
+
     /// Names of all groups with at least one committed offset.
     pub fn groups(&self) -> MetaResult<Vec<String>> {
         self.read(|c| {

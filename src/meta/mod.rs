@@ -7,10 +7,11 @@
 //! engine trims its WAL, so it must survive power loss, not only a crash.
 //!
 //! One file per table family: [`topics`] (topics, partitions, the
-//! incarnation counter), [`segments`], [`groups`]; [`schema`] holds the
-//! migrations.
+//! incarnation counter), [`segments`], [`groups`], [`garbage`]; [`schema`]
+//! holds the migrations.
 
 mod error;
+mod garbage;
 mod groups;
 mod schema;
 mod segments;
@@ -24,7 +25,7 @@ pub use segments::SegmentRow;
 pub use topics::{PartitionRow, PartitionUsage, TopicRow};
 
 use crate::util::sync::lock;
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -88,6 +89,26 @@ impl MetaStore {
     }
 
     /// Runs `f` on a pooled read-only connection.
+    /// A setting of the data directory, if set.
+    pub fn setting(&self, name: &str) -> MetaResult<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM settings WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    pub fn set_setting(&self, name: &str, value: &str) -> MetaResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [name, value],
+            )?;
+            Ok(())
+        })
+    }
+
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,

@@ -70,6 +70,22 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO counters (name, value)
         SELECT 'topic_incarnation', COALESCE(MAX(incarnation), 0) FROM topics;
     "#,
+    // 3: objects positively marked as garbage; collection deletes only
+    // these (absence from this database is never evidence).
+    r#"
+    CREATE TABLE garbage (
+        object_key   TEXT    NOT NULL PRIMARY KEY,
+        reason       TEXT    NOT NULL,
+        marked_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 4: facts about the data directory itself (which store it belongs to).
+    r#"
+    CREATE TABLE settings (
+        name  TEXT NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,8 @@
 //! Committed segments: the commit point of an upload, lookups, retention.
 
+use super::garbage::mark_garbage;
 use super::{MetaError, MetaResult, MetaStore};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentRow {
@@ -36,48 +37,80 @@ pub(super) fn segment_from_row(r: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     })
 }
 
+fn commit_in(tx: &Transaction<'_>, seg: &SegmentRow) -> MetaResult<()> {
+    let next: Option<i64> = tx
+        .prepare_cached("SELECT next_offset FROM partitions WHERE topic = ?1 AND partition = ?2")?
+        .query_row(params![seg.topic, seg.partition], |r| r.get(0))
+        .optional()?;
+    let Some(next) = next else {
+        return Err(MetaError::NotFound(format!(
+            "partition {} of topic {:?} does not exist",
+            seg.partition, seg.topic
+        )));
+    };
+    if seg.base_offset != next || seg.last_offset < seg.base_offset {
+        return Err(MetaError::Conflict(format!(
+            "segment {}..={} of {}/{} does not start at the committed high watermark {next}",
+            seg.base_offset, seg.last_offset, seg.topic, seg.partition
+        )));
+    }
+    tx.prepare_cached(&format!(
+        "INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    ))?
+    .execute(params![
+        seg.topic,
+        seg.partition,
+        seg.base_offset,
+        seg.last_offset,
+        seg.record_count,
+        seg.size_bytes,
+        seg.min_timestamp_ms,
+        seg.max_timestamp_ms,
+        seg.object_key,
+        seg.created_at_ms
+    ])?;
+    tx.prepare_cached(
+        "UPDATE partitions SET next_offset = ?3 WHERE topic = ?1 AND partition = ?2",
+    )?
+    .execute(params![seg.topic, seg.partition, seg.last_offset + 1])?;
+    Ok(())
+}
+
 impl MetaStore {
     /// Records a sealed, uploaded segment and advances the partition's
     /// committed high watermark to `last_offset + 1`, in one transaction.
     /// The segment must start exactly at the current committed high
     /// watermark: a gap or an overlap is a `Conflict`, never written.
     pub fn commit_segment(&self, seg: &SegmentRow) -> MetaResult<()> {
+        self.write(|tx| commit_in(tx, seg))
+    }
+
+    /// [`MetaStore::commit_segment`] for several segments in offset order,
+    /// in one transaction (a rebuild from the bucket).
+    pub fn commit_segments(&self, segs: &[SegmentRow]) -> MetaResult<()> {
+        self.write(|tx| segs.iter().try_for_each(|s| commit_in(tx, s)))
+    }
+
+    /// Starts a partition that holds no segment at `offset` (its first
+    /// segment in the bucket, the ones before it gone by retention).
+    pub fn start_empty_partition_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> MetaResult<()> {
         self.write(|tx| {
-            let next: Option<i64> = tx
-                .prepare_cached("SELECT next_offset FROM partitions WHERE topic = ?1 AND partition = ?2")?
-                .query_row(params![seg.topic, seg.partition], |r| r.get(0))
-                .optional()?;
-            let Some(next) = next else {
-                return Err(MetaError::NotFound(format!(
-                    "partition {} of topic {:?} does not exist",
-                    seg.partition, seg.topic
-                )));
-            };
-            if seg.base_offset != next || seg.last_offset < seg.base_offset {
+            let changed = tx.execute(
+                "UPDATE partitions SET low_watermark = ?3, next_offset = ?3
+                 WHERE topic = ?1 AND partition = ?2 AND next_offset <= ?3
+                   AND NOT EXISTS (SELECT 1 FROM segments WHERE topic = ?1 AND partition = ?2)",
+                params![topic, partition, offset],
+            )?;
+            if changed == 0 {
                 return Err(MetaError::Conflict(format!(
-                    "segment {}..={} of {}/{} does not start at the committed high watermark {next}",
-                    seg.base_offset, seg.last_offset, seg.topic, seg.partition
+                    "{topic}/{partition} cannot start at {offset}: it has segments or is past it"
                 )));
             }
-            tx.prepare_cached(&format!(
-                "INSERT INTO segments ({SEGMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
-                seg.topic,
-                seg.partition,
-                seg.base_offset,
-                seg.last_offset,
-                seg.record_count,
-                seg.size_bytes,
-                seg.min_timestamp_ms,
-                seg.max_timestamp_ms,
-                seg.object_key,
-                seg.created_at_ms
-            ])?;
-            tx.prepare_cached(
-                "UPDATE partitions SET next_offset = ?3 WHERE topic = ?1 AND partition = ?2",
-            )?
-            .execute(params![seg.topic, seg.partition, seg.last_offset + 1])?;
             Ok(())
         })
     }
@@ -156,8 +189,9 @@ impl MetaStore {
         Ok(dropped)
     }
 
-    /// Removes the segment rows wholly below `new_low` and raises the low
-    /// watermark to `new_low`, in one transaction. Returns the rows removed.
+    /// Removes the segment rows wholly below `new_low`, marks their objects
+    /// as garbage and raises the low watermark to `new_low`, in one
+    /// transaction. Returns the rows removed.
     pub fn drop_segments_before(
         &self,
         topic: &str,
@@ -192,6 +226,9 @@ impl MetaStore {
                 "DELETE FROM segments WHERE topic = ?1 AND partition = ?2 AND last_offset < ?3",
             )?
             .execute(params![topic, partition, new_low])?;
+            for s in &dropped {
+                mark_garbage(tx, &s.object_key, "retention")?;
+            }
             tx.prepare_cached(
                 "UPDATE partitions SET low_watermark = MAX(low_watermark, ?3)
                  WHERE topic = ?1 AND partition = ?2",

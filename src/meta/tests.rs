@@ -40,8 +40,7 @@ fn migrates_an_empty_file_and_reopen_keeps_everything() {
     let path = dir.path().join("meta.sqlite");
     {
         let meta = MetaStore::open(&path).unwrap();
-        let created = meta.create_topic(&topic("orders", 3)).unwrap();
-        assert_eq!(created.incarnation, 1);
+        meta.create_topic(&topic("orders", 3)).unwrap();
         meta.commit_segment(&segment("orders", 1, 0, 100, 5_000))
             .unwrap();
         meta.commit_group_offset(&GroupOffset {
@@ -62,14 +61,7 @@ fn migrates_an_empty_file_and_reopen_keeps_everything() {
         .unwrap();
     assert_eq!(mode, "wal");
 
-    let stored = meta.topic("orders").unwrap().unwrap();
-    assert_eq!(
-        stored,
-        TopicRow {
-            incarnation: 1,
-            ..topic("orders", 3)
-        }
-    );
+    assert_eq!(meta.topic("orders").unwrap().unwrap(), topic("orders", 3));
     let p = meta.partition("orders", 1).unwrap().unwrap();
     assert_eq!((p.low_watermark, p.next_offset), (0, 100));
     assert!(meta.partition("orders", 2).unwrap().is_some());
@@ -243,11 +235,8 @@ fn delete_topic_cascades_and_returns_segments() {
     assert!(meta.segments("t", 0).unwrap().is_empty());
     assert!(meta.group_offsets("g").unwrap().is_empty());
     assert_eq!(meta.segments("keep", 0).unwrap().len(), 1);
-    // The name can be reused, starting from offset 0 again, under a new
-    // incarnation (so new object keys).
-    let old = 1;
-    let again = meta.create_topic(&topic("t", 1)).unwrap();
-    assert!(again.incarnation > old + 1, "{}", again.incarnation);
+    // The name can be reused, starting from offset 0 again.
+    meta.create_topic(&topic("t", 1)).unwrap();
     assert_eq!(meta.partition("t", 0).unwrap().unwrap().next_offset, 0);
 }
 
@@ -353,14 +342,27 @@ fn one_writer_with_concurrent_readers() {
 #[test]
 fn incarnations_come_from_a_counter_never_the_clock() {
     let (_d, meta) = open_temp();
-    // Same name, same creation time, deleted and created again: every
-    // creation still gets its own incarnation.
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        seen.push(meta.create_topic(&topic("t", 1)).unwrap().incarnation);
-        meta.delete_topic("t").unwrap();
-    }
+    let seen: Vec<i64> = (0..3).map(|_| meta.next_incarnation().unwrap()).collect();
     assert_eq!(seen, vec![1, 2, 3]);
+    // Incarnations found in the bucket are never handed out again.
+    meta.raise_incarnation_counter(100).unwrap();
+    meta.raise_incarnation_counter(50).unwrap();
+    assert_eq!(meta.next_incarnation().unwrap(), 101);
+}
+
+#[test]
+fn retention_marks_the_dropped_objects_as_garbage_until_forgotten() {
+    let (_d, meta) = open_temp();
+    meta.create_topic(&topic("t", 1)).unwrap();
+    for i in 0..3 {
+        meta.commit_segment(&segment("t", 0, i * 10, 10, 100))
+            .unwrap();
+    }
+    let dropped = meta.drop_segments_before("t", 0, 20).unwrap();
+    let keys: Vec<String> = dropped.iter().map(|s| s.object_key.clone()).collect();
+    assert_eq!(meta.garbage(100).unwrap(), keys);
+    meta.forget_garbage(&keys[..1]).unwrap();
+    assert_eq!(meta.garbage(100).unwrap(), keys[1..].to_vec());
 }
 
 #[test]
@@ -383,6 +385,5 @@ fn version_1_topics_keep_their_keys_and_new_incarnations_start_above_them() {
         1_700_000_000_000,
         "existing object keys stay valid"
     );
-    let new = meta.create_topic(&topic("new", 1)).unwrap();
-    assert_eq!(new.incarnation, 1_700_000_000_001);
+    assert_eq!(meta.next_incarnation().unwrap(), 1_700_000_000_001);
 }

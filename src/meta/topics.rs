@@ -55,16 +55,34 @@ fn partition_from_row(r: &Row<'_>) -> rusqlite::Result<PartitionRow> {
 }
 
 impl MetaStore {
-    /// Creates a topic and its partitions (low = next = 0) in one
-    /// transaction, with the next incarnation (`topic.incarnation` is
-    /// ignored). Returns the row as stored.
-    pub fn create_topic(&self, topic: &TopicRow) -> MetaResult<TopicRow> {
+    /// Takes the next topic incarnation from the counter (never handed
+    /// out twice, whatever the clock does).
+    pub fn next_incarnation(&self) -> MetaResult<i64> {
         self.write(|tx| {
-            let incarnation: i64 = tx.query_row(
+            Ok(tx.query_row(
                 "UPDATE counters SET value = value + 1 WHERE name = 'topic_incarnation' RETURNING value",
                 [],
                 |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Makes sure the counter never hands out `seen` or less (incarnations
+    /// found in the bucket).
+    pub fn raise_incarnation_counter(&self, seen: i64) -> MetaResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE counters SET value = MAX(value, ?1) WHERE name = 'topic_incarnation'",
+                [seen],
             )?;
+            Ok(())
+        })
+    }
+
+    /// Creates a topic (with the incarnation it was given) and its
+    /// partitions (low = next = 0) in one transaction.
+    pub fn create_topic(&self, topic: &TopicRow) -> MetaResult<()> {
+        self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT INTO topics (name, partitions, retention_ms, retention_bytes, created_at_ms, incarnation)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING",
@@ -74,7 +92,7 @@ impl MetaStore {
                     topic.retention_ms,
                     topic.retention_bytes,
                     topic.created_at_ms,
-                    incarnation
+                    topic.incarnation
                 ],
             )?;
             if inserted == 0 {
@@ -88,10 +106,7 @@ impl MetaStore {
             for p in 0..topic.partitions {
                 stmt.execute(params![topic.name, p])?;
             }
-            Ok(TopicRow {
-                incarnation,
-                ..topic.clone()
-            })
+            Ok(())
         })
     }
 

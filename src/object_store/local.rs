@@ -179,4 +179,9 @@ impl ObjectStore for LocalFsStore {
     fn describe(&self) -> String {
         format!("file://{}", self.root.display())
     }
+
+    /// The local store lives in the data directory, wherever it moves.
+    fn identity(&self) -> String {
+        "the local object store".to_string()
+    }
 }

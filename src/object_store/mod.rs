@@ -112,6 +112,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn delete(&self, key: &str) -> StoreResult<()>;
     /// Where the store keeps objects, for logs ("s3://bucket/prefix").
     fn describe(&self) -> String;
+    /// What makes two handles the same store, for telling whether a data
+    /// directory belongs to it (`describe` may name an endpoint that can
+    /// change). Defaults to `describe`.
+    fn identity(&self) -> String {
+        self.describe()
+    }
 }
 
 /// Longest key accepted (S3's limit).

@@ -195,6 +195,10 @@ impl ObjectStore for RetryingStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
 }
 
 #[cfg(test)]

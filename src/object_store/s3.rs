@@ -242,4 +242,8 @@ impl ObjectStore for S3Store {
     fn describe(&self) -> String {
         self.describe.clone()
     }
+
+    fn identity(&self) -> String {
+        format!("s3://{}/{}", self.bucket.name(), self.prefix)
+    }
 }

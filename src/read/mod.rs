@@ -17,7 +17,7 @@ mod blocks;
 mod cache;
 mod fetch;
 mod offsets;
-mod source;
+pub(crate) mod source;
 mod timer;
 
 pub use cache::BlockCache;

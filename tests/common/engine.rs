@@ -71,3 +71,14 @@ pub fn wait_uploaded(engine: &Engine) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Segment objects in a store (manifests and tombstones not counted).
+pub fn segment_objects(store: &dyn streamhouse::object_store::ObjectStore) -> Vec<String> {
+    store
+        .list("topics/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with(".seg"))
+        .collect()
+}

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod grpc;
+pub mod s3;
 
 use grpcio::{ChannelBuilder, Environment};
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,105 @@
+//! The consumer-group offsets checkpoint: every committed offset, one per
+//! line, tab-separated; the metadata string hex-encoded (it may hold any
+//! character; group names and topic names hold no tab or newline); a last
+//! line `end`.
+
+use super::{field, parse_fields};
+use crate::meta::GroupOffset;
+
+const KIND: &str = "streamhouse-group-offsets";
+
+pub(crate) fn encode_group_offsets(offsets: &[GroupOffset], written_at_ms: i64) -> Vec<u8> {
+    let mut s = format!(
+        "{KIND} 1\nwritten_at_ms={written_at_ms}\ncount={}\n",
+        offsets.len()
+    );
+    for o in offsets {
+        let meta: String = o.metadata.bytes().map(|b| format!("{b:02x}")).collect();
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{meta}\n",
+            o.group, o.topic, o.partition, o.offset, o.updated_at_ms
+        ));
+    }
+    s.push_str("end\n");
+    s.into_bytes()
+}
+
+pub(crate) fn decode_group_offsets(bytes: &[u8]) -> Result<Vec<GroupOffset>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let text = text
+        .strip_suffix("end\n")
+        .ok_or_else(|| "the end line is missing (truncated)".to_string())?;
+    let (head, rows): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| !l.contains('\t'));
+    let head = head.join("\n");
+    let f = parse_fields(&head, KIND, 1)?;
+    let count: usize = field(&f, "count")?;
+    if rows.len() != count {
+        return Err(format!("{} offsets, the header says {count}", rows.len()));
+    }
+    rows.iter().map(|row| decode_row(row)).collect()
+}
+
+fn decode_row(row: &str) -> Result<GroupOffset, String> {
+    let cols: Vec<&str> = row.split('\t').collect();
+    let [group, topic, partition, offset, updated, meta] = cols[..] else {
+        return Err(format!("row {row:?} does not have 6 columns"));
+    };
+    let num = |v: &str, what: &str| -> Result<i64, String> {
+        v.parse()
+            .map_err(|_| format!("{what} {v:?} does not parse"))
+    };
+    if meta.len() % 2 != 0 {
+        return Err(format!("metadata {meta:?} is not hex"));
+    }
+    let meta_bytes = (0..meta.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&meta[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("metadata {meta:?} is not hex"))?;
+    Ok(GroupOffset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition: u32::try_from(num(partition, "partition")?)
+            .map_err(|_| format!("partition {partition:?} is out of range"))?,
+        offset: num(offset, "offset")?,
+        metadata: String::from_utf8(meta_bytes).map_err(|_| "metadata is not UTF-8".to_string())?,
+        updated_at_ms: num(updated, "updated_at_ms")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_with_any_metadata() {
+        let offsets = vec![
+            GroupOffset {
+                group: "billing ü".into(),
+                topic: "orders".into(),
+                partition: 3,
+                offset: 42,
+                metadata: "tab\there\nnewline=".into(),
+                updated_at_ms: 1_764_000_000_000,
+            },
+            GroupOffset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                metadata: String::new(),
+                updated_at_ms: 1,
+            },
+        ];
+        let bytes = encode_group_offsets(&offsets, 7);
+        assert_eq!(decode_group_offsets(&bytes).unwrap(), offsets);
+        assert_eq!(
+            decode_group_offsets(&encode_group_offsets(&[], 7)).unwrap(),
+            vec![]
+        );
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 5);
+        assert!(decode_group_offsets(&cut).is_err());
+        assert!(decode_group_offsets(b"streamhouse-group-offsets 1\ncount=1\n").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! What the bucket says about itself: the objects that make it possible to
+//! rebuild a node's metadata from the bucket alone. Each is small text, one
+//! `key=value` per line after a first line naming the kind and version:
+//!
+//! - a **topic manifest** (`topics/{t}/{inc}/manifest`), written before the
+//!   topic exists anywhere else;
+//! - a **tombstone** (`topics/{t}/{inc}/deleted`), written before any object
+//!   of a deleted topic is removed, and kept afterwards as the evidence;
+//! - the **group offsets checkpoint** (`groups/offsets`).
+//!
+//! Segments describe themselves (key + footer). [`list_topics`] sorts a
+//! listing of `topics/` into manifests, tombstones and segments.
+
+mod groups;
+mod manifest;
+
+pub(crate) use groups::{decode_group_offsets, encode_group_offsets};
+pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
+
+use crate::layout::{self, TopicObject};
+use crate::object_store::{ObjectStore, StoreResult};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A topic incarnation: (name, incarnation).
+pub(crate) type TopicId = (String, i64);
+
+/// One segment object as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ListedSegment {
+    pub base_offset: i64,
+    pub key: String,
+    pub size: u64,
+}
+
+/// Everything under `topics/`, sorted by kind.
+#[derive(Debug, Default)]
+pub(crate) struct BucketTopics {
+    pub manifests: BTreeSet<TopicId>,
+    pub tombstones: BTreeSet<TopicId>,
+    /// Per (topic, incarnation, partition), in offset order.
+    pub segments: BTreeMap<(String, i64, u32), Vec<ListedSegment>>,
+    /// The highest incarnation seen, live or deleted (0 if none).
+    pub max_incarnation: i64,
+}
+
+impl BucketTopics {
+    /// Incarnations with a manifest and no tombstone.
+    pub fn live(&self) -> impl Iterator<Item = &TopicId> {
+        self.manifests
+            .iter()
+            .filter(|id| !self.tombstones.contains(*id))
+    }
+
+    /// Every object key of one incarnation (segments and manifest), never
+    /// the tombstone.
+    pub fn segments_of(&self, id: &TopicId) -> Vec<&ListedSegment> {
+        self.segments
+            .range((id.0.clone(), id.1, 0)..=(id.0.clone(), id.1, u32::MAX))
+            .flat_map(|(_, v)| v.iter())
+            .collect()
+    }
+}
+
+/// Lists `topics/` once (a paged LIST on S3) and sorts what is there.
+/// Objects that are not ours are left out.
+pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> {
+    let mut out = BucketTopics::default();
+    for obj in store.list(layout::TOPICS_PREFIX)? {
+        let Some(parsed) = layout::parse_topic_key(&obj.key) else {
+            continue;
+        };
+        match parsed {
+            TopicObject::Manifest { topic, incarnation } => {
+                out.max_incarnation = out.max_incarnation.max(incarnation);
+                out.manifests.insert((topic.to_string(), incarnation));
+            }
+            TopicObject::Tombstone { topic, incarnation } => {
+                out.max_incarnation = out.max_incarnation.max(incarnation);
+                out.tombstones.insert((topic.to_string(), incarnation));
+            }
+            TopicObject::Segment {
+                topic,
+                incarnation,
+                partition,
+                base_offset,
+            } => {
+                out.max_incarnation = out.max_incarnation.max(incarnation);
+                out.segments
+                    .entry((topic.to_string(), incarnation, partition))
+                    .or_default()
+                    .push(ListedSegment {
+                        base_offset,
+                        key: obj.key.clone(),
+                        size: obj.size,
+                    });
+            }
+        }
+    }
+    for segs in out.segments.values_mut() {
+        segs.sort_by_key(|s| s.base_offset);
+    }
+    Ok(out)
+}
+
+/// The fields of a small text object: a first line `{kind} {version}`, then
+/// `key=value` lines. Returns the fields, or what is wrong.
+fn parse_fields<'a>(
+    text: &'a str,
+    kind: &str,
+    version: u32,
+) -> Result<BTreeMap<&'a str, &'a str>, String> {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let expected = format!("{kind} {version}");
+    if first != expected {
+        return Err(format!("first line is {first:?}, expected {expected:?}"));
+    }
+    let mut fields = BTreeMap::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {line:?} is not key=value"))?;
+        if fields.insert(k, v).is_some() {
+            return Err(format!("{k} appears twice"));
+        }
+    }
+    Ok(fields)
+}
+
+fn field<T: std::str::FromStr>(fields: &BTreeMap<&str, &str>, name: &str) -> Result<T, String> {
+    let raw = fields
+        .get(name)
+        .ok_or_else(|| format!("{name} is missing"))?;
+    raw.parse()
+        .map_err(|_| format!("{name}={raw:?} does not parse"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object_store::MemoryStore;
+
+    #[test]
+    fn a_listing_is_sorted_into_manifests_tombstones_and_segments() {
+        let store = MemoryStore::new();
+        for key in [
+            layout::topic_manifest_key("a", 1),
+            layout::segment_key("a", 1, 0, 100),
+            layout::segment_key("a", 1, 0, 0),
+            layout::segment_key("a", 1, 1, 0),
+            layout::topic_manifest_key("b", 2),
+            layout::topic_tombstone_key("b", 2),
+            layout::segment_key("b", 2, 0, 0),
+            layout::topic_tombstone_key("c", 7),
+            "topics/not/ours".to_string(),
+        ] {
+            store.put(&key, b"x").unwrap();
+        }
+        let b = list_topics(&store).unwrap();
+        assert_eq!(b.live().collect::<Vec<_>>(), vec![&("a".to_string(), 1)]);
+        assert_eq!(b.max_incarnation, 7);
+        let p0 = &b.segments[&("a".to_string(), 1, 0)];
+        assert_eq!(
+            p0.iter().map(|s| s.base_offset).collect::<Vec<_>>(),
+            vec![0, 100],
+            "offset order"
+        );
+        assert_eq!(b.segments_of(&("a".to_string(), 1)).len(), 3);
+        assert_eq!(b.segments_of(&("b".to_string(), 2)).len(), 1);
+    }
+}

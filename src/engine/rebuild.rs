@@ -1,0 +1,342 @@
+//! At every start the bucket is the source of truth, and local metadata is
+//! reconciled with it before any partition opens:
+//!
+//! 1. list `topics/` once; never hand out an incarnation seen there;
+//! 2. finish the deletions whose tombstone is in the bucket;
+//! 3. adopt every live topic's manifest that local metadata lacks (an
+//!    empty data dir, a SQLite file older than the bucket), and write the
+//!    manifest of a local topic the bucket lacks (created before manifests);
+//! 4. per partition, drop rows whose objects retention already removed, and
+//!    commit the bucket's segments beyond the local committed offset,
+//!    described by their footers (read in parallel);
+//! 5. bring back consumer-group offsets from the bucket's checkpoint when
+//!    they are newer than the local ones.
+//!
+//! Nothing here deletes an object the bucket does not mark as garbage.
+
+use super::topics::finish_deletion;
+use crate::bucket::{self, BucketTopics, ListedSegment, TopicId};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::meta::{SegmentRow, TopicRow};
+use crate::object_store::{ObjectStore, StoreError};
+use crate::read::source::{read_footer, StoredObject};
+use crate::util::clock::now_ms;
+use crate::util::fs::remove_dir_all_if_exists;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Footer reads in flight at once during a rebuild.
+const FOOTER_READERS: usize = 16;
+
+/// What a reconciliation changed, for the log.
+#[derive(Debug, Default)]
+pub(super) struct Reconciled {
+    pub topics_adopted: usize,
+    pub deletions_finished: usize,
+    pub segments_adopted: usize,
+    pub group_offsets_restored: usize,
+}
+
+pub(super) fn reconcile(ctx: &Context) -> Result<Reconciled> {
+    let started = Instant::now();
+    let listed = bucket::list_topics(&ctx.store)?;
+    ctx.meta.raise_incarnation_counter(listed.max_incarnation)?;
+    let mut done = Reconciled::default();
+    for id in &listed.tombstones {
+        if finish_tombstoned(ctx, &listed, id)? {
+            done.deletions_finished += 1;
+        }
+    }
+    for id in listed.live() {
+        if adopt_topic(ctx, id)? {
+            done.topics_adopted += 1;
+        }
+    }
+    for t in ctx.meta.topics()? {
+        let id = (t.name.clone(), t.incarnation);
+        if !listed.manifests.contains(&id) && !listed.tombstones.contains(&id) {
+            // Created before topics had manifests: describe it now.
+            let key = layout::topic_manifest_key(&t.name, t.incarnation);
+            ctx.store.put(&key, &bucket::encode_manifest(&t))?;
+        }
+        for p in 0..t.partitions {
+            let segs = listed
+                .segments
+                .get(&(t.name.clone(), t.incarnation, p))
+                .map_or(&[][..], Vec::as_slice);
+            done.segments_adopted += reconcile_partition(ctx, &t, p, segs)?;
+        }
+    }
+    done.group_offsets_restored = restore_group_offsets(ctx)?;
+    log::info!(
+        "reconciled with the bucket in {:?}: {} topics adopted, {} deletions finished, {} segments adopted, {} group offsets restored",
+        started.elapsed(),
+        done.topics_adopted,
+        done.deletions_finished,
+        done.segments_adopted,
+        done.group_offsets_restored
+    );
+    Ok(done)
+}
+
+/// Completes a deletion recorded by a tombstone if anything of it remains
+/// (objects, or local metadata of that incarnation). True if it did work.
+fn finish_tombstoned(ctx: &Context, listed: &BucketTopics, id: &TopicId) -> Result<bool> {
+    let (name, incarnation) = (id.0.as_str(), id.1);
+    let local = ctx
+        .meta
+        .topic(name)?
+        .is_some_and(|t| t.incarnation == incarnation);
+    if !local && !listed.manifests.contains(id) && listed.segments_of(id).is_empty() {
+        return Ok(false);
+    }
+    log::info!("finishing the deletion of topic {name:?} (incarnation {incarnation})");
+    finish_deletion(ctx, name, incarnation)?;
+    Ok(true)
+}
+
+/// Makes local metadata hold the live incarnation `id`. True if it had to.
+fn adopt_topic(ctx: &Context, id: &TopicId) -> Result<bool> {
+    let (name, incarnation) = (id.0.as_str(), id.1);
+    match ctx.meta.topic(name)? {
+        Some(t) if t.incarnation >= incarnation => return Ok(false),
+        Some(old) => {
+            // Local metadata knows an older incarnation that the bucket has
+            // replaced: its rows and WAL describe a topic that is gone.
+            log::warn!(
+                "topic {name:?}: local incarnation {} is older than the bucket's {incarnation}; taking the bucket's",
+                old.incarnation
+            );
+            ctx.meta.delete_topic(name)?;
+            remove_dir_all_if_exists(&layout::topic_wal_dir(&ctx.config.data_dir, name))?;
+        }
+        None => {}
+    }
+    let key = layout::topic_manifest_key(name, incarnation);
+    let bytes = ctx.store.get(&key)?;
+    let row = bucket::decode_manifest(&bytes).map_err(|reason| Error::Malformed {
+        object: key.clone(),
+        reason,
+    })?;
+    if (row.name.as_str(), row.incarnation) != (name, incarnation) {
+        return Err(Error::Malformed {
+            object: key,
+            reason: format!(
+                "describes {}/{}, not the topic its key names",
+                row.name, row.incarnation
+            ),
+        });
+    }
+    ctx.meta.create_topic(&row)?;
+    log::info!("topic {name:?} adopted from the bucket (incarnation {incarnation})");
+    Ok(true)
+}
+
+/// Brings one partition's committed segments in line with the bucket.
+/// Returns how many segments were adopted.
+fn reconcile_partition(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    listed: &[ListedSegment],
+) -> Result<usize> {
+    let name = format!("{}/{p}", t.name);
+    drop_rows_retention_removed(ctx, t, p, listed)?;
+    let Some(row) = ctx.meta.partition(&t.name, p)? else {
+        return Ok(0);
+    };
+    let mut next = row.next_offset;
+    let candidates: Vec<&ListedSegment> = listed.iter().filter(|s| s.base_offset >= next).collect();
+    let Some(first) = candidates.first() else {
+        return Ok(0);
+    };
+    if first.base_offset > next {
+        if ctx.meta.segments(&t.name, p)?.is_empty() {
+            // Everything before it was removed by retention.
+            ctx.meta
+                .start_empty_partition_at(&t.name, p, first.base_offset)?;
+            next = first.base_offset;
+        } else {
+            log::error!(
+                "partition {name}: the bucket's next segment starts at {} but {next} is committed; segments from there are not adopted",
+                first.base_offset
+            );
+            return Ok(0);
+        }
+    }
+    let rows = describe_segments(ctx, t, p, &candidates)?;
+    let mut chain = Vec::new();
+    for row in rows {
+        if row.base_offset != next {
+            log::error!(
+                "partition {name}: segment {} does not continue at {next}; segments from there are not adopted",
+                row.object_key
+            );
+            break;
+        }
+        next = row.last_offset + 1;
+        chain.push(row);
+    }
+    ctx.meta.commit_segments(&chain)?;
+    if !chain.is_empty() {
+        log::info!(
+            "partition {name}: adopted {} segments from the bucket, committed up to {next}",
+            chain.len()
+        );
+    }
+    Ok(chain.len())
+}
+
+/// Local rows at the start of a partition whose objects are no longer in
+/// the bucket were removed by retention after this metadata was written
+/// (a restored backup): they go, and the low watermark moves past them.
+/// A row missing further on is lost data; it stays, and reads of it answer
+/// DATA_LOSS.
+fn drop_rows_retention_removed(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    listed: &[ListedSegment],
+) -> Result<()> {
+    let rows = ctx.meta.segments(&t.name, p)?;
+    let present = |r: &SegmentRow| listed.iter().any(|l| l.key == r.object_key);
+    let gone = rows.iter().take_while(|r| !present(r)).count();
+    if gone == 0 {
+        return Ok(());
+    }
+    let new_low = rows[gone - 1].last_offset + 1;
+    log::warn!(
+        "partition {}/{p}: {gone} segments below offset {new_low} are gone from the bucket (retention); the low watermark moves there",
+        t.name
+    );
+    ctx.meta.drop_segments_before(&t.name, p, new_low)?;
+    for r in &rows[gone..] {
+        if !present(r) {
+            log::error!(
+                "partition {}/{p}: segment {} is missing from the bucket; its offsets answer DATA_LOSS",
+                t.name,
+                r.object_key
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads the footers of `segs` ([`FOOTER_READERS`] at a time) and turns
+/// each into a metadata row. A footer that cannot be read ends the list
+/// there (the chain cannot go past it).
+fn describe_segments(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    segs: &[&ListedSegment],
+) -> Result<Vec<SegmentRow>> {
+    let results: Vec<Mutex<Option<Result<SegmentRow>>>> =
+        segs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| -> Result<()> {
+        for i in 0..FOOTER_READERS.min(segs.len()) {
+            std::thread::Builder::new()
+                .name(format!("rebuild-{i}"))
+                .spawn_scoped(scope, || loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(seg) = segs.get(n) else { return };
+                    let row = describe_segment(ctx, t, p, seg);
+                    *crate::util::sync::lock(&results[n]) = Some(row);
+                })
+                .map_err(|e| Error::io("spawn footer readers", e))?;
+        }
+        Ok(())
+    })?;
+    let mut rows = Vec::with_capacity(segs.len());
+    for (seg, slot) in segs.iter().zip(results) {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(row)) => rows.push(row),
+            Some(Err(e)) => {
+                log::error!("{}: footer unreadable, not adopted: {e}", seg.key);
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(rows)
+}
+
+fn describe_segment(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    seg: &ListedSegment,
+) -> Result<SegmentRow> {
+    let src = StoredObject {
+        store: &ctx.store,
+        key: &seg.key,
+        metrics: &ctx.metrics,
+    };
+    let footer = read_footer(&src, seg.size)?;
+    let entries = footer.entries();
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Err(Error::Malformed {
+            object: seg.key.clone(),
+            reason: "segment has no blocks".into(),
+        });
+    };
+    if first.first_offset != seg.base_offset {
+        return Err(Error::Malformed {
+            object: seg.key.clone(),
+            reason: format!(
+                "starts at offset {} but its key says {}",
+                first.first_offset, seg.base_offset
+            ),
+        });
+    }
+    Ok(SegmentRow {
+        topic: t.name.clone(),
+        partition: p,
+        base_offset: first.first_offset,
+        last_offset: last.last_offset,
+        record_count: entries.iter().map(|e| i64::from(e.record_count)).sum(),
+        size_bytes: seg.size as i64,
+        min_timestamp_ms: entries
+            .iter()
+            .map(|e| e.min_timestamp_ms)
+            .min()
+            .unwrap_or(0),
+        max_timestamp_ms: entries
+            .iter()
+            .map(|e| e.max_timestamp_ms)
+            .max()
+            .unwrap_or(0),
+        object_key: seg.key.clone(),
+        created_at_ms: now_ms(),
+    })
+}
+
+/// Group offsets from the bucket's checkpoint that are newer than the
+/// local ones (or missing locally), for partitions that exist.
+fn restore_group_offsets(ctx: &Context) -> Result<usize> {
+    let bytes = match ctx.store.get(layout::GROUP_OFFSETS_KEY) {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let offsets = bucket::decode_group_offsets(&bytes).map_err(|reason| Error::Malformed {
+        object: layout::GROUP_OFFSETS_KEY.to_string(),
+        reason,
+    })?;
+    let mut restored = 0;
+    for o in offsets {
+        if ctx.meta.partition(&o.topic, o.partition)?.is_none() {
+            continue;
+        }
+        let local = ctx.meta.group_offset(&o.group, &o.topic, o.partition)?;
+        if local.is_none_or(|l| l.updated_at_ms < o.updated_at_ms) {
+            ctx.meta.commit_group_offset(&o)?;
+            restored += 1;
+        }
+    }
+    Ok(restored)
+}
