@@ -43,6 +43,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// The file system under the WAL; tests swap in one that fails.
     pub wal_fs: Arc<dyn WalFs>,
+    /// Take the bucket prefix from the node that holds it (raising the
+    /// owner epoch, which fences that node). For when it is gone.
+    pub take_over: bool,
 }
 
 impl EngineConfig {
@@ -60,6 +63,7 @@ impl EngineConfig {
             retention_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             wal_fs: Arc::new(OsWalFs),
+            take_over: false,
         }
     }
 }

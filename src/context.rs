@@ -3,6 +3,7 @@
 //! stop signal raised at shutdown. The engine opens it; the partition and
 //! read layers use it; it knows nothing of either.
 
+use crate::bucket::Ownership;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::layout;
@@ -27,6 +28,8 @@ pub(crate) struct Context {
     pub stop: StopSignal,
     /// This process's exclusive hold on the data directory.
     dir_lock: Mutex<Option<FileLock>>,
+    /// This node's claim on the bucket prefix (one owner per prefix).
+    pub owner: Ownership,
 }
 
 impl Context {
@@ -41,6 +44,7 @@ impl Context {
         })?;
         let dir_lock = lock_data_dir(&config.data_dir)?;
         let meta = MetaStore::open(layout::meta_path(&config.data_dir))?;
+        let owner = Ownership::unconfirmed(&node_id(&meta)?);
         let stop = StopSignal::new();
         let store = RetryingStore::new(store, config.retry.clone(), stop.clone());
         Ok(Arc::new(Context {
@@ -51,6 +55,7 @@ impl Context {
             backlog_bytes: Arc::new(AtomicU64::new(0)),
             stop,
             dir_lock: Mutex::new(Some(dir_lock)),
+            owner,
         }))
     }
 
@@ -58,6 +63,25 @@ impl Context {
     pub fn release_data_dir(&self) {
         lock(&self.dir_lock).take();
     }
+}
+
+/// This data directory's node id, made at its first start: a node rebuilt
+/// on a new disk is a new node.
+fn node_id(meta: &MetaStore) -> Result<String> {
+    if let Some(id) = meta.setting("node_id")? {
+        return Ok(id);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let id = format!("{:016x}", h.finish());
+    meta.set_setting("node_id", &id)?;
+    Ok(id)
 }
 
 fn lock_data_dir(data_dir: &std::path::Path) -> Result<FileLock> {

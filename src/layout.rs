@@ -10,9 +10,14 @@
 //! bucket, under [{prefix}/]:
 //!   topics/{topic}/{incarnation}/manifest                  the topic, written before it exists
 //!   topics/{topic}/{incarnation}/deleted                   tombstone: written before any deletion
-//!   topics/{topic}/{incarnation}/{partition}/{base:020}.seg   segments
+//!   topics/{topic}/{incarnation}/{partition}/{base:020}-{epoch}.seg   segments
 //!   groups/offsets                                         consumer-group offsets checkpoint
+//!   owner                                                  the node that owns the prefix
 //! ```
+//!
+//! A segment key carries the owner epoch of the node that wrote it, so a
+//! node fenced by a take-over can never overwrite the new owner's objects
+//! (keys written before epochs existed, `{base:020}.seg`, read as epoch 0).
 //!
 //! Zero-padded offsets make name order offset order. The incarnation is a
 //! number metadata hands out once per topic creation, so a topic deleted and
@@ -84,8 +89,22 @@ pub fn topic_tombstone_key(topic: &str, incarnation: i64) -> String {
     format!("topics/{topic}/{incarnation}/deleted")
 }
 
-pub fn segment_key(topic: &str, incarnation: i64, partition: u32, base_offset: i64) -> String {
-    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}.seg")
+pub fn segment_key(
+    topic: &str,
+    incarnation: i64,
+    partition: u32,
+    base_offset: i64,
+    epoch: u64,
+) -> String {
+    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}-{epoch}.seg")
+}
+
+/// The owner record: which node owns the prefix, at which epoch.
+pub const OWNER_KEY: &str = "owner";
+
+/// Where a node checks that the store honours conditional writes.
+pub fn owner_probe_key(node_id: &str) -> String {
+    format!("owner-probe/{node_id}")
 }
 
 /// The consumer-group offsets checkpoint.
@@ -107,6 +126,7 @@ pub enum TopicObject<'a> {
         incarnation: i64,
         partition: u32,
         base_offset: i64,
+        epoch: u64,
     },
 }
 
@@ -120,12 +140,20 @@ pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
     let object = match (third, parts.next()) {
         ("manifest", None) => TopicObject::Manifest { topic, incarnation },
         ("deleted", None) => TopicObject::Tombstone { topic, incarnation },
-        (partition, Some(file)) => TopicObject::Segment {
-            topic,
-            incarnation,
-            partition: partition.parse().ok()?,
-            base_offset: file.strip_suffix(".seg")?.parse().ok()?,
-        },
+        (partition, Some(file)) => {
+            let stem = file.strip_suffix(".seg")?;
+            let (base, epoch) = match stem.split_once('-') {
+                Some((base, epoch)) => (base, epoch.parse().ok()?),
+                None => (stem, 0),
+            };
+            TopicObject::Segment {
+                topic,
+                incarnation,
+                partition: partition.parse().ok()?,
+                base_offset: base.parse().ok()?,
+                epoch,
+            }
+        }
         _ => return None,
     };
     parts.next().is_none().then_some(object)
@@ -137,8 +165,8 @@ mod tests {
 
     #[test]
     fn segment_keys_sort_by_offset_under_their_topic() {
-        let k = segment_key("orders.v1", 1700, 3, 42);
-        assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042.seg");
+        let k = segment_key("orders.v1", 1700, 3, 42, 7);
+        assert_eq!(k, "topics/orders.v1/1700/3/00000000000000000042-7.seg");
         assert!(k.starts_with(&incarnation_prefix("orders.v1", 1700)));
         assert_eq!(
             parse_topic_key(&k),
@@ -146,8 +174,20 @@ mod tests {
                 topic: "orders.v1",
                 incarnation: 1700,
                 partition: 3,
-                base_offset: 42
+                base_offset: 42,
+                epoch: 7
             })
+        );
+        assert_eq!(
+            parse_topic_key("topics/t/1/0/00000000000000000042.seg"),
+            Some(TopicObject::Segment {
+                topic: "t",
+                incarnation: 1,
+                partition: 0,
+                base_offset: 42,
+                epoch: 0
+            }),
+            "keys from before epochs"
         );
         assert_eq!(
             parse_topic_key(&topic_manifest_key("t", 5)),
@@ -167,12 +207,13 @@ mod tests {
             "topics/t/x/manifest",
             "topics/t/5/0/x.seg",
             "topics/t/5/0/1.seg/extra",
+            "topics/t/5/0/1-x.seg",
             "topics/t/5/notes",
             "elsewhere/t/5/manifest",
         ] {
             assert_eq!(parse_topic_key(other), None, "{other}");
         }
-        assert!(segment_key("t", 1, 0, 9) < segment_key("t", 1, 0, 10));
+        assert!(segment_key("t", 1, 0, 9, 5) < segment_key("t", 1, 0, 10, 1));
     }
 
     #[test]

@@ -669,7 +669,9 @@ fn a_corrupt_block_is_a_clear_error_and_other_data_stays_readable() {
         .rsplit('/')
         .next()
         .unwrap()
-        .trim_end_matches(".seg")
+        .split(['-', '.'])
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     let e = engine
@@ -728,10 +730,13 @@ fn objects_local_metadata_does_not_know_are_never_deleted() {
     ] {
         store.put(key, b"not ours to judge").unwrap();
     }
-    let before = store.list("").unwrap();
+    let keys = |s: &MemoryStore| -> Vec<String> {
+        s.list("").unwrap().into_iter().map(|o| o.key).collect()
+    };
+    let before = keys(&store);
     let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
     engine.run_retention();
-    assert_eq!(store.list("").unwrap(), before, "nothing deleted");
+    assert_eq!(keys(&store), before, "nothing deleted");
     assert_eq!(fetch_all(&engine, "t", 0, 0).len(), 5);
 }
 

@@ -5,74 +5,11 @@
 
 mod common;
 
-use common::grpc::{create, fetch_all, produce, record};
-use common::{s3, Clients, TestServer};
+use common::grpc::{create, fetch_all, produce, record, uploaded};
+use common::s3::{self, Bucket};
+use common::Clients;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
-use streamhouse::object_store::{ObjectStore, S3Config, S3Store};
 use streamhouse::proto as pb;
-
-/// A test's own prefix in the S3 test server's bucket.
-struct Bucket {
-    endpoint: String,
-    prefix: String,
-    store: Arc<S3Store>,
-}
-
-impl Bucket {
-    fn new(endpoint: &str, tag: &str) -> Bucket {
-        let prefix = s3::unique_prefix(tag);
-        let store = S3Store::new(
-            &S3Config {
-                endpoint: Some(endpoint.to_string()),
-                region: "us-east-1".into(),
-                bucket: s3::bucket(),
-                prefix: prefix.clone(),
-                path_style: true,
-                request_timeout: std::time::Duration::from_secs(30),
-                ..Default::default()
-            }
-            .with_env_credentials(),
-        )
-        .expect("S3 store");
-        Bucket {
-            endpoint: endpoint.to_string(),
-            prefix,
-            store: Arc::new(store),
-        }
-    }
-
-    fn start(&self, dir: &Path, extra: &[&str]) -> TestServer {
-        let mut args = s3::flags(&self.endpoint, &self.prefix);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        TestServer::start_in(dir, &args)
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.store
-            .list("")
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect()
-    }
-}
-
-fn uploaded(c: &Clients, topic: &str, partition: u32, values: &[String]) -> (i64, i64) {
-    let mut req = pb::ProduceRequest::new();
-    req.set_topic(topic.into());
-    req.set_partition(partition);
-    req.set_acks(pb::Acks::ACKS_UPLOADED);
-    for v in values {
-        req.mut_records()
-            .push(record(b"", v.as_bytes(), &[("h", b"1")]));
-    }
-    let resp = c.producer.produce(&req).unwrap();
-    let ack = &resp.get_acks()[0];
-    (ack.get_base_offset(), ack.get_count())
-}
 
 /// What a test acknowledged, by (topic, partition): offset -> value.
 type Acked = BTreeMap<(String, u32), BTreeMap<i64, String>>;

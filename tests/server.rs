@@ -620,7 +620,21 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
         "SIGTERM to exit took {took:?}"
     );
     eprintln!("SIGTERM to exit with the store unreachable: {took:?}");
+    // While the store is still unreachable the node will not start (it
+    // reconciles with the bucket first), and says why.
     let extra: Vec<&str> = s.extra.iter().map(String::as_str).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(&extra)
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the bucket"));
+    // The store is back: everything acknowledged is there, and the backlog
+    // drains to the bucket.
+    proxy.set_up(true);
     let s = TestServer::start_in(dir.path(), &extra);
     let c = s.clients();
     let mut seen = 0i64;

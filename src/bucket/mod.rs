@@ -6,16 +6,19 @@
 //!   topic exists anywhere else;
 //! - a **tombstone** (`topics/{t}/{inc}/deleted`), written before any object
 //!   of a deleted topic is removed, and kept afterwards as the evidence;
-//! - the **group offsets checkpoint** (`groups/offsets`).
+//! - the **group offsets checkpoint** (`groups/offsets`);
+//! - the **owner record** (`owner`): one node per prefix ([`owner`]).
 //!
 //! Segments describe themselves (key + footer). [`list_topics`] sorts a
 //! listing of `topics/` into manifests, tombstones and segments.
 
 mod groups;
 mod manifest;
+mod owner;
 
 pub(crate) use groups::{decode_group_offsets, encode_group_offsets};
 pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
+pub(crate) use owner::{Ownership, OwnershipError};
 
 use crate::layout::{self, TopicObject};
 use crate::object_store::{ObjectStore, StoreResult};
@@ -28,6 +31,8 @@ pub(crate) type TopicId = (String, i64);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ListedSegment {
     pub base_offset: i64,
+    /// The owner epoch of the node that wrote it.
+    pub epoch: u64,
     pub key: String,
     pub size: u64,
 }
@@ -83,6 +88,7 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                 incarnation,
                 partition,
                 base_offset,
+                epoch,
             } => {
                 out.max_incarnation = out.max_incarnation.max(incarnation);
                 out.segments
@@ -90,14 +96,16 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                     .or_default()
                     .push(ListedSegment {
                         base_offset,
+                        epoch,
                         key: obj.key.clone(),
                         size: obj.size,
                     });
             }
         }
     }
+    // Offset order; at one base offset the newest owner's first.
     for segs in out.segments.values_mut() {
-        segs.sort_by_key(|s| s.base_offset);
+        segs.sort_by_key(|s| (s.base_offset, std::cmp::Reverse(s.epoch)));
     }
     Ok(out)
 }
@@ -145,12 +153,13 @@ mod tests {
         let store = MemoryStore::new();
         for key in [
             layout::topic_manifest_key("a", 1),
-            layout::segment_key("a", 1, 0, 100),
-            layout::segment_key("a", 1, 0, 0),
-            layout::segment_key("a", 1, 1, 0),
+            layout::segment_key("a", 1, 0, 100, 1),
+            layout::segment_key("a", 1, 0, 0, 1),
+            layout::segment_key("a", 1, 0, 0, 2),
+            layout::segment_key("a", 1, 1, 0, 1),
             layout::topic_manifest_key("b", 2),
             layout::topic_tombstone_key("b", 2),
-            layout::segment_key("b", 2, 0, 0),
+            layout::segment_key("b", 2, 0, 0, 1),
             layout::topic_tombstone_key("c", 7),
             "topics/not/ours".to_string(),
         ] {
@@ -161,11 +170,13 @@ mod tests {
         assert_eq!(b.max_incarnation, 7);
         let p0 = &b.segments[&("a".to_string(), 1, 0)];
         assert_eq!(
-            p0.iter().map(|s| s.base_offset).collect::<Vec<_>>(),
-            vec![0, 100],
-            "offset order"
+            p0.iter()
+                .map(|s| (s.base_offset, s.epoch))
+                .collect::<Vec<_>>(),
+            vec![(0, 2), (0, 1), (100, 1)],
+            "offset order, the newest owner first"
         );
-        assert_eq!(b.segments_of(&("a".to_string(), 1)).len(), 3);
+        assert_eq!(b.segments_of(&("a".to_string(), 1)).len(), 4);
         assert_eq!(b.segments_of(&("b".to_string(), 2)).len(), 1);
     }
 }

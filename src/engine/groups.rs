@@ -5,6 +5,7 @@
 
 use super::Engine;
 use crate::bucket;
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::GroupOffset;
@@ -79,24 +80,29 @@ impl Engine {
     /// Writes every group offset to the bucket if any changed since the
     /// last checkpoint. Failures are logged; the next pass tries again.
     pub fn checkpoint_groups(&self) {
-        let mut written = lock(&self.groups.written);
-        let changes = self.groups.changes.load(Ordering::SeqCst);
-        if changes == *written {
-            return;
-        }
-        let result = self
-            .ctx
-            .meta
-            .all_group_offsets()
-            .map_err(Error::from)
-            .and_then(|all| {
-                let bytes = bucket::encode_group_offsets(&all, now_ms());
-                Ok(self.ctx.store.put(layout::GROUP_OFFSETS_KEY, &bytes)?)
-            });
-        match result {
-            Ok(()) => *written = changes,
-            Err(e) => log::warn!("group offsets not checkpointed to the bucket: {e}"),
-        }
+        checkpoint(&self.ctx, &self.groups);
+    }
+}
+
+/// See [`Engine::checkpoint_groups`]; also run at shutdown on a thread of
+/// its own, so a store that hangs cannot hold the shutdown.
+pub(super) fn checkpoint(ctx: &Context, state: &GroupCheckpoint) {
+    let mut written = lock(&state.written);
+    let changes = state.changes.load(Ordering::SeqCst);
+    if changes == *written {
+        return;
+    }
+    let result = ctx
+        .meta
+        .all_group_offsets()
+        .map_err(Error::from)
+        .and_then(|all| {
+            let bytes = bucket::encode_group_offsets(&all, now_ms());
+            Ok(ctx.store.put(layout::GROUP_OFFSETS_KEY, &bytes)?)
+        });
+    match result {
+        Ok(()) => *written = changes,
+        Err(e) => log::warn!("group offsets not checkpointed to the bucket: {e}"),
     }
 }
 

@@ -21,6 +21,7 @@ mod topics;
 
 pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
 
+use crate::bucket::OwnershipError;
 use crate::config::EngineConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -59,29 +60,25 @@ pub struct Engine {
     readers: Mutex<Option<ReaderPool>>,
     retention_stop: StopSignal,
     retention: Mutex<Option<Worker>>,
-    groups: groups::GroupCheckpoint,
+    groups: Arc<groups::GroupCheckpoint>,
 }
 
 impl Engine {
     /// Opens the engine: metadata, orphan collection, every partition's
     /// recovery, the reader pool and the retention thread.
     pub fn open(config: EngineConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Engine>> {
-        let fresh = !layout::meta_path(&config.data_dir).exists();
         let ctx = Context::open(config, store)?;
         check_store_identity(&ctx)?;
-        match rebuild::reconcile(&ctx) {
-            Ok(_) => {}
-            // An empty data dir knows nothing: serving before reading the
-            // bucket could reuse offsets and keys the bucket already holds.
-            Err(e) if fresh => {
-                return Err(Error::Unavailable(format!(
-                    "cannot read the bucket ({e}); a node with an empty data directory rebuilds from it before serving"
-                )))
-            }
-            Err(e) => log::warn!(
-                "not reconciled with the bucket ({e}); serving from local metadata, the next start tries again"
-            ),
-        }
+        // The bucket is the source of truth: a node that cannot read it
+        // cannot know whether its metadata is current, and serving from
+        // stale metadata would hand out offsets the bucket already holds.
+        let unreadable = |e: Error| {
+            Error::Unavailable(format!(
+                "cannot read the bucket ({e}); a node reconciles with it before serving, so start again once the object store answers"
+            ))
+        };
+        take_ownership(&ctx).map_err(unreadable)?;
+        rebuild::reconcile(&ctx).map_err(unreadable)?;
         if let Err(e) = gc::collect_garbage(&ctx) {
             log::warn!("garbage collection skipped: {e}");
         }
@@ -102,7 +99,7 @@ impl Engine {
             readers: Mutex::new(Some(readers)),
             retention_stop: StopSignal::new(),
             retention: Mutex::new(None),
-            groups: groups::GroupCheckpoint::default(),
+            groups: Arc::default(),
         });
         let weak = Arc::downgrade(&engine);
         let interval = engine.ctx.config.retention_interval;
@@ -294,9 +291,6 @@ impl Engine {
         if let Some(w) = lock(&self.retention).take() {
             w.join_until(deadline);
         }
-        // The last group offsets go to the bucket (bounded by the retry
-        // policy; a store that is down loses at most what the window says).
-        self.checkpoint_groups();
         let partitions: Vec<Arc<Partition>> = sync::write(&self.topics)
             .drain()
             .flat_map(|(_, t)| t.partitions.clone())
@@ -315,9 +309,27 @@ impl Engine {
         for p in &partitions {
             p.join_uploader(deadline);
         }
+        // The last group offsets go to the bucket, and the prefix is
+        // released for the next node, on a thread of their own (a store
+        // that hangs cannot hold the shutdown; a prefix left held is taken
+        // back by this node's next start, or with --take-over).
+        let final_writes = {
+            let (ctx, groups) = (Arc::clone(&self.ctx), Arc::clone(&self.groups));
+            thread::spawn("final-writes", move || {
+                groups::checkpoint(&ctx, &groups);
+                ctx.owner.release(&ctx.store);
+            })
+        };
+        let margin = Instant::now() + STOP_MARGIN;
         // Readers were told nothing yet: give them their own margin.
         if let Some(mut r) = lock(&self.readers).take() {
-            r.shutdown(Instant::now() + STOP_MARGIN);
+            r.shutdown(margin);
+        }
+        match final_writes {
+            Ok(w) => {
+                w.join_until(margin);
+            }
+            Err(e) => log::warn!("cannot write the last group offsets and release the prefix: {e}"),
         }
         self.ctx.release_data_dir();
     }
@@ -326,6 +338,25 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(0));
+    }
+}
+
+/// Takes the bucket prefix (one owner per prefix).
+fn take_ownership(ctx: &Context) -> Result<()> {
+    let prefix = ctx.store.identity();
+    match ctx.owner.acquire(&ctx.store, ctx.config.take_over) {
+        Ok(_) => Ok(()),
+        Err(OwnershipError::HeldBy(rec)) => Err(Error::Unavailable(format!(
+            "{prefix} is owned by {} since {} ms; stop that node first, or start this one with --take-over if it is gone",
+            rec.describe(),
+            rec.since_ms
+        ))),
+        Err(OwnershipError::Malformed(reason)) => Err(Error::Malformed {
+            object: layout::OWNER_KEY.to_string(),
+            reason,
+        }),
+        Err(OwnershipError::Store(e)) => Err(e.into()),
+        Err(OwnershipError::Fenced(why)) => Err(Error::Unavailable(why)),
     }
 }
 

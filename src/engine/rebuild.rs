@@ -143,13 +143,27 @@ fn reconcile_partition(
     p: u32,
     listed: &[ListedSegment],
 ) -> Result<usize> {
-    let name = format!("{}/{p}", t.name);
     drop_rows_retention_removed(ctx, t, p, listed)?;
+    let adopted = adopt_segments(ctx, t, p, listed)?;
+    if let Some(row) = ctx.meta.partition(&t.name, p)? {
+        mark_superseded(ctx, t, p, listed, row.next_offset)?;
+    }
+    Ok(adopted)
+}
+
+/// Commits the bucket's segments that continue the local committed offset,
+/// in one transaction. Returns how many.
+fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment]) -> Result<usize> {
+    let name = format!("{}/{p}", t.name);
     let Some(row) = ctx.meta.partition(&t.name, p)? else {
         return Ok(0);
     };
     let mut next = row.next_offset;
-    let candidates: Vec<&ListedSegment> = listed.iter().filter(|s| s.base_offset >= next).collect();
+    // At one base offset, only the newest owner's object (the listing puts
+    // it first) can be part of the chain.
+    let mut candidates: Vec<&ListedSegment> =
+        listed.iter().filter(|s| s.base_offset >= next).collect();
+    candidates.dedup_by_key(|s| s.base_offset);
     let Some(first) = candidates.first() else {
         return Ok(0);
     };
@@ -188,6 +202,38 @@ fn reconcile_partition(
         );
     }
     Ok(chain.len())
+}
+
+/// Objects inside the committed range that are not the committed segments
+/// there (a fenced owner's late upload, an older upload of the same base
+/// offset) can never be read: the committed chain is the truth for those
+/// offsets. That is positive evidence; they are marked as garbage.
+fn mark_superseded(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    listed: &[ListedSegment],
+    committed_next: i64,
+) -> Result<()> {
+    let rows = ctx.meta.segments(&t.name, p)?;
+    let Some(low) = rows.first().map(|r| r.base_offset) else {
+        return Ok(());
+    };
+    let superseded: Vec<String> = listed
+        .iter()
+        .filter(|s| s.base_offset >= low && s.base_offset < committed_next)
+        .filter(|s| !rows.iter().any(|r| r.object_key == s.key))
+        .map(|s| s.key.clone())
+        .collect();
+    if !superseded.is_empty() {
+        log::info!(
+            "partition {}/{p}: {} superseded objects marked as garbage",
+            t.name,
+            superseded.len()
+        );
+        ctx.meta.mark_garbage(&superseded, "superseded")?;
+    }
+    Ok(())
 }
 
 /// Local rows at the start of a partition whose objects are no longer in

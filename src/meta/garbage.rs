@@ -17,6 +17,16 @@ pub(super) fn mark_garbage(tx: &Transaction<'_>, key: &str, reason: &str) -> rus
 }
 
 impl MetaStore {
+    /// Marks objects as garbage (superseded segments found by a rebuild).
+    pub fn mark_garbage(&self, keys: &[String], reason: &str) -> MetaResult<()> {
+        self.write(|tx| {
+            for k in keys {
+                mark_garbage(tx, k, reason)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Keys marked as garbage and not yet collected, oldest first.
     pub fn garbage(&self, limit: usize) -> MetaResult<Vec<String>> {
         self.read(|c| {

@@ -1,7 +1,8 @@
 //! `LocalFsStore`: objects as files under a root directory.
 
 use super::{
-    check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult,
+    check_range, content_etag, validate_key, validate_prefix, Expect, ObjectMeta, ObjectStore,
+    StoreError, StoreResult, Versioned,
 };
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -19,6 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct LocalFsStore {
     root: PathBuf,
     tmp_counter: AtomicU64,
+    /// Makes a conditional put's read-compare-write one step (the data
+    /// directory's lock keeps other processes out).
+    conditional: std::sync::Mutex<()>,
 }
 
 impl LocalFsStore {
@@ -29,6 +33,7 @@ impl LocalFsStore {
         Ok(LocalFsStore {
             root,
             tmp_counter: AtomicU64::new(0),
+            conditional: std::sync::Mutex::new(()),
         })
     }
 
@@ -110,6 +115,31 @@ impl ObjectStore for LocalFsStore {
             io::ErrorKind::NotFound => StoreError::permanent(key, e.to_string()),
             _ => io_error(key, e),
         })
+    }
+
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
+        let _one_at_a_time = crate::util::sync::lock(&self.conditional);
+        let current = match self.get(key) {
+            Ok(d) => Some(content_etag(&d)),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let ok = match expect {
+            Expect::Absent => current.is_none(),
+            Expect::Version(tag) => current.as_deref() == Some(tag),
+        };
+        if !ok {
+            return Err(StoreError::PreconditionFailed {
+                key: key.to_string(),
+            });
+        }
+        self.put(key, data)
+    }
+
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
+        let data = self.get(key)?;
+        let etag = content_etag(&data);
+        Ok(Versioned { data, etag })
     }
 
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {

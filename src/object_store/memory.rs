@@ -2,7 +2,8 @@
 //! layers above (uploads under a flaky store, backpressure when it is down).
 
 use super::{
-    check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult,
+    check_range, content_etag, validate_key, validate_prefix, Expect, ObjectMeta, ObjectStore,
+    StoreError, StoreResult, Versioned,
 };
 use crate::util::sync::lock;
 use std::collections::BTreeMap;
@@ -153,11 +154,39 @@ impl ObjectStore for MemoryStore {
         self.after(key, Ok(()))
     }
 
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
+        validate_key(key)?;
+        self.before(key)?;
+        let r = {
+            let mut objects = lock(&self.inner.objects);
+            let current = objects.get(key).map(|o| content_etag(o));
+            let ok = match expect {
+                Expect::Absent => current.is_none(),
+                Expect::Version(tag) => current.as_deref() == Some(tag),
+            };
+            if ok {
+                objects.insert(key.to_string(), Arc::new(data.to_vec()));
+                Ok(())
+            } else {
+                Err(StoreError::PreconditionFailed {
+                    key: key.to_string(),
+                })
+            }
+        };
+        self.after(key, r)
+    }
+
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         validate_key(key)?;
         self.before(key)?;
         let r = self.object(key).map(|o| o.as_ref().clone());
         self.after(key, r)
+    }
+
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
+        let data = self.get(key)?;
+        let etag = content_etag(&data);
+        Ok(Versioned { data, etag })
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {

@@ -41,6 +41,8 @@ pub enum StoreError {
     /// invalid key, a range past the end of the object, local I/O errors
     /// such as permission denied.
     Permanent { key: String, reason: String },
+    /// A conditional write found the object not as expected (HTTP 412).
+    PreconditionFailed { key: String },
 }
 
 impl StoreError {
@@ -55,6 +57,7 @@ impl StoreError {
     pub fn key(&self) -> &str {
         match self {
             StoreError::NotFound { key }
+            | StoreError::PreconditionFailed { key }
             | StoreError::Transient { key, .. }
             | StoreError::Permanent { key, .. } => key,
         }
@@ -83,6 +86,12 @@ impl fmt::Display for StoreError {
                 write!(f, "transient error on {key:?}: {reason}")
             }
             StoreError::Permanent { key, reason } => write!(f, "error on {key:?}: {reason}"),
+            StoreError::PreconditionFailed { key } => {
+                write!(
+                    f,
+                    "{key:?} changed since it was read (conditional write refused)"
+                )
+            }
         }
     }
 }
@@ -90,6 +99,28 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// An object's bytes with its version tag (the ETag on S3), for a
+/// conditional write that must not overwrite a newer version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    pub data: Vec<u8>,
+    pub etag: String,
+}
+
+/// What a conditional write expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// No object (`If-None-Match: *`).
+    Absent,
+    /// This version (`If-Match: etag`).
+    Version(&'a str),
+}
+
+/// A content tag for stores that compute their own.
+pub(crate) fn content_etag(data: &[u8]) -> String {
+    format!("{:08x}-{}", crc32c::crc32c(data), data.len())
+}
 
 /// A flat key → bytes store. Every implementation must behave the same way
 /// (the contract suite in `tests/object_store_contract.rs` checks it):
@@ -104,7 +135,13 @@ pub type StoreResult<T> = std::result::Result<T, StoreError>;
 ///   store refuses is refused by all.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn put(&self, key: &str, data: &[u8]) -> StoreResult<()>;
+    /// Writes `data` only if the object is as `expect` says, else
+    /// `PreconditionFailed`. Some S3-compatible stores accept the condition
+    /// and ignore it: the owner record probes before it relies on it.
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()>;
     fn get(&self, key: &str) -> StoreResult<Vec<u8>>;
+    /// The object with its version tag.
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned>;
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
     /// The object's size in bytes (a HEAD request on S3).
     fn size(&self, key: &str) -> StoreResult<u64>;

@@ -3,7 +3,7 @@
 //! transient errors of every store call; the uploader uses it, with a
 //! policy that never gives up, for uploads and metadata commits.
 
-use super::{ObjectMeta, ObjectStore, StoreError, StoreResult};
+use super::{Expect, ObjectMeta, ObjectStore, StoreError, StoreResult, Versioned};
 use crate::util::sync::StopSignal;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -170,8 +170,18 @@ impl ObjectStore for RetryingStore {
         self.run("put", key, || self.inner.put(key, data))
     }
 
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
+        self.run("conditional put", key, || {
+            self.inner.put_if(key, data, expect)
+        })
+    }
+
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         self.run("get", key, || self.inner.get(key))
+    }
+
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
+        self.run("get", key, || self.inner.get_versioned(key))
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {

@@ -1,7 +1,8 @@
 //! `S3Store`: S3 or any S3-compatible service through rust-s3's blocking API.
 
 use super::{
-    check_range, validate_key, validate_prefix, ObjectMeta, ObjectStore, StoreError, StoreResult,
+    check_range, validate_key, validate_prefix, Expect, ObjectMeta, ObjectStore, StoreError,
+    StoreResult, Versioned,
 };
 use s3::creds::Credentials;
 use s3::error::S3Error;
@@ -117,6 +118,13 @@ fn classify(key: &str, e: S3Error) -> StoreError {
         S3Error::HttpFailWithBody(404, _) => StoreError::NotFound {
             key: key.to_string(),
         },
+        S3Error::HttpFailWithBody(412, _) => StoreError::PreconditionFailed {
+            key: key.to_string(),
+        },
+        // A conditional write raced another one: try again.
+        S3Error::HttpFailWithBody(409, body) => {
+            StoreError::transient(key, format!("HTTP 409: {body}"))
+        }
         S3Error::HttpFailWithBody(status, body) => {
             let body: String = body.chars().take(300).collect();
             let reason = format!("HTTP {status}: {body}");
@@ -146,12 +154,45 @@ impl ObjectStore for S3Store {
             .map_err(|e| classify(key, e))
     }
 
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
+        validate_key(key)?;
+        let (header, value) = match expect {
+            Expect::Absent => ("If-None-Match", "*"),
+            Expect::Version(tag) => ("If-Match", tag),
+        };
+        self.bucket
+            .put_object_builder(self.full_key(key), data)
+            .with_header(header, value)
+            .map_err(|e| StoreError::permanent(key, e.to_string()))?
+            .execute()
+            .map(|_| ())
+            .map_err(|e| classify(key, e))
+    }
+
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         validate_key(key)?;
         self.bucket
             .get_object(self.full_key(key))
             .map(|r| r.to_vec())
             .map_err(|e| classify(key, e))
+    }
+
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
+        validate_key(key)?;
+        let r = self
+            .bucket
+            .get_object(self.full_key(key))
+            .map_err(|e| classify(key, e))?;
+        let etag = r
+            .headers()
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+            .map(|(_, v)| v)
+            .ok_or_else(|| StoreError::permanent(key, "the store sent no ETag"))?;
+        Ok(Versioned {
+            data: r.to_vec(),
+            etag,
+        })
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {

@@ -1,5 +1,6 @@
 //! The uploader thread of one partition. For each sealed segment, in
-//! order: [`encode_segment`] → [`Uploader::put_object`] →
+//! order: [`encode_segment`] → [`Uploader::put_object`] (under a key that
+//! carries this node's owner epoch) → [`Uploader::confirm_owner`] →
 //! [`Uploader::commit_segment`] (the segment's commit point) →
 //! [`Uploader::publish_segment`] (readers switch from the tail to the
 //! object, `acks=uploaded` answered) → [`Uploader::trim_wal`]. The WAL file
@@ -7,7 +8,9 @@
 
 use super::writer::{SealedSegment, UploadMsg};
 use super::{PartitionShared, SegmentRef, Status};
+use crate::bucket::OwnershipError;
 use crate::context::Context;
+use crate::error::Error;
 use crate::layout::segment_key;
 use crate::meta::{MetaError, SegmentRow};
 use crate::metrics::Metrics;
@@ -33,6 +36,8 @@ enum Stopped {
     Asked,
     /// Something that retrying cannot fix (logged).
     Failed,
+    /// Another node owns the prefix now: nothing more is committed here.
+    Fenced,
 }
 
 impl Uploader {
@@ -66,8 +71,10 @@ impl Uploader {
             self.shared.incarnation,
             self.shared.partition,
             seg.base_offset,
+            self.ctx.owner.epoch(),
         );
         self.put_object(&key, &bytes)?;
+        self.confirm_owner()?;
         self.commit_segment(&key, &summary)?;
         self.publish_segment(&seg, &key, &summary);
         self.trim_wal(&seg);
@@ -78,6 +85,31 @@ impl Uploader {
             bytes.len()
         );
         Ok(())
+    }
+
+    /// Checks the owner record before a commit: a node whose epoch is no
+    /// longer the owner's commits nothing more, and the `acks=uploaded`
+    /// requests waiting here are answered UNAVAILABLE naming the owner.
+    fn confirm_owner(&self) -> Result<(), Stopped> {
+        let name = self.shared.name();
+        let result = retry(
+            &RetryPolicy::forever(),
+            &self.stop,
+            |e| matches!(e, OwnershipError::Store(_)),
+            |_, e, _| log::warn!("partition {name}: cannot read the owner record: {e:?}"),
+            || self.ctx.owner.confirm(&self.ctx.store),
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(OwnershipError::Fenced(owner)) => {
+                self.shared.fail_uploaded_acks(0, || fenced_error(&owner));
+                Err(Stopped::Fenced)
+            }
+            Err(e) => {
+                log::warn!("partition {name}: upload stopped: {e:?}");
+                Err(Stopped::Asked)
+            }
+        }
     }
 
     fn deleted(&self) -> bool {
@@ -197,6 +229,13 @@ impl Uploader {
             log::warn!("partition {}: {e}", self.shared.name());
         }
     }
+}
+
+/// What produce and waiting `acks=uploaded` requests get on a fenced node.
+pub(crate) fn fenced_error(owner: &str) -> Error {
+    Error::Unavailable(format!(
+        "this node no longer owns its bucket prefix: it is owned by {owner}; send requests there"
+    ))
 }
 
 /// Encodes the sealed segment's records into a segment object.

@@ -185,10 +185,14 @@ impl Writer {
     }
 
     /// Answers the whole group with an error if the partition is deleted
-    /// or failed; otherwise hands it back.
+    /// or failed, or the node was fenced by a new owner of the prefix;
+    /// otherwise hands it back.
     fn refuse_if_closed(&self, group: Vec<AppendRequest>) -> Option<Vec<AppendRequest>> {
         let err = match self.shared.view().status.clone() {
-            Status::Open => return Some(group),
+            Status::Open => match self.ctx.owner.fenced() {
+                None => return Some(group),
+                Some(owner) => super::uploader::fenced_error(&owner),
+            },
             Status::Deleted => {
                 Error::NotFound(format!("topic {:?} was deleted", self.shared.topic))
             }

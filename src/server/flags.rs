@@ -133,6 +133,13 @@ pub const FLAGS: &[Flag] = &[
         help: "bytes accepted but not yet uploaded before produce is refused",
     },
     Flag {
+        name: "--take-over",
+        env: "STREAMHOUSE_TAKE_OVER",
+        value: "",
+        default: none,
+        help: "take the bucket prefix from the node that owns it (it is fenced); only when that node is gone",
+    },
+    Flag {
         name: "--auth-token",
         env: "STREAMHOUSE_AUTH_TOKEN",
         value: "TOKEN",
@@ -302,6 +309,7 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
 
 fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> {
     let mut engine = EngineConfig::new(data_dir);
+    engine.take_over = v.0.contains_key("--take-over");
     if let Some(n) = v.size("--segment-max-bytes")? {
         if n == 0 {
             return Err("--segment-max-bytes must be at least 1".into());

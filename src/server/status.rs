@@ -21,7 +21,9 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::Corruption { .. } | Error::Malformed { .. } => RpcStatusCode::DATA_LOSS,
         Error::Store(StoreError::Transient { .. }) => RpcStatusCode::UNAVAILABLE,
         Error::Store(StoreError::NotFound { .. }) => RpcStatusCode::DATA_LOSS,
-        Error::Store(StoreError::Permanent { .. }) => RpcStatusCode::INTERNAL,
+        Error::Store(StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. }) => {
+            RpcStatusCode::INTERNAL
+        }
         Error::Meta(_) | Error::Io { .. } => RpcStatusCode::INTERNAL,
     };
     RpcStatus::with_message(code, e.to_string())

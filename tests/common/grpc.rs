@@ -79,3 +79,18 @@ pub fn fetch_all(c: &Clients, topic: &str, partition: u32, from: i64) -> Vec<pb:
         out.extend(f.get_records().iter().cloned());
     }
 }
+
+/// Produces `values` with `acks=uploaded`; returns (base offset, count).
+pub fn uploaded(c: &Clients, topic: &str, partition: u32, values: &[String]) -> (i64, i64) {
+    let mut req = pb::ProduceRequest::new();
+    req.set_topic(topic.into());
+    req.set_partition(partition);
+    req.set_acks(pb::Acks::ACKS_UPLOADED);
+    for v in values {
+        req.mut_records()
+            .push(record(b"", v.as_bytes(), &[("h", b"1")]));
+    }
+    let resp = c.producer.produce(&req).unwrap();
+    let ack = &resp.get_acks()[0];
+    (ack.get_base_offset(), ack.get_count())
+}

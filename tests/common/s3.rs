@@ -2,11 +2,14 @@
 //! and a TCP proxy in front of it that a test can switch off and on to make
 //! the store unreachable.
 
+use super::TestServer;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use streamhouse::object_store::{ObjectStore, S3Config, S3Store};
 
 /// Where the S3 test server is, from the environment; `None` (the test
 /// skips) when it is not set, unless S3 tests are required (CI).
@@ -123,5 +126,52 @@ fn pipe(a: TcpStream, b: TcpStream, up: Arc<AtomicBool>) {
             let _ = to.shutdown(Shutdown::Both);
             let _ = from.shutdown(Shutdown::Both);
         });
+    }
+}
+
+/// A test's own prefix in the S3 test server's bucket.
+pub struct Bucket {
+    pub endpoint: String,
+    pub prefix: String,
+    pub store: Arc<S3Store>,
+}
+
+impl Bucket {
+    pub fn new(endpoint: &str, tag: &str) -> Bucket {
+        let prefix = unique_prefix(tag);
+        let store = S3Store::new(
+            &S3Config {
+                endpoint: Some(endpoint.to_string()),
+                region: "us-east-1".into(),
+                bucket: bucket(),
+                prefix: prefix.clone(),
+                path_style: true,
+                request_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            }
+            .with_env_credentials(),
+        )
+        .expect("S3 store");
+        Bucket {
+            endpoint: endpoint.to_string(),
+            prefix,
+            store: Arc::new(store),
+        }
+    }
+
+    pub fn start(&self, dir: &Path, extra: &[&str]) -> TestServer {
+        let mut args = flags(&self.endpoint, &self.prefix);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestServer::start_in(dir, &args)
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.store
+            .list("")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
     }
 }

@@ -1,0 +1,154 @@
+//! One node per bucket prefix (real binaries, the S3 test server): a second
+//! node refuses to start; `--take-over` raises the epoch and the old node is
+//! fenced at its next segment commit; after kill -9 a new node takes over
+//! and serves everything that was acknowledged as uploaded.
+
+mod common;
+
+use common::grpc::{create, fetch_all, produce, record, uploaded};
+use common::s3::{self, Bucket};
+use grpcio::RpcStatusCode;
+use std::process::Command;
+use streamhouse::proto as pb;
+
+fn values(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+fn record_values(records: &[pb::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.get_value()).into_owned())
+        .collect()
+}
+
+#[test]
+fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = Bucket::new(&endpoint, "owner");
+    let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = bucket.start(disk_a.path(), &[]);
+    let ca = a.clients();
+    create(&ca, "t", 1);
+    let before = values("before", 30);
+    uploaded(&ca, "t", 0, &before);
+
+    // B without --take-over: refused, naming the owner.
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(disk_b.path())
+        .args(s3::flags(&endpoint, &bucket.prefix))
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is owned by node") && err.contains("--take-over"),
+        "{err}"
+    );
+
+    // B with --take-over: rebuilt from the bucket, serving what A uploaded.
+    let b = bucket.start(disk_b.path(), &["--take-over"]);
+    let cb = b.clients();
+    assert_eq!(record_values(&fetch_all(&cb, "t", 0, 0)), before);
+
+    // A learns at its next segment commit: the acks=uploaded request is
+    // refused, naming the new owner, and so is every produce after it.
+    let mut req = pb::ProduceRequest::new();
+    req.set_topic("t".into());
+    req.set_partition(0);
+    req.set_acks(pb::Acks::ACKS_UPLOADED);
+    req.mut_records().push(record(b"", b"from-a", &[]));
+    match ca.producer.produce(&req) {
+        Err(grpcio::Error::RpcFailure(st)) => {
+            assert_eq!(st.code(), RpcStatusCode::UNAVAILABLE, "{}", st.message());
+            assert!(st.message().contains("owned by node"), "{}", st.message());
+        }
+        other => panic!("the fenced node acknowledged: {other:?}"),
+    }
+    match produce(&ca, "t", Some(0), vec![record(b"", b"again", &[])]) {
+        Err(grpcio::Error::RpcFailure(st)) => assert_eq!(st.code(), RpcStatusCode::UNAVAILABLE),
+        other => panic!("the fenced node acknowledged: {other:?}"),
+    }
+
+    // B goes on at the offset after A's acknowledged records; A's late
+    // upload (under its old epoch's key) changed nothing B serves.
+    let after = values("after", 10);
+    let (base, _) = uploaded(&cb, "t", 0, &after);
+    assert_eq!(base, before.len() as i64);
+    let all = record_values(&fetch_all(&cb, "t", 0, 0));
+    assert_eq!(all, [before, after].concat());
+
+    // Two objects now start at that offset (A's, epoch 1; B's, epoch 2):
+    // a restart of B keeps B's, and marks A's as superseded garbage.
+    let at_base: Vec<String> = bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(&format!("/{base:020}-")))
+        .collect();
+    assert_eq!(at_base.len(), 2, "{at_base:?}");
+    drop(cb);
+    let b = b.restart();
+    let cb = b.clients();
+    assert_eq!(record_values(&fetch_all(&cb, "t", 0, 0)), all);
+    let left: Vec<String> = bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(&format!("/{base:020}-")))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "the superseded object was collected: {left:?}"
+    );
+    assert!(!left[0].ends_with("-1.seg"), "{left:?}");
+}
+
+#[test]
+fn after_kill_9_a_new_node_takes_over_with_everything_uploaded() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = Bucket::new(&endpoint, "kill9-owner");
+    let disk = tempfile::tempdir().unwrap();
+    let mut acked = Vec::new();
+    {
+        let mut a = bucket.start(disk.path(), &["--segment-max-bytes", "1KiB"]);
+        let c = a.clients();
+        create(&c, "t", 2);
+        for round in 0..5 {
+            for p in 0..2 {
+                let v = values(&format!("r{round}-p{p}"), 20);
+                let (base, _) = uploaded(&c, "t", p, &v);
+                acked.push((p, base, v));
+            }
+        }
+        a.child.kill().unwrap(); // kill -9: the prefix stays held
+        a.child.wait().unwrap();
+    }
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(fresh.path())
+        .args(s3::flags(&endpoint, &bucket.prefix))
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a held prefix is not taken silently"
+    );
+    let b = bucket.start(fresh.path(), &["--take-over"]);
+    let c = b.clients();
+    for p in 0..2 {
+        let got = fetch_all(&c, "t", p, 0);
+        for (_, base, v) in acked.iter().filter(|(q, _, _)| *q == p) {
+            let at = &got[*base as usize..*base as usize + v.len()];
+            assert_eq!(&record_values(at), v, "partition {p} at {base}");
+        }
+    }
+}
