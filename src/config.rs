@@ -46,6 +46,9 @@ pub struct EngineConfig {
     /// Take the bucket prefix from the node that holds it (raising the
     /// owner epoch, which fences that node). For when it is gone.
     pub take_over: bool,
+    /// Partitions (`topic/partition`) whose damaged WAL the operator accepts
+    /// to lose: offsets go on past anything the damage could hide.
+    pub repair_wal: Vec<String>,
 }
 
 impl EngineConfig {
@@ -64,6 +67,7 @@ impl EngineConfig {
             retry: RetryPolicy::default(),
             wal_fs: Arc::new(OsWalFs),
             take_over: false,
+            repair_wal: Vec::new(),
         }
     }
 }

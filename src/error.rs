@@ -44,6 +44,9 @@ pub enum Error {
     NotFound(String),
     AlreadyExists(String),
     OutOfRange(String),
+    /// Data that was written cannot be read back (DATA_LOSS upstream): a
+    /// damaged WAL in the middle of a partition's log.
+    DataLoss(String),
     /// Too much accepted data is not yet uploaded, or a queue is full:
     /// retry later (RESOURCE_EXHAUSTED upstream).
     Backpressure(String),
@@ -77,6 +80,7 @@ impl Error {
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::AlreadyExists(m) => Error::AlreadyExists(m.clone()),
             Error::OutOfRange(m) => Error::OutOfRange(m.clone()),
+            Error::DataLoss(m) => Error::DataLoss(m.clone()),
             Error::Backpressure(m) => Error::Backpressure(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
             other => Error::Unavailable(other.to_string()),
@@ -103,6 +107,7 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::AlreadyExists(m)
             | Error::OutOfRange(m)
+            | Error::DataLoss(m)
             | Error::Backpressure(m)
             | Error::Unavailable(m) => f.write_str(m),
         }

@@ -6,7 +6,8 @@
 //! {data-dir}/meta.sqlite                                   metadata (SQLite)
 //! {data-dir}/objects/...                                   the local object store
 //! {data-dir}/wal/{topic}/{partition}/{first:020}.wal        one WAL file per segment
-//! {data-dir}/wal/{topic}/{partition}/{first:020}.wal.discarded   set aside by recovery
+//! {data-dir}/wal/{topic}/{partition}/{first:020}.wal.discarded   set aside by a repair
+//! {data-dir}/wal/{topic}/{partition}/{first:020}.wal.damaged     a damaged file's bytes, kept
 //! bucket, under [{prefix}/]:
 //!   topics/{topic}/{incarnation}/manifest                  the topic, written before it exists
 //!   topics/{topic}/{incarnation}/deleted                   tombstone: written before any deletion
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 const WAL_SUFFIX: &str = ".wal";
 const DISCARDED_SUFFIX: &str = ".wal.discarded";
+const DAMAGED_SUFFIX: &str = ".wal.damaged";
 
 /// The file whose lock makes a process the data directory's only user.
 pub fn lock_path(data_dir: &Path) -> PathBuf {
@@ -66,10 +68,19 @@ pub fn parse_wal_file_name(name: &str) -> Option<i64> {
     name.strip_suffix(WAL_SUFFIX)?.parse().ok()
 }
 
-/// Where recovery sets aside a WAL file it will not replay.
+/// Where a repair sets aside a WAL file after damage, never replayed again.
 pub fn discarded_wal_path(wal_file: &Path) -> PathBuf {
+    with_suffix(wal_file, DISCARDED_SUFFIX)
+}
+
+/// Where a repair keeps the damaged file's bytes.
+pub fn damaged_wal_path(wal_file: &Path) -> PathBuf {
+    with_suffix(wal_file, DAMAGED_SUFFIX)
+}
+
+fn with_suffix(wal_file: &Path, suffix: &str) -> PathBuf {
     let mut name = wal_file.file_name().unwrap_or_default().to_os_string();
-    name.push(&DISCARDED_SUFFIX[WAL_SUFFIX.len()..]);
+    name.push(&suffix[WAL_SUFFIX.len()..]);
     wal_file.with_file_name(name)
 }
 

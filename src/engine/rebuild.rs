@@ -330,7 +330,9 @@ fn describe_segment(
             reason: "segment has no blocks".into(),
         });
     };
-    if first.first_offset != seg.base_offset {
+    // A segment covers from its key's offset: its first record may come
+    // later (offsets a repair skipped), never earlier.
+    if first.first_offset < seg.base_offset {
         return Err(Error::Malformed {
             object: seg.key.clone(),
             reason: format!(
@@ -342,7 +344,7 @@ fn describe_segment(
     Ok(SegmentRow {
         topic: t.name.clone(),
         partition: p,
-        base_offset: first.first_offset,
+        base_offset: seg.base_offset,
         last_offset: last.last_offset,
         record_count: entries.iter().map(|e| i64::from(e.record_count)).sum(),
         size_bytes: seg.size as i64,

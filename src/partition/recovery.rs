@@ -16,7 +16,7 @@ use crate::layout;
 use crate::meta::PartitionRow;
 use crate::util::sync::StopSignal;
 use crate::util::thread;
-use crate::wal::{scan_wal, Recovered, RecoveredFile, WalDir};
+use crate::wal::{scan_wal, Damage, Recovered, RecoveredFile, WalDir};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,17 @@ pub(crate) fn open_partition(ctx: &Arc<Context>, topic: &str, partition: u32) ->
         Arc::clone(&ctx.config.wal_fs),
     )?;
     let mut recovered = scan_wal(committed.row.next_offset, wal_dir.read_all()?)?;
+    if let Some(damage) = recovered.damage.clone() {
+        if ctx.config.repair_wal.contains(&name) {
+            let next = wal_dir.accept_loss(&damage)?;
+            log::warn!(
+                "partition {name}: the loss of offsets {}..{next} was accepted (--repair-wal); offsets go on at {next}, the damaged bytes are kept beside {}",
+                damage.first_lost,
+                damage.path.display()
+            );
+            recovered = scan_wal(committed.row.next_offset, wal_dir.read_all()?)?;
+        }
+    }
     apply_scan(&wal_dir, &recovered, &name)?;
     let backlog = Backlog::new(Arc::clone(&ctx.backlog_bytes));
     let replayed = replay_into_tail(&mut recovered, &backlog);
@@ -58,7 +69,10 @@ pub(crate) fn open_partition(ctx: &Arc<Context>, topic: &str, partition: u32) ->
             high_watermark: high,
             segments: committed.segments,
             tail: replayed.tail(),
-            status: Status::Open,
+            status: recovered
+                .damage
+                .as_ref()
+                .map_or(Status::Open, |d| Status::Damaged(damaged(&name, d))),
         },
         backlog,
     ));
@@ -94,24 +108,32 @@ fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committe
     })
 }
 
-/// Deletes WAL files that hold nothing uncommitted and sets aside those
-/// after a cut (kept for a person to inspect, never replayed).
+/// What produce answers on a partition whose WAL is damaged, and what the
+/// log says.
+fn damaged(name: &str, d: &Damage) -> String {
+    format!(
+        "partition {name}: its write-ahead log {} is damaged at byte {} ({}); offsets from {} on cannot be read, reads before them go on. To accept the loss and write again, restart with --repair-wal {name} (offsets go on past anything the damage could hide; the damaged bytes are kept)",
+        d.path.display(),
+        d.at,
+        d.why,
+        d.first_lost
+    )
+}
+
+/// Deletes WAL files that hold nothing uncommitted, and says where the log
+/// was cut or is damaged.
 fn apply_scan(wal_dir: &WalDir, recovered: &Recovered, name: &str) -> Result<()> {
-    for cut in &recovered.cuts {
-        log::warn!(
-            "partition {name}: WAL {} cut at byte {}: {}",
-            cut.path.display(),
-            cut.at,
-            cut.why
-        );
-    }
-    for path in &recovered.discard {
-        let aside = wal_dir.set_aside(path)?;
-        log::error!(
-            "partition {name}: discarding WAL file {} after an earlier corrupt file (kept as {})",
-            path.display(),
-            aside.display()
-        );
+    if let Some(d) = &recovered.damage {
+        log::error!("{}", damaged(name, d));
+    } else {
+        for cut in &recovered.cuts {
+            log::warn!(
+                "partition {name}: WAL {} cut at byte {} (a torn tail): {}",
+                cut.path.display(),
+                cut.at,
+                cut.why
+            );
+        }
     }
     for path in &recovered.obsolete {
         wal_dir.remove(path)?;
@@ -122,14 +144,15 @@ fn apply_scan(wal_dir: &WalDir, recovered: &Recovered, name: &str) -> Result<()>
 /// The uncommitted records as tail batches: one per sealed file (to
 /// upload again) and one for the active file.
 struct Replayed {
-    sealed: Vec<(PathBuf, Arc<TailBatch>)>,
+    /// (WAL file, the first offset its segment covers, its records).
+    sealed: Vec<(PathBuf, i64, Arc<TailBatch>)>,
     active: Option<Arc<TailBatch>>,
 }
 
 impl Replayed {
     /// What readers see beyond the committed offset.
     fn tail(&self) -> VecDeque<Arc<TailBatch>> {
-        let sealed = self.sealed.iter().map(|(_, b)| Arc::clone(b));
+        let sealed = self.sealed.iter().map(|(_, _, b)| Arc::clone(b));
         sealed.chain(self.active.iter().cloned()).collect()
     }
 }
@@ -147,7 +170,7 @@ fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
     let sealed = recovered
         .sealed
         .iter_mut()
-        .filter_map(|f| Some((f.path.clone(), batch_of(f)?)))
+        .filter_map(|f| Some((f.path.clone(), f.first_offset, batch_of(f)?)))
         .collect();
     let active = recovered.active.as_mut().and_then(batch_of);
     Replayed { sealed, active }
@@ -165,9 +188,9 @@ fn start(
     let name = shared.name();
     let high = recovered.next_offset;
     let (upload_tx, upload_rx) = crossbeam_channel::unbounded();
-    for (wal_path, batch) in replayed.sealed {
+    for (wal_path, base_offset, batch) in replayed.sealed {
         let _ = upload_tx.send(UploadMsg::Upload(SealedSegment {
-            base_offset: batch.base_offset(),
+            base_offset,
             last_offset: batch.last_offset(),
             bytes: batch.bytes,
             batches: vec![batch],
@@ -185,7 +208,15 @@ fn start(
                 bytes,
                 since,
             };
-            (wal_dir.reopen(&a.path, a.good_len)?, segment)
+            // A damaged file stays exactly as it is (nothing is appended
+            // while the partition is damaged); any other is cut after its
+            // good prefix.
+            let keep = if recovered.damage.is_some() {
+                a.len
+            } else {
+                a.good_len
+            };
+            (wal_dir.reopen(&a.path, keep)?, segment)
         }
         None => (
             wal_dir.create(high)?,

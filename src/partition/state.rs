@@ -20,9 +20,6 @@ pub struct TailBatch {
 }
 
 impl TailBatch {
-    pub fn base_offset(&self) -> i64 {
-        self.records[0].offset
-    }
     pub fn last_offset(&self) -> i64 {
         self.records[self.records.len() - 1].offset
     }
@@ -46,6 +43,10 @@ pub enum Status {
     /// A local write or fsync failed: the on-disk state is unknown, so the
     /// partition refuses writes until a restart replays its WAL.
     Failed(String),
+    /// Its WAL is damaged in the middle (not a torn tail): reads up to the
+    /// damage go on, writes answer DATA_LOSS until an operator accepts the
+    /// loss (`--repair-wal`); nothing is cut or renumbered meanwhile.
+    Damaged(String),
 }
 
 /// What readers see of a partition. Offsets `low..committed_next` are in

@@ -75,7 +75,7 @@ impl Uploader {
         );
         self.put_object(&key, &bytes)?;
         self.confirm_owner()?;
-        self.commit_segment(&key, &summary)?;
+        self.commit_segment(&seg, &key, &summary)?;
         self.publish_segment(&seg, &key, &summary);
         self.trim_wal(&seg);
         log::debug!(
@@ -144,18 +144,25 @@ impl Uploader {
     /// Writes the segment's metadata row: the commit point. Retried until
     /// it succeeds; a conflict is fine only if the row is already ours (a
     /// retried commit whose first attempt went through after all).
-    fn commit_segment(&self, key: &str, summary: &SegmentSummary) -> Result<(), Stopped> {
+    fn commit_segment(
+        &self,
+        seg: &SealedSegment,
+        key: &str,
+        summary: &SegmentSummary,
+    ) -> Result<(), Stopped> {
         if self.stop.is_raised() {
             // Shutting down: an upload that finished after its deadline is
             // left for the next start to redo (the WAL still has it).
             return Err(Stopped::Asked);
         }
         let name = self.shared.name();
+        // The segment covers its WAL file's range: a repair's skip can put
+        // offsets that hold no record at its head.
         let row = SegmentRow {
             topic: self.shared.topic.to_string(),
             partition: self.shared.partition,
-            base_offset: summary.base_offset,
-            last_offset: summary.last_offset,
+            base_offset: seg.base_offset,
+            last_offset: seg.last_offset,
             record_count: summary.record_count as i64,
             size_bytes: summary.size_bytes as i64,
             min_timestamp_ms: summary.min_timestamp_ms,
@@ -212,8 +219,8 @@ impl Uploader {
             }
             view.committed_next = seg.last_offset + 1;
             view.segments.push_back(SegmentRef {
-                base_offset: summary.base_offset,
-                last_offset: summary.last_offset,
+                base_offset: seg.base_offset,
+                last_offset: seg.last_offset,
                 key: Arc::from(key),
                 size_bytes: summary.size_bytes,
                 max_timestamp_ms: summary.max_timestamp_ms,

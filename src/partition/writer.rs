@@ -200,6 +200,7 @@ impl Writer {
                 "partition {} is unavailable after a local I/O failure ({why}); restart the server",
                 self.shared.name()
             )),
+            Status::Damaged(why) => Error::DataLoss(why),
         };
         for r in group {
             let _ = r.reply.send(Err(err.clone_simple()));

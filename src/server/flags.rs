@@ -140,6 +140,13 @@ pub const FLAGS: &[Flag] = &[
         help: "take the bucket prefix from the node that owns it (it is fenced); only when that node is gone",
     },
     Flag {
+        name: "--repair-wal",
+        env: "STREAMHOUSE_REPAIR_WAL",
+        value: "TOPIC/PARTITION,...",
+        default: none,
+        help: "accept losing what a damaged WAL hides for these partitions (offsets are never reused)",
+    },
+    Flag {
         name: "--auth-token",
         env: "STREAMHOUSE_AUTH_TOKEN",
         value: "TOKEN",
@@ -310,6 +317,20 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
 fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> {
     let mut engine = EngineConfig::new(data_dir);
     engine.take_over = v.0.contains_key("--take-over");
+    if let Some(list) = v.text("--repair-wal") {
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.rsplit_once('/') {
+                Some((t, p)) if !t.is_empty() && p.parse::<u32>().is_ok() => {
+                    engine.repair_wal.push(item.to_string())
+                }
+                _ => {
+                    return Err(format!(
+                        "--repair-wal: {item:?} is not TOPIC/PARTITION (e.g. orders/3)"
+                    ))
+                }
+            }
+        }
+    }
     if let Some(n) = v.size("--segment-max-bytes")? {
         if n == 0 {
             return Err("--segment-max-bytes must be at least 1".into());

@@ -18,7 +18,9 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::OutOfRange(_) => RpcStatusCode::OUT_OF_RANGE,
         Error::Backpressure(_) => RpcStatusCode::RESOURCE_EXHAUSTED,
         Error::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
-        Error::Corruption { .. } | Error::Malformed { .. } => RpcStatusCode::DATA_LOSS,
+        Error::Corruption { .. } | Error::Malformed { .. } | Error::DataLoss(_) => {
+            RpcStatusCode::DATA_LOSS
+        }
         Error::Store(StoreError::Transient { .. }) => RpcStatusCode::UNAVAILABLE,
         Error::Store(StoreError::NotFound { .. }) => RpcStatusCode::DATA_LOSS,
         Error::Store(StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. }) => {

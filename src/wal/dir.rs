@@ -1,7 +1,8 @@
 //! The WAL directory of one partition and its open, append-only file.
 
+use super::entry::encode_skip_entry;
 use super::fs::{WalFile, WalFs};
-use super::scan::WalFileRef;
+use super::scan::{Damage, WalFileRef};
 use crate::layout;
 use crate::util::fs::IoError;
 use std::io;
@@ -92,11 +93,46 @@ impl WalDir {
     /// Sets a file aside under a name recovery never reads again, keeping
     /// its bytes for a person to look at. Returns the new path.
     pub fn set_aside(&self, path: &Path) -> Result<PathBuf, IoError> {
-        let aside = layout::discarded_wal_path(path);
+        self.rename(path, layout::discarded_wal_path(path))
+    }
+
+    fn rename(&self, path: &Path, to: PathBuf) -> Result<PathBuf, IoError> {
         self.fs
-            .rename(path, &aside)
+            .rename(path, &to)
             .map_err(|e| IoError::new(format!("rename {}", path.display()), e))?;
-        Ok(aside)
+        self.sync_dir()?;
+        Ok(to)
+    }
+
+    /// Accepts the loss that `damage` describes, after an operator asked
+    /// for it: the damaged file's bytes are kept (`.wal.damaged`), a new file
+    /// of the same name holds its good prefix and a skip entry to an offset
+    /// no lost record can have had, and later files are set aside. Offsets
+    /// are never reused. Returns where they go on.
+    pub fn accept_loss(&self, damage: &Damage) -> Result<i64, IoError> {
+        let next = damage.next_offset_bound();
+        let kept = self.rename(&damage.path, layout::damaged_wal_path(&damage.path))?;
+        let bytes = self
+            .fs
+            .read(&kept)
+            .map_err(|e| IoError::new(format!("read {}", kept.display()), e))?;
+        let mut fresh = bytes[..damage.at as usize].to_vec();
+        encode_skip_entry(&mut fresh, next);
+        let file = self
+            .fs
+            .create(&damage.path)
+            .map_err(|e| IoError::new(format!("create WAL {}", damage.path.display()), e))?;
+        let mut w = WalWriter {
+            file,
+            path: damage.path.clone(),
+        };
+        w.append(&fresh)?;
+        w.sync()?;
+        self.sync_dir()?;
+        for (later, _) in &damage.later {
+            self.set_aside(&later.path)?;
+        }
+        Ok(next)
     }
 
     fn sync_dir(&self) -> Result<(), IoError> {

@@ -1,10 +1,11 @@
 //! The WAL entry codec (format in the module doc of `wal`).
 
-use crate::codec::{le_u32, put_header, put_uvarint, Cursor, DecodeError, DecodeResult};
+use crate::codec::{le_i64, le_u32, put_header, put_uvarint, Cursor, DecodeError, DecodeResult};
 use crate::record::{Header, Record};
 
 pub(super) const ENTRY_HEADER_LEN: usize = 8;
 const KIND_RECORDS: u8 = 1;
+const KIND_SKIP: u8 = 2;
 /// Bounds a corrupt length field: no entry is larger than this.
 pub(super) const MAX_ENTRY_LEN: u32 = 1 << 30;
 
@@ -32,6 +33,21 @@ pub fn encode_entry(out: &mut Vec<u8>, base_offset: i64, records: &[Record]) {
             put_header(out, h);
         }
     }
+    seal_entry(out, start);
+}
+
+/// Encodes a skip entry: offsets continue at `next_offset`. Written once, by
+/// an operator's repair, so that offsets lost to damage are never reused.
+pub fn encode_skip_entry(out: &mut Vec<u8>, next_offset: i64) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; ENTRY_HEADER_LEN]);
+    out.push(KIND_SKIP);
+    out.extend_from_slice(&next_offset.to_le_bytes());
+    seal_entry(out, start);
+}
+
+/// Fills in the length and CRC of the entry that starts at `start`.
+fn seal_entry(out: &mut [u8], start: usize) {
     let len = (out.len() - start - ENTRY_HEADER_LEN) as u32;
     out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c_append(
@@ -39,6 +55,15 @@ pub fn encode_entry(out: &mut Vec<u8>, base_offset: i64, records: &[Record]) {
         &out[start + ENTRY_HEADER_LEN..],
     );
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One decoded entry.
+#[derive(Debug)]
+pub(super) enum Entry {
+    /// Records with their offsets (contiguous, never empty).
+    Records(Vec<Record>),
+    /// Offsets continue at this one.
+    Skip(i64),
 }
 
 /// One entry's frame at the start of `rest`: its payload, or why it is not
@@ -73,13 +98,40 @@ pub(super) fn frame(rest: &[u8]) -> Frame<'_> {
     }
 }
 
-/// Decodes one entry payload into records with their offsets.
-pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Vec<Record>> {
-    let mut c = Cursor::new(payload, 0);
-    let kind = c.u8("entry kind")?;
-    if kind != KIND_RECORDS {
-        return Err(DecodeError::new(format!("unknown entry kind {kind}")));
+/// Whether a whole, intact entry of a plausible kind starts at `rest`, for
+/// an entry that would continue offsets at or after `min_offset` (a valid
+/// entry after a bad one means damage, not a torn tail). The cheap checks
+/// come first, so scanning garbage stays fast.
+pub(super) fn plausible_entry_at(rest: &[u8], min_offset: i64) -> bool {
+    if rest.len() < ENTRY_HEADER_LEN + 9 {
+        return false;
     }
+    let payload = &rest[ENTRY_HEADER_LEN..];
+    let kind = payload[0];
+    let offset = le_i64(&payload[1..9]);
+    let fits = (le_u32(&rest[4..8]) as usize) <= payload.len();
+    fits && (kind == KIND_RECORDS || kind == KIND_SKIP)
+        && offset >= min_offset
+        && matches!(frame(rest), Frame::Whole { .. })
+}
+
+/// Decodes one entry payload.
+pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Entry> {
+    let mut c = Cursor::new(payload, 0);
+    match c.u8("entry kind")? {
+        KIND_RECORDS => decode_records(payload, c).map(Entry::Records),
+        KIND_SKIP => {
+            let next = c.i64_le("next offset")?;
+            if c.remaining() != 0 || next < 0 {
+                return Err(DecodeError::new("malformed skip entry"));
+            }
+            Ok(Entry::Skip(next))
+        }
+        kind => Err(DecodeError::new(format!("unknown entry kind {kind}"))),
+    }
+}
+
+fn decode_records(payload: &[u8], mut c: Cursor<'_>) -> DecodeResult<Vec<Record>> {
     let base = c.i64_le("base offset")?;
     let count = c.u32_le("record count")? as usize;
     if count > payload.len() || base < 0 {

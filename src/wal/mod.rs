@@ -19,8 +19,8 @@
 //! ```text
 //! u32 crc        CRC-32C of the 4 length bytes followed by the payload
 //! u32 len        payload length in bytes
-//! payload:
-//!   u8  kind     1 = records
+//! payload, kind 1 = records:
+//!   u8  kind
 //!   i64 base_offset
 //!   u32 record_count
 //!   record_count x record:
@@ -29,13 +29,20 @@
 //!     varint value length, value bytes
 //!     varint header count, then per header (as in segment blocks):
 //!       varint key length, key bytes (UTF-8), varint value length, value bytes
+//! payload, kind 2 = skip (written only by a repair):
+//!   u8  kind
+//!   i64 next_offset   offsets go on here; the ones between are never used
 //! ```
 //!
 //! Offsets are written into the entry, so replay reproduces exactly the
 //! offsets that were acknowledged. On replay the first entry that is torn
 //! (runs past the end of the file), fails its CRC, does not parse, or does
-//! not continue the offsets is where the file is cut: nothing after it is
-//! read, and the file is truncated there so later appends follow good data.
+//! not continue the offsets ends the good prefix. If it is the torn tail of
+//! the log (the last file, nothing intact after it) the file is cut there:
+//! those records were never acknowledged. Otherwise it is damage: nothing is
+//! cut, the partition refuses writes (DATA_LOSS) and keeps serving reads up
+//! to it, until an operator accepts the loss (`--repair-wal`), which keeps
+//! the damaged bytes and skips past every offset they could hide.
 //!
 //! - [`entry`]: the entry codec;
 //! - [`scan`]: recovery's pure scan, files in, recovered state out;
@@ -49,10 +56,12 @@ mod scan;
 
 pub(crate) use dir::{WalDir, WalWriter};
 pub(crate) use entry::encode_entry;
+#[cfg(test)]
+use entry::encode_skip_entry;
 pub use fs::{FaultyWalFs, OsWalFs, WalFaults, WalFile, WalFs};
 #[cfg(test)]
 use scan::{scan_file, FileScan, WalFileRef};
-pub(crate) use scan::{scan_wal, Recovered, RecoveredFile, ScanError};
+pub(crate) use scan::{scan_wal, Damage, Recovered, RecoveredFile, ScanError};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! they hold beyond the committed offset. No I/O here; the partition acts
 //! on the result (reopen, upload again, delete, set aside).
 
-use super::entry::{decode_payload, frame, Frame};
+use super::entry::{decode_payload, frame, plausible_entry_at, Entry, Frame};
 use crate::record::Record;
 use crate::util::fs::IoError;
 use std::fmt;
@@ -24,7 +24,13 @@ pub struct FileScan {
     pub good_len: u64,
     /// Why reading stopped early, if it did (torn or corrupt entry).
     pub cut: Option<String>,
+    /// The offset the next record takes after the good prefix.
+    pub next_offset: i64,
 }
+
+/// Fewest bytes one record takes in a WAL entry (timestamp, key code, value
+/// length, header count): bounds how many offsets unreadable bytes can hide.
+const MIN_RECORD_BYTES: u64 = 11;
 
 /// Reads the entries of one file up to the first that is torn, fails its
 /// checksum, does not parse, or does not continue the offsets from
@@ -53,33 +59,55 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
                 break;
             }
         };
-        let starts_at = entry.first().map(|r| r.offset);
-        if starts_at != Some(expected) {
-            cut = Some(format!(
-                "entry at byte {pos} starts at offset {starts_at:?}, expected {expected}"
-            ));
-            break;
+        match entry {
+            Entry::Records(entry) => {
+                let starts_at = entry.first().map(|r| r.offset);
+                if starts_at != Some(expected) {
+                    cut = Some(format!(
+                        "entry at byte {pos} starts at offset {starts_at:?}, expected {expected}"
+                    ));
+                    break;
+                }
+                expected += entry.len() as i64;
+                records.extend(entry);
+            }
+            Entry::Skip(next) if next >= expected => expected = next,
+            Entry::Skip(next) => {
+                cut = Some(format!(
+                    "entry at byte {pos} skips back to offset {next} from {expected}"
+                ));
+                break;
+            }
         }
-        expected += entry.len() as i64;
-        records.extend(entry);
         pos += len;
     }
     FileScan {
         records,
         good_len: pos as u64,
         cut,
+        next_offset: expected,
     }
+}
+
+/// Whether an intact entry that continues the offsets follows `from`.
+fn later_entry_exists(data: &[u8], from: usize, min_offset: i64) -> bool {
+    (from + 1..data.len()).any(|q| plausible_entry_at(&data[q..], min_offset))
 }
 
 /// A file whose records beyond the committed offset recovery keeps.
 #[derive(Debug)]
 pub struct RecoveredFile {
     pub path: PathBuf,
+    /// The file's length on disk (beyond `good_len` when it is damaged).
+    pub len: u64,
     /// The first offset this file holds for the partition now (its name's
     /// offset, or the committed offset if the file straddles it).
     pub first_offset: i64,
     /// End of the good prefix: appends continue here.
     pub good_len: u64,
+    /// Where offsets continue after this file's good prefix (past its last
+    /// record, or where a skip entry moved them).
+    pub next_offset: i64,
     /// Uncommitted records, contiguous.
     pub records: Vec<Record>,
 }
@@ -90,6 +118,36 @@ pub struct Cut {
     pub path: PathBuf,
     pub at: u64,
     pub why: String,
+}
+
+/// A bad entry that is not the torn tail of the log (a later intact entry,
+/// or a later file, exists): offsets after it may have been acknowledged
+/// and read, so nothing is cut or renumbered until an operator accepts the
+/// loss ([`Damage::next_offset_bound`] is where offsets may then go on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub path: PathBuf,
+    /// Byte position of the bad entry.
+    pub at: u64,
+    pub why: String,
+    /// The first offset that could not be read.
+    pub first_lost: i64,
+    /// The damaged file's length, and the later files with their first
+    /// offsets and lengths: what may hide acknowledged offsets.
+    pub file_len: u64,
+    pub later: Vec<(WalFileRef, u64)>,
+}
+
+impl Damage {
+    /// An offset no record of the damaged region or a later file can have
+    /// had: each record takes at least [`MIN_RECORD_BYTES`].
+    pub fn next_offset_bound(&self) -> i64 {
+        let hidden = |first: i64, bytes: u64| first + (bytes / MIN_RECORD_BYTES) as i64 + 1;
+        self.later
+            .iter()
+            .map(|(f, len)| hidden(f.first_offset, *len))
+            .fold(hidden(self.first_lost, self.file_len - self.at), i64::max)
+    }
 }
 
 /// Everything the WAL holds beyond the committed offset.
@@ -104,9 +162,9 @@ pub struct Recovered {
     pub active: Option<RecoveredFile>,
     /// Files with nothing uncommitted in them: delete.
     pub obsolete: Vec<PathBuf>,
-    /// Files after a cut: their offsets would not be contiguous; set aside.
-    pub discard: Vec<PathBuf>,
     pub cuts: Vec<Cut>,
+    /// Damage in the middle of the log: the partition must not write.
+    pub damage: Option<Damage>,
 }
 
 #[derive(Debug)]
@@ -141,9 +199,11 @@ impl fmt::Display for ScanError {
 /// Scans a partition's WAL files, in offset order, against `committed`
 /// (one past the last offset in a committed segment).
 ///
-/// A cut (torn or corrupt entry) ends the log: later files are set aside.
-/// A cut inside a file whose records are all committed loses nothing, and
-/// scanning goes on.
+/// A torn tail (a bad entry at the end of the last file, nothing intact
+/// after it) is cut: those records were never acknowledged. A bad entry
+/// with an intact entry or a later file after it is damage: scanning stops
+/// there, nothing is cut or set aside, and [`Recovered::damage`] says where.
+/// A cut inside a file whose records are all committed loses nothing.
 pub fn scan_wal(
     committed: i64,
     files: impl IntoIterator<Item = Result<(WalFileRef, Vec<u8>), IoError>>,
@@ -151,31 +211,18 @@ pub fn scan_wal(
     let mut out = Recovered::default();
     let mut kept: Vec<RecoveredFile> = Vec::new();
     let mut expected = committed;
-    let mut broken = false;
-    for item in files {
+    let mut files = files.into_iter().peekable();
+    while let Some(item) = files.next() {
         let (file, data) = item.map_err(ScanError::Read)?;
-        if broken {
-            out.discard.push(file.path);
-            continue;
-        }
         let scan = scan_file(&data, file.first_offset);
-        if let Some(why) = scan.cut {
-            out.cuts.push(Cut {
-                path: file.path.clone(),
-                at: scan.good_len,
-                why,
-            });
-            broken = true;
-        }
         let records: Vec<Record> = scan
             .records
             .into_iter()
             .filter(|r| r.offset >= committed)
             .collect();
-        if records.is_empty() && file.first_offset < committed {
+        if records.is_empty() && file.first_offset < committed && scan.next_offset <= committed {
             // Fully committed; its deletion was lost in a crash.
             out.obsolete.push(file.path);
-            broken = false;
             continue;
         }
         if let Some(first) = records.first() {
@@ -186,25 +233,62 @@ pub fn scan_wal(
                     found: first.offset,
                 });
             }
-            expected = records[records.len() - 1].offset + 1;
+        }
+        expected = expected.max(scan.next_offset);
+        let mut damage = None;
+        if let Some(why) = scan.cut {
+            out.cuts.push(Cut {
+                path: file.path.clone(),
+                at: scan.good_len,
+                why: why.clone(),
+            });
+            let more_files = files.peek().is_some();
+            if more_files || later_entry_exists(&data, scan.good_len as usize, expected) {
+                damage = Some(Damage {
+                    path: file.path.clone(),
+                    at: scan.good_len,
+                    why,
+                    first_lost: expected,
+                    file_len: data.len() as u64,
+                    later: Vec::new(),
+                });
+            }
         }
         kept.push(RecoveredFile {
             path: file.path,
+            len: data.len() as u64,
             first_offset: file.first_offset.max(committed),
             good_len: scan.good_len,
+            next_offset: scan.next_offset,
             records,
         });
+        if let Some(mut d) = damage {
+            for later in files.by_ref() {
+                let (f, data) = later.map_err(ScanError::Read)?;
+                d.later.push((f, data.len() as u64));
+            }
+            out.damage = Some(d);
+        }
     }
     out.next_offset = expected;
+    settle_files(&mut out, kept);
+    Ok(out)
+}
+
+/// Sorts the kept files into sealed ones, the active one and obsolete ones.
+fn settle_files(out: &mut Recovered, mut kept: Vec<RecoveredFile>) {
+    let expected = out.next_offset;
     // Empty files before the last one carry nothing.
     while kept.len() > 1 && kept[0].records.is_empty() {
         out.obsolete.push(kept.remove(0).path);
     }
     // The last file is the active one if its records start where its name
-    // says (an empty last file starts at the next offset).
+    // says (an empty last file starts at the next offset), if a repair's
+    // skip entry moved its offsets on, or if it is damaged (kept as it is).
     if let Some(last) = kept.pop() {
         let starts = last.records.first().map_or(expected, |r| r.offset);
-        if last.first_offset == starts {
+        let skipped = last.records.is_empty() && last.next_offset > last.first_offset;
+        if last.first_offset == starts || skipped || out.damage.is_some() {
             out.active = Some(last);
         } else {
             kept.push(last);
@@ -217,5 +301,4 @@ pub fn scan_wal(
             out.sealed.push(k);
         }
     }
-    Ok(out)
 }

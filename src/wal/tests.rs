@@ -200,7 +200,7 @@ fn scan_of_whole_files_keeps_sealed_files_and_the_active_one() {
         (active.first_offset, offsets(&active.records)),
         (9, vec![9])
     );
-    assert!(r.obsolete.is_empty() && r.discard.is_empty() && r.cuts.is_empty());
+    assert!(r.obsolete.is_empty() && r.damage.is_none() && r.cuts.is_empty());
 }
 
 #[test]
@@ -239,29 +239,148 @@ fn scan_cut_in_the_final_file_keeps_the_good_prefix_for_appends() {
         (r.cuts[0].path.clone(), r.cuts[0].at),
         (path(4), whole_first)
     );
-    assert!(r.discard.is_empty());
+    assert!(r.damage.is_none(), "a torn tail is not damage");
 }
 
 #[test]
-fn scan_cut_in_a_non_final_file_sets_later_files_aside() {
+fn a_bad_entry_in_a_non_final_file_is_damage_not_a_cut() {
     let (f, mut data) = file(3, &[(3, 2), (5, 2)]);
     let n = data.len();
     data[n - 1] ^= 0x40; // corrupt the second entry of the middle file
-    let r = scan(
-        0,
+    let later = file(7, &[(7, 5)]);
+    let last = file(12, &[(12, 1)]);
+    let (later_len, last_len) = (later.1.len() as u64, last.1.len() as u64);
+    let r = scan(0, vec![file(0, &[(0, 3)]), (f, data), later, last]);
+    let d = r.damage.expect("damage");
+    assert_eq!((d.path.clone(), d.first_lost), (path(3), 5));
+    assert!(d.why.contains("checksum"), "{}", d.why);
+    assert_eq!(
+        d.later,
         vec![
-            file(0, &[(0, 3)]),
-            (f, data),
-            file(7, &[(7, 5)]),
-            file(12, &[(12, 1)]),
+            (
+                WalFileRef {
+                    first_offset: 7,
+                    path: path(7)
+                },
+                later_len
+            ),
+            (
+                WalFileRef {
+                    first_offset: 12,
+                    path: path(12)
+                },
+                last_len
+            )
         ],
+        "later files are left as they are"
     );
-    assert_eq!(r.discard, vec![path(7), path(12)]);
-    assert_eq!(r.cuts.len(), 1);
-    assert!(r.cuts[0].why.contains("checksum"), "{}", r.cuts[0].why);
-    assert_eq!(r.next_offset, 5);
+    // Reads keep what precedes the damage; offsets would go on only past
+    // anything a later file could hold.
     assert_eq!(offsets(&r.sealed[0].records), vec![0, 1, 2]);
     assert_eq!(offsets(&r.active.unwrap().records), vec![3, 4]);
+    assert!(d.next_offset_bound() > 12 + (last_len / 11) as i64);
+}
+
+#[test]
+fn a_bad_entry_with_an_intact_one_after_it_in_the_last_file_is_damage() {
+    let (f, mut data) = file(0, &[(0, 2), (2, 3), (5, 1)]);
+    let first_len = {
+        let mut d = Vec::new();
+        encode_entry(&mut d, 0, &batch(0, 2));
+        d.len()
+    };
+    data[first_len + 12] ^= 0x01; // inside the second entry's payload
+    let r = scan(0, vec![(f, data)]);
+    let d = r.damage.expect("bit rot in the middle, not a torn tail");
+    assert_eq!((d.at as usize, d.first_lost), (first_len, 2));
+    assert!(d.later.is_empty());
+    assert_eq!(offsets(&r.active.unwrap().records), vec![0, 1]);
+}
+
+#[test]
+fn a_repair_keeps_the_damaged_bytes_skips_past_the_damage_and_never_reuses_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(tmp.path());
+    let mut w = dir.create(0).unwrap();
+    let mut buf = Vec::new();
+    for (base, n) in [(0, 2), (2, 3), (5, 4)] {
+        encode_entry(&mut buf, base, &batch(base, n));
+    }
+    let second = {
+        let mut d = Vec::new();
+        encode_entry(&mut d, 0, &batch(0, 2));
+        d.len() + 12
+    };
+    buf[second] ^= 0xff; // inside the second entry
+    w.append(&buf).unwrap();
+    w.sync().unwrap();
+    let mut later = dir.create(9).unwrap();
+    let mut lbuf = Vec::new();
+    encode_entry(&mut lbuf, 9, &batch(9, 2));
+    later.append(&lbuf).unwrap();
+    let r = scan_wal(0, dir.read_all().unwrap()).unwrap();
+    let damage = r.damage.expect("damage");
+    assert_eq!(damage.first_lost, 2);
+    let next = dir.accept_loss(&damage).unwrap();
+    assert!(next >= 11, "past every offset a later file holds: {next}");
+    assert_eq!(next, damage.next_offset_bound());
+    // The damaged bytes are kept; later files are set aside, not deleted.
+    let names: Vec<String> = fs::read_dir(tmp.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".wal.damaged")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with(".wal.discarded")),
+        "{names:?}"
+    );
+    let kept = fs::read(tmp.path().join("wal/00000000000000000000.wal.damaged")).unwrap();
+    assert_eq!(kept, buf);
+    // The log now reads cleanly: the good prefix, then offsets at `next`.
+    let again = scan_wal(0, dir.read_all().unwrap()).unwrap();
+    assert!(
+        again.damage.is_none() && again.cuts.is_empty(),
+        "{:?}",
+        again.cuts
+    );
+    assert_eq!(again.next_offset, next);
+    assert_eq!(offsets(&again.active.unwrap().records), vec![0, 1]);
+}
+
+#[test]
+fn a_skip_entry_moves_offsets_on_and_a_skip_back_is_a_cut() {
+    let mut data = Vec::new();
+    encode_entry(&mut data, 0, &batch(0, 2));
+    encode_skip_entry(&mut data, 50);
+    encode_entry(&mut data, 50, &batch(50, 1));
+    let s = scan_file(&data, 0);
+    assert!(s.cut.is_none(), "{:?}", s.cut);
+    assert_eq!(offsets(&s.records), vec![0, 1, 50]);
+    assert_eq!(s.next_offset, 51);
+    let mut back = Vec::new();
+    encode_entry(&mut back, 0, &batch(0, 2));
+    encode_skip_entry(&mut back, 1);
+    assert!(scan_file(&back, 0).cut.unwrap().contains("skips back"));
+    // A file holding only a skip is the active file, not obsolete: it is
+    // what keeps the skipped offsets from being reused.
+    let mut only = Vec::new();
+    encode_skip_entry(&mut only, 77);
+    let r = scan(
+        5,
+        vec![(
+            WalFileRef {
+                first_offset: 5,
+                path: path(5),
+            },
+            only,
+        )],
+    );
+    assert_eq!(r.next_offset, 77);
+    assert_eq!(r.active.unwrap().path, path(5));
+    assert!(r.obsolete.is_empty());
 }
 
 #[test]
@@ -272,15 +391,16 @@ fn scan_cut_inside_a_committed_file_loses_nothing() {
     // still read.
     let r = scan(5, vec![(f, data), file(5, &[(5, 2)])]);
     assert_eq!(r.obsolete, vec![path(0)]);
-    assert!(r.discard.is_empty());
+    assert!(r.damage.is_none());
     assert_eq!(offsets(&r.active.unwrap().records), vec![5, 6]);
     assert_eq!(r.next_offset, 7);
 }
 
 #[test]
 fn scan_reads_every_entry_kind_and_cuts_at_an_unknown_one() {
-    // Records entries are the only kind; one with another kind byte (and a
-    // valid checksum) is a cut, not a panic or a skip.
+    // Records and skip entries are the kinds (skips: see below); one with
+    // another kind byte (and a valid checksum) at the end is a cut, not a
+    // panic or a skip.
     let (f, mut data) = file(0, &[(0, 2)]);
     let mut odd = Vec::new();
     encode_entry(&mut odd, 2, &batch(2, 1));
