@@ -71,7 +71,7 @@ segments=$(ctl --format json topic describe flights | grep -o '"segment_count":[
 CHECK_NAME="segments were committed ($segments)" check test "${segments:-0}" -gt 1
 
 # The objects are really in the bucket, under the prefix.
-objects=$(python3 scripts/s3-list.py "$prefix/topics/flights/" | grep -c '/0/[0-9]*\.seg$' || true)
+objects=$(python3 scripts/s3-list.py "$prefix/topics/flights/" | grep -c '/0/[0-9]*-[0-9]*\.seg$' || true)
 CHECK_NAME="$objects segment objects in the bucket match $segments committed segments" check test "$objects" -eq "$segments"
 stop_server
 
@@ -80,7 +80,7 @@ rm -rf "$work/data"
 start_server
 ctl consume flights --partition 0 --format raw > "$work/back3.jsonl"
 CHECK_NAME="consumed byte-exact on a new node rebuilt from the bucket" check cmp -s "$work/back3.jsonl" "$DATA/flights-200k.jsonl"
-after=$(python3 scripts/s3-list.py "$prefix/topics/flights/" | grep -c '/0/[0-9]*\.seg$' || true)
+after=$(python3 scripts/s3-list.py "$prefix/topics/flights/" | grep -c '/0/[0-9]*-[0-9]*\.seg$' || true)
 CHECK_NAME="no segment object deleted by the rebuild ($after)" check test "$after" -eq "$objects"
 stop_server
 
