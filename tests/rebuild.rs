@@ -121,6 +121,11 @@ fn a_node_with_an_empty_data_dir_rebuilds_everything_from_the_bucket() {
     next_offset_continues(&c, &acked);
     let after = bucket.keys();
     assert!(before.iter().all(|k| after.contains(k)), "nothing deleted");
+    eprintln!(
+        "empty data dir: {} objects in the bucket before the rebuild, {} after",
+        before.len(),
+        after.len()
+    );
 }
 
 #[test]
@@ -175,6 +180,11 @@ fn a_stale_or_foreign_sqlite_file_is_reconciled_and_deletes_nothing() {
         assert!(s.sigterm_and_wait().success());
     }
     assert_eq!(bucket.keys(), before, "the stale file deleted nothing");
+    eprintln!(
+        "stale SQLite: {} objects before, {} after",
+        before.len(),
+        bucket.keys().len()
+    );
 
     // A data directory from another prefix, with a topic of its own: it
     // belongs to that store, so the node refuses to mix the two.
@@ -202,6 +212,11 @@ fn a_stale_or_foreign_sqlite_file_is_reconciled_and_deletes_nothing() {
         "{err}"
     );
     assert_eq!(bucket.keys(), before, "the foreign file deleted nothing");
+    eprintln!(
+        "foreign SQLite: {} objects before, {} after",
+        before.len(),
+        bucket.keys().len()
+    );
     // The other bucket still has its topic.
     let s = other.start(foreign_disk.path(), &[]);
     assert_eq!(fetch_all(&s.clients(), "elsewhere", 0, 0).len(), 1);
