@@ -31,11 +31,17 @@ pub struct EngineConfig {
     /// Reader pool threads. They block on object-store GETs, so more than
     /// cores; 8.
     pub reader_threads: usize,
-    /// Largest key + value + headers of one record. 1 MiB.
+    /// Largest key + value + headers of one record (with the per-record
+    /// and per-header overhead, see `record::RECORD_OVERHEAD`). 1 MiB.
     pub max_record_bytes: usize,
-    /// Requests queued per partition writer before produce answers with
-    /// backpressure.
-    pub writer_queue: usize,
+    /// Most bytes one fetch returns, whatever it asks for (the first record
+    /// is returned even if larger). 8 MiB: far under the message limit; a
+    /// reply in flight costs the server about four times its size (records,
+    /// protobuf, gRPC buffers), so four greedy fetches at once add ~130 MB
+    /// (16 MiB measured ~230 MB).
+    pub max_fetch_bytes: usize,
+    /// Most records one fetch returns, whatever it asks for. 50,000.
+    pub max_fetch_records: usize,
     /// How often retention runs.
     pub retention_interval: Duration,
     /// Retry policy for object-store calls (uploads retry until they
@@ -62,7 +68,8 @@ impl EngineConfig {
             cache_bytes: 256 << 20,
             reader_threads: 8,
             max_record_bytes: 1 << 20,
-            writer_queue: 4096,
+            max_fetch_bytes: 8 << 20,
+            max_fetch_records: 50_000,
             retention_interval: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             wal_fs: Arc::new(OsWalFs),

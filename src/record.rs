@@ -23,16 +23,33 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
+/// Charged for every record on top of its bytes, in all size accounting
+/// (the record limit, the backlog bound, segment size, fetch budgets): a
+/// record is never free, whatever its key and value.
+pub const RECORD_OVERHEAD: usize = 16;
+/// Charged for every header on top of its key and value: a million empty
+/// headers are not free either.
+pub const HEADER_OVERHEAD: usize = 8;
+/// Most headers one record may carry.
+pub const MAX_HEADERS: usize = 1024;
+
+/// The charged size of a record with these parts.
+pub fn accounted_len(key: usize, value: usize, headers: usize, header_bytes: usize) -> usize {
+    RECORD_OVERHEAD + key + value + headers * HEADER_OVERHEAD + header_bytes
+}
+
 impl Record {
-    /// The bytes a record costs against `--max-record-bytes`: key, value and
-    /// every header key and value.
-    pub fn payload_len(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.len()
-            + self
-                .headers
+    /// What a record costs in every size limit: key, value, header keys and
+    /// values, plus [`RECORD_OVERHEAD`] and [`HEADER_OVERHEAD`] per header.
+    pub fn accounted_len(&self) -> usize {
+        accounted_len(
+            self.key.as_ref().map_or(0, Vec::len),
+            self.value.len(),
+            self.headers.len(),
+            self.headers
                 .iter()
                 .map(|h| h.key.len() + h.value.len())
-                .sum::<usize>()
+                .sum::<usize>(),
+        )
     }
 }

@@ -849,3 +849,42 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
     engine.create_topic(&topic("ghost", 1)).unwrap();
     assert!(fetch_all(&engine, "ghost", 0, 0).is_empty());
 }
+
+#[test]
+fn a_fetch_from_a_segment_stops_at_the_byte_limit_when_the_next_record_does_not_fit() {
+    // 3,000-byte records do not divide the 1 MiB default: the record that
+    // would pass the limit ends the reply (it used to be retried forever on
+    // a reader thread).
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(MemoryStore::new())).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let big: Vec<Record> = (0..1000)
+        .map(|i| Record {
+            value: vec![i as u8; 3000],
+            ..Default::default()
+        })
+        .collect();
+    engine.produce_sync("t", 0, big, Acks::Uploaded).unwrap();
+    let mut next = 0;
+    let mut calls = 0;
+    while next < 1000 {
+        let r = engine
+            .fetch_sync(
+                "t",
+                0,
+                FetchRequest {
+                    offset: next,
+                    max_records: 0,
+                    max_bytes: 0,
+                    max_wait: Duration::ZERO,
+                },
+            )
+            .unwrap();
+        let bytes: usize = r.records.iter().map(|r| r.value.len() + 16).sum();
+        assert!(bytes <= 1 << 20, "{bytes}");
+        assert_eq!(r.records[0].offset, next);
+        next = r.next_offset;
+        calls += 1;
+    }
+    assert_eq!(calls, 3, "349 + 349 + 302 records");
+}

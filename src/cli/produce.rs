@@ -156,6 +156,22 @@ impl Sender<'_> {
             l.last = l.last.max(ack.get_base_offset() + ack.get_count() - 1);
             l.count += ack.get_count();
         }
+        if let Some(e) = resp.get_errors().first() {
+            // Some partitions were written, these were not: say both, so a
+            // retry can resend only what failed.
+            let written: Vec<String> = resp
+                .get_acks()
+                .iter()
+                .map(|a| a.get_partition().to_string())
+                .collect();
+            return Err(CliError::Runtime(format!(
+                "produce to {topic:?}: partition {} was not written: {} (code {}); partitions [{}] were",
+                e.get_partition(),
+                e.get_message(),
+                e.get_code(),
+                written.join(", ")
+            )));
+        }
         self.total += n;
         Ok(())
     }

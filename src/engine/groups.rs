@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Longest metadata string a committed offset may carry (Kafka's
+/// `offset.metadata.max.bytes` default).
+pub const MAX_COMMIT_METADATA: usize = 4096;
+
 /// How often changed group offsets are written to the bucket.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -43,6 +47,12 @@ impl Engine {
         if offset < 0 {
             return Err(Error::InvalidArgument(format!(
                 "offset {offset} is negative; commit the next offset to read (>= 0)"
+            )));
+        }
+        if metadata.len() > MAX_COMMIT_METADATA {
+            return Err(Error::InvalidArgument(format!(
+                "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
+                metadata.len()
             )));
         }
         self.ctx.meta.commit_group_offset(&GroupOffset {

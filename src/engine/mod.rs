@@ -27,11 +27,14 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::TopicRow;
+use crate::metrics::Metrics;
 use crate::metrics::MetricsSnapshot;
 use crate::object_store::ObjectStore;
-use crate::partition::{open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Partition};
+use crate::partition::{
+    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition,
+};
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
-use crate::record::Record;
+use crate::record::{Record, HEADER_OVERHEAD, MAX_HEADERS, RECORD_OVERHEAD};
 use crate::util::sync::{self, lock, StopSignal};
 use crate::util::thread::{self, Worker};
 use std::collections::{HashMap, HashSet};
@@ -186,19 +189,64 @@ impl Engine {
         records: Vec<Record>,
         acks: Acks,
     ) -> Result<AckReceiver> {
-        let bytes = self.validate_records(&records)?;
-        let p = self.partition(topic, partition)?;
-        let (reply, rx) = futures::channel::oneshot::channel();
-        p.submit(AppendRequest {
-            records,
-            acks,
-            reply,
-            bytes,
-        })?;
-        Ok(rx)
+        let mut rx = self.produce_batch(topic, vec![(partition, records)], acks)?;
+        Ok(rx.remove(0).1)
     }
 
-    /// Checks sizes and timestamps; returns the request's payload bytes.
+    /// Appends records to several partitions of a topic, all or nothing up
+    /// to the queue: the request is validated whole (the partitions, every
+    /// record, the writability of each partition) and its bytes reserved
+    /// against the backlog bound in one step, before any partition receives
+    /// a record. A refused request writes nothing anywhere. Past that point
+    /// only a local I/O failure (or a lost prefix) can fail a partition; the
+    /// receivers say which.
+    pub fn produce_batch(
+        &self,
+        topic: &str,
+        parts: Vec<(u32, Vec<Record>)>,
+        acks: Acks,
+    ) -> Result<Vec<(u32, AckReceiver)>> {
+        let mut targets = Vec::with_capacity(parts.len());
+        let mut total = 0u64;
+        for (p, records) in &parts {
+            let bytes = self.validate_records(records)?;
+            let partition = self.partition(topic, *p)?;
+            if let Some(e) = partition.shared.refusal(self.ctx.owner.fenced()) {
+                return Err(e);
+            }
+            total += bytes;
+            targets.push((partition, bytes));
+        }
+        if total > MAX_PRODUCE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "a produce request carries {total} bytes; the limit is {MAX_PRODUCE_BYTES}"
+            )));
+        }
+        let max = self.ctx.config.max_backlog_bytes;
+        if let Err(backlog) = Backlog::reserve_node(&self.ctx.backlog_bytes, total, max) {
+            Metrics::add(&self.ctx.metrics.backpressure_rejections, 1);
+            return Err(Error::Backpressure(format!(
+                "{backlog} bytes are waiting for upload (limit {max}); the object store may be slow or down, retry later"
+            )));
+        }
+        let mut receivers = Vec::with_capacity(parts.len());
+        for ((p, records), (partition, bytes)) in parts.into_iter().zip(targets) {
+            let (reply, rx) = futures::channel::oneshot::channel();
+            let req = AppendRequest {
+                records,
+                acks,
+                reply,
+                bytes,
+            };
+            // Fails only when shutting down; the receiver then answers so.
+            let _ = partition.submit(req);
+            receivers.push((p, rx));
+        }
+        Ok(receivers)
+    }
+
+    /// Checks headers, sizes and timestamps; returns the records' charged
+    /// bytes.
     fn validate_records(&self, records: &[Record]) -> Result<u64> {
         if records.is_empty() {
             return Err(Error::InvalidArgument(
@@ -208,10 +256,16 @@ impl Engine {
         let max = self.ctx.config.max_record_bytes;
         let mut bytes = 0u64;
         for (i, r) in records.iter().enumerate() {
-            let len = r.payload_len();
+            if r.headers.len() > MAX_HEADERS {
+                return Err(Error::InvalidArgument(format!(
+                    "record {i} has {} headers; the limit is {MAX_HEADERS}",
+                    r.headers.len()
+                )));
+            }
+            let len = r.accounted_len();
             if len > max {
                 return Err(Error::InvalidArgument(format!(
-                    "record {i} is {len} bytes (key + value + headers); the limit is {max} bytes"
+                    "record {i} is {len} bytes (key + value + headers, and {RECORD_OVERHEAD} per record and {HEADER_OVERHEAD} per header); the limit is {max} bytes"
                 )));
             }
             if r.timestamp_ms < 0 {
@@ -221,11 +275,6 @@ impl Engine {
                 )));
             }
             bytes += len as u64;
-        }
-        if bytes > MAX_PRODUCE_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "a produce request carries {bytes} bytes; the limit is {MAX_PRODUCE_BYTES}"
-            )));
         }
         Ok(bytes)
     }

@@ -19,15 +19,20 @@ impl Backlog {
         }
     }
 
-    /// Takes `bytes` unless the node total would pass `max`; on refusal,
-    /// returns the total as it was.
-    pub fn try_reserve(&self, bytes: u64, max: u64) -> Result<(), u64> {
-        self.node
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-                (now + bytes <= max).then_some(now + bytes)
-            })?;
-        self.partition.fetch_add(bytes, Ordering::Relaxed);
+    /// Takes `bytes` from the node's bound unless the total would pass
+    /// `max`; on refusal, returns the total as it was. One reservation for a
+    /// whole produce request, before any partition receives a record; each
+    /// partition then [`Backlog::take_share`]s its part.
+    pub fn reserve_node(node: &AtomicU64, bytes: u64, max: u64) -> Result<(), u64> {
+        node.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+            (now + bytes <= max).then_some(now + bytes)
+        })?;
         Ok(())
+    }
+
+    /// Counts `bytes` already reserved on the node as this partition's.
+    pub fn take_share(&self, bytes: u64) {
+        self.partition.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Counts `bytes` without a bound (records recovered from the WAL).
@@ -58,9 +63,15 @@ mod tests {
         let node = Arc::new(AtomicU64::new(0));
         let a = Backlog::new(Arc::clone(&node));
         let b = Backlog::new(Arc::clone(&node));
-        assert!(a.try_reserve(60, 100).is_ok());
-        assert_eq!(b.try_reserve(50, 100), Err(60), "over the node bound");
-        assert!(b.try_reserve(40, 100).is_ok());
+        assert!(Backlog::reserve_node(&node, 60, 100).is_ok());
+        a.take_share(60);
+        assert_eq!(
+            Backlog::reserve_node(&node, 50, 100),
+            Err(60),
+            "over the node bound"
+        );
+        assert!(Backlog::reserve_node(&node, 40, 100).is_ok());
+        b.take_share(40);
         a.release(10);
         assert_eq!(node.load(Ordering::Relaxed), 90);
         a.release_all();

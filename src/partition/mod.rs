@@ -24,8 +24,10 @@ use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::util::sync::{lock, StopSignal};
 use crate::util::thread::Worker;
+pub(crate) use backlog::Backlog;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+pub(crate) use uploader::fenced_error;
 
 /// When a produce is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,18 +74,17 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Queues an append; the reply arrives on `reply` after the WAL fsync
-    /// (or the upload, for `Acks::Uploaded`).
+    /// Queues an append whose bytes the caller reserved on the node's
+    /// backlog; the partition takes its share. The queue is bounded by those
+    /// bytes, not by a count. The reply arrives on `reply` after the WAL
+    /// fsync (or the upload, for `Acks::Uploaded`).
     pub(crate) fn submit(&self, req: AppendRequest) -> Result<()> {
-        use crossbeam_channel::TrySendError;
-        match self.writer_tx.try_send(WriterMsg::Append(req)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::Backpressure(format!(
-                "partition {} has too many queued produce requests; retry later",
-                self.shared.name()
-            ))),
-            Err(TrySendError::Disconnected(_)) => Err(Error::shutting_down()),
-        }
+        self.shared.backlog.take_share(req.bytes);
+        let bytes = req.bytes;
+        self.writer_tx.send(WriterMsg::Append(req)).map_err(|_| {
+            self.shared.backlog.release(bytes);
+            Error::shutting_down()
+        })
     }
 
     /// Stops the writer after it has written everything queued (and sent

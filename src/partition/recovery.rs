@@ -162,7 +162,7 @@ fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
     let batch_of = |file: &mut RecoveredFile| {
         let records = std::mem::take(&mut file.records);
         (!records.is_empty()).then(|| {
-            let bytes = records.iter().map(|r| r.payload_len() as u64).sum();
+            let bytes = records.iter().map(|r| r.accounted_len() as u64).sum();
             backlog.add(bytes);
             Arc::new(TailBatch { records, bytes })
         })
@@ -246,7 +246,9 @@ fn start(
         upload_tx,
         buf: Vec::new(),
     };
-    let (writer_tx, writer_rx) = crossbeam_channel::bounded(ctx.config.writer_queue);
+    // Bounded by bytes (the backlog reservation made before a request is
+    // queued), not by a count of requests.
+    let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
     let spawn_err = |e| Error::io(format!("spawn threads for {name}"), e);
     let uploader = thread::spawn(format!("upload-{name}"), move || uploader.run(upload_rx))
         .map_err(spawn_err)?;

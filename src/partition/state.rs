@@ -133,6 +133,23 @@ impl PartitionShared {
         format!("{}/{}", self.topic, self.partition)
     }
 
+    /// Why the partition refuses writes now, if it does: deleted, failed,
+    /// damaged, or (`fenced`) the node lost its prefix to `fenced`'s owner.
+    pub(crate) fn refusal(&self, fenced: Option<String>) -> Option<Error> {
+        match &self.view().status {
+            Status::Open => fenced.map(|owner| super::fenced_error(&owner)),
+            Status::Deleted => Some(Error::NotFound(format!(
+                "topic {:?} was deleted",
+                self.topic
+            ))),
+            Status::Failed(why) => Some(Error::Unavailable(format!(
+                "partition {} is unavailable after a local I/O failure ({why}); restart the server",
+                self.name()
+            ))),
+            Status::Damaged(why) => Some(Error::DataLoss(why.clone())),
+        }
+    }
+
     /// The number of appends so far (read it under the view lock, together
     /// with the watermark it explains).
     pub fn appends(&self) -> u64 {

@@ -23,6 +23,10 @@ use std::time::Instant;
 /// At most this many bytes of requests go into one group commit, so one
 /// fsync's batch stays bounded in memory and latency.
 const MAX_GROUP_BYTES: u64 = 32 << 20;
+/// The WAL encoding buffer keeps at most this much capacity between group
+/// commits (one large group must not pin its size in memory, per partition,
+/// forever).
+const RETAINED_BUFFER_BYTES: usize = 1 << 20;
 
 /// A sealed segment on its way to the object store.
 pub(crate) struct SealedSegment {
@@ -188,42 +192,24 @@ impl Writer {
     /// or failed, or the node was fenced by a new owner of the prefix;
     /// otherwise hands it back.
     fn refuse_if_closed(&self, group: Vec<AppendRequest>) -> Option<Vec<AppendRequest>> {
-        let err = match self.shared.view().status.clone() {
-            Status::Open => match self.ctx.owner.fenced() {
-                None => return Some(group),
-                Some(owner) => super::uploader::fenced_error(&owner),
-            },
-            Status::Deleted => {
-                Error::NotFound(format!("topic {:?} was deleted", self.shared.topic))
-            }
-            Status::Failed(why) => Error::Unavailable(format!(
-                "partition {} is unavailable after a local I/O failure ({why}); restart the server",
-                self.shared.name()
-            )),
-            Status::Damaged(why) => Error::DataLoss(why),
+        let Some(err) = self.shared.refusal(self.ctx.owner.fenced()) else {
+            return Some(group);
         };
         for r in group {
+            self.shared.backlog.release(r.bytes);
             let _ = r.reply.send(Err(err.clone_simple()));
         }
         None
     }
 
-    /// Reserves each request's bytes against the backlog bound (refusing
-    /// those that do not fit), assigns offsets and server timestamps, and
-    /// encodes the WAL entries into `buf`.
+    /// Assigns offsets and server timestamps (the bytes were reserved
+    /// before the request was queued), and encodes the WAL entries into
+    /// `buf`.
     fn stage(&mut self, group: Vec<AppendRequest>) -> Staged {
         let now = now_ms();
-        let max = self.ctx.config.max_backlog_bytes;
         let mut staged = Staged::default();
         self.buf.clear();
         for mut req in group {
-            if let Err(backlog) = self.shared.backlog.try_reserve(req.bytes, max) {
-                Metrics::add(&self.ctx.metrics.backpressure_rejections, 1);
-                let _ = req.reply.send(Err(Error::Backpressure(format!(
-                    "{backlog} bytes are waiting for upload (limit {max}); the object store may be slow or down, retry later"
-                ))));
-                continue;
-            }
             let base = self.next_offset;
             for (i, r) in req.records.iter_mut().enumerate() {
                 r.offset = base + i as i64;
@@ -262,6 +248,7 @@ impl Writer {
         batches: &[Arc<TailBatch>],
     ) -> Option<Vec<Accepted>> {
         let written = self.wal.append(&self.buf);
+        let written_len = self.buf.len();
         let mut waiting = Vec::with_capacity(accepted.len());
         for a in accepted {
             if a.acks == Acks::None && written.is_ok() {
@@ -278,8 +265,10 @@ impl Writer {
                 Ok(())
             }
         });
+        self.buf.clear();
+        self.buf.shrink_to(RETAINED_BUFFER_BYTES);
         let Err(e) = durable else {
-            Metrics::add(&self.ctx.metrics.wal_bytes, self.buf.len() as u64);
+            Metrics::add(&self.ctx.metrics.wal_bytes, written_len as u64);
             return Some(waiting);
         };
         // Nothing of this group will be uploaded: give its bytes back. The

@@ -53,17 +53,22 @@ struct Collector {
     max_records: usize,
     max_bytes: usize,
     next: i64,
+    /// A record did not fit in what is left of `max_bytes`: the reply is
+    /// complete (without this, a segment read that stops short of the byte
+    /// limit would be tried again forever).
+    no_room: bool,
 }
 
 impl Collector {
     fn full(&self) -> bool {
-        self.records.len() >= self.max_records || self.bytes >= self.max_bytes
+        self.no_room || self.records.len() >= self.max_records || self.bytes >= self.max_bytes
     }
 
     /// Counts a record of `len` bytes at `offset` unless it would pass
     /// `max_bytes` (the first always fits).
     fn admit(&mut self, offset: i64, len: usize) -> bool {
         if !self.records.is_empty() && self.bytes + len > self.max_bytes {
+            self.no_room = true;
             return false;
         }
         self.bytes += len;
@@ -73,7 +78,7 @@ impl Collector {
 
     /// Adds a record from a segment block, if [`Collector::admit`] lets it.
     fn push(&mut self, r: RecordRef<'_>) -> bool {
-        let ok = self.admit(r.offset, r.payload_len());
+        let ok = self.admit(r.offset, r.accounted_len());
         if ok {
             self.records.push(r.to_record());
         }
@@ -82,7 +87,7 @@ impl Collector {
 
     /// Adds a record from the tail, if [`Collector::admit`] lets it.
     fn push_owned(&mut self, r: &Record) -> bool {
-        let ok = self.admit(r.offset, r.payload_len());
+        let ok = self.admit(r.offset, r.accounted_len());
         if ok {
             self.records.push(r.clone());
         }
@@ -113,12 +118,27 @@ enum Step {
 
 impl PoolInner {
     pub(super) fn fetch(self: &Arc<Self>, task: FetchTask) {
-        let default = |n: usize, d: usize| if n == 0 { d } else { n };
+        // 0 asks for the defaults; anything larger than the server's limits
+        // is clamped to them (the reply says where to go on).
+        let limit = |n: usize, default: usize, max: usize| match n {
+            0 => default,
+            n => n.min(max),
+        };
+        let config = &self.ctx.config;
         let mut c = Collector {
             records: Vec::new(),
             bytes: 0,
-            max_records: default(task.req.max_records, DEFAULT_MAX_RECORDS),
-            max_bytes: default(task.req.max_bytes, DEFAULT_MAX_BYTES),
+            max_records: limit(
+                task.req.max_records,
+                DEFAULT_MAX_RECORDS,
+                config.max_fetch_records,
+            ),
+            max_bytes: limit(
+                task.req.max_bytes,
+                DEFAULT_MAX_BYTES,
+                config.max_fetch_bytes,
+            ),
+            no_room: false,
             next: task.req.offset,
         };
         let result = loop {

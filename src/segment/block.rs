@@ -82,15 +82,18 @@ impl<'a> RecordRef<'a> {
         }
     }
 
-    /// Key + value + header bytes, as counted against fetch byte limits.
-    pub fn payload_len(&self) -> usize {
-        self.key.map_or(0, <[u8]>::len)
-            + self.value.len()
-            + self
-                .headers
+    /// The record's charged size ([`crate::record::accounted_len`]), as
+    /// counted against fetch byte limits.
+    pub fn accounted_len(&self) -> usize {
+        crate::record::accounted_len(
+            self.key.map_or(0, <[u8]>::len),
+            self.value.len(),
+            self.headers.len(),
+            self.headers
                 .iter()
                 .map(|h| (h.key.end - h.key.start + h.value.end - h.value.start) as usize)
-                .sum::<usize>()
+                .sum::<usize>(),
+        )
     }
 }
 

@@ -126,6 +126,20 @@ pub const FLAGS: &[Flag] = &[
         help: "largest record (key + value + headers)",
     },
     Flag {
+        name: "--max-fetch-bytes",
+        env: "STREAMHOUSE_MAX_FETCH_BYTES",
+        value: "N",
+        default: |c| Some(show_size(c.max_fetch_bytes as u64)),
+        help: "most bytes one fetch returns, whatever it asks for",
+    },
+    Flag {
+        name: "--max-fetch-records",
+        env: "STREAMHOUSE_MAX_FETCH_RECORDS",
+        value: "N",
+        default: |c| Some(c.max_fetch_records.to_string()),
+        help: "most records one fetch returns, whatever it asks for",
+    },
+    Flag {
         name: "--max-backlog-bytes",
         env: "STREAMHOUSE_MAX_BACKLOG_BYTES",
         value: "N",
@@ -364,6 +378,24 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
             ));
         }
         engine.max_record_bytes = n as usize;
+    }
+    if let Some(n) = v.size("--max-fetch-bytes")? {
+        if n == 0 || n > 256 << 20 {
+            return Err(format!(
+                "--max-fetch-bytes must be 1 byte to 256MiB, got {n}"
+            ));
+        }
+        engine.max_fetch_bytes = n as usize;
+    }
+    match v.number::<usize>("--max-fetch-records", "a number from 1 to 1000000") {
+        Ok(Some(n)) if (1..=1_000_000).contains(&n) => engine.max_fetch_records = n,
+        Ok(None) => {}
+        _ => {
+            return Err(format!(
+                "--max-fetch-records: {:?} must be a number from 1 to 1000000",
+                v.text("--max-fetch-records").unwrap_or_default()
+            ))
+        }
     }
     if let Some(n) = v.size("--max-backlog-bytes")? {
         engine.max_backlog_bytes = n;

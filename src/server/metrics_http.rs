@@ -4,7 +4,7 @@
 use super::shared::Latencies;
 use crate::engine::Engine;
 use crate::util::thread::{self, Worker};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,9 +59,13 @@ impl MetricsServer {
     }
 }
 
+/// Bytes of an HTTP request read before giving up on it.
+const MAX_REQUEST_BYTES: u64 = 8 * 1024;
+
 fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
+    // A request (line and headers) is read up to 8 KiB, never more.
+    let mut reader = BufReader::new(conn.try_clone()?.take(MAX_REQUEST_BYTES));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     // Drain the headers.

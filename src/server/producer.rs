@@ -5,7 +5,7 @@
 use super::convert::{acks_of, to_record};
 use super::partitioner::partition_for_key;
 use super::shared::Shared;
-use super::status::{error_to_status, fail_now, no_answer};
+use super::status::{error_to_status, fail_now};
 use crate::error::Error;
 use crate::proto as pb;
 use crate::proto::grpc::ProducerService;
@@ -80,35 +80,41 @@ impl ProducerService for Producer {
             Ok(g) => g,
             Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
         };
-        let mut pending = Vec::with_capacity(groups.len());
-        for (p, records) in groups {
-            match self.0.engine.produce(&topic, p, records, acks) {
-                Ok(rx) => pending.push((p, rx)),
-                Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
-            }
-        }
+        // Validated whole and reserved before any partition gets a record.
+        let pending = match self.0.engine.produce_batch(&topic, groups, acks) {
+            Ok(p) => p,
+            Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
+        };
         let latencies = Arc::clone(&self.0.latencies);
         let started = std::time::Instant::now();
         ctx.spawn(async move {
             let mut resp = pb::ProduceResponse::new();
+            let mut first_error = None;
             for (p, rx) in pending {
-                match rx.await {
-                    Ok(Ok(ack)) => {
+                match rx.await.unwrap_or_else(|_| Err(Error::shutting_down())) {
+                    Ok(ack) => {
                         let mut a = pb::PartitionAck::new();
                         a.set_partition(p);
                         a.set_base_offset(ack.base_offset);
                         a.set_count(ack.count);
                         resp.mut_acks().push(a);
                     }
-                    Ok(Err(e)) => {
-                        let _ = sink.fail(error_to_status(&e)).await;
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = sink.fail(no_answer()).await;
-                        return;
+                    Err(e) => {
+                        let st = error_to_status(&e);
+                        let mut pe = pb::PartitionError::new();
+                        pe.set_partition(p);
+                        pe.set_code(i32::from(st.code()).unsigned_abs());
+                        pe.set_message(st.message().to_string());
+                        resp.mut_errors().push(pe);
+                        first_error.get_or_insert(st);
                     }
                 }
+            }
+            // Nothing written anywhere: the call fails. Some partitions
+            // written: the call succeeds and says which were not.
+            if let (true, Some(st)) = (resp.get_acks().is_empty(), first_error) {
+                let _ = sink.fail(st).await;
+                return;
             }
             latencies.produce.observe(started.elapsed());
             let _ = sink.success(resp).await;

@@ -74,17 +74,7 @@ impl TestServer {
     }
 
     pub fn clients(&self) -> Clients {
-        let env = Arc::new(Environment::new(1));
-        let ch = ChannelBuilder::new(env)
-            .max_receive_message_len(128 << 20)
-            .max_send_message_len(128 << 20)
-            .connect(&self.addr);
-        Clients {
-            admin: AdminServiceClient::new(ch.clone()),
-            producer: ProducerServiceClient::new(ch.clone()),
-            consumer: ConsumerServiceClient::new(ch.clone()),
-            health: grpcio_health::HealthClient::new(ch),
-        }
+        clients_for(&self.addr)
     }
 }
 
@@ -92,6 +82,21 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Clients on a connection of their own to `addr`.
+pub fn clients_for(addr: &str) -> Clients {
+    let env = Arc::new(Environment::new(1));
+    let ch = ChannelBuilder::new(env)
+        .max_receive_message_len(128 << 20)
+        .max_send_message_len(128 << 20)
+        .connect(addr);
+    Clients {
+        admin: AdminServiceClient::new(ch.clone()),
+        producer: ProducerServiceClient::new(ch.clone()),
+        consumer: ConsumerServiceClient::new(ch.clone()),
+        health: grpcio_health::HealthClient::new(ch),
     }
 }
 
