@@ -31,6 +31,9 @@ pub struct EngineConfig {
     /// Reader pool threads. They block on object-store GETs, so more than
     /// cores; 8.
     pub reader_threads: usize,
+    /// Upload pool threads, shared by every partition (a partition's
+    /// segments upload one at a time, in order). They block on PUTs; 8.
+    pub upload_threads: usize,
     /// Largest key + value + headers of one record (with the per-record
     /// and per-header overhead, see `record::RECORD_OVERHEAD`). 1 MiB.
     pub max_record_bytes: usize,
@@ -67,6 +70,7 @@ impl EngineConfig {
             max_backlog_bytes: 1 << 30,
             cache_bytes: 256 << 20,
             reader_threads: 8,
+            upload_threads: 8,
             max_record_bytes: 1 << 20,
             max_fetch_bytes: 8 << 20,
             max_fetch_records: 50_000,

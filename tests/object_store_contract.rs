@@ -86,7 +86,7 @@ fn contract(store: &dyn ObjectStore) {
     }
     for (s, e) in [(0, 10_001), (10_000, 10_001), (20_000, 20_010)] {
         match store.get_range("a/ranged", s..e) {
-            Err(StoreError::Permanent { .. }) => {}
+            Err(StoreError::OutOfBounds { .. }) => {}
             other => panic!("{name}: range {s}..{e} past the end gave {other:?}"),
         }
     }

@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::metrics::MetricsSnapshot;
 use crate::object_store::ObjectStore;
 use crate::partition::{
-    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition,
+    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, UploadPool,
 };
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
 use crate::record::{Record, HEADER_OVERHEAD, MAX_HEADERS, RECORD_OVERHEAD};
@@ -56,6 +56,8 @@ struct Topic {
 
 pub struct Engine {
     ctx: Arc<Context>,
+    /// The threads that run every partition's uploads.
+    uploads: UploadPool,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Names being created or deleted: no other creation or deletion of
     /// them may start.
@@ -87,16 +89,13 @@ impl Engine {
         }
         let rows = ctx.meta.topics()?;
         gc::remove_stale_wal_dirs(&ctx, &rows)?;
-        let mut topics = HashMap::new();
-        for row in rows {
-            let partitions = (0..row.partitions)
-                .map(|p| open_partition(&ctx, &row.name, p).map(Arc::new))
-                .collect::<Result<Vec<_>>>()?;
-            topics.insert(row.name.clone(), Arc::new(Topic { row, partitions }));
-        }
+        let uploads = UploadPool::start(ctx.config.upload_threads)
+            .map_err(|e| Error::io("start the upload threads", e))?;
+        let topics = open_topics(&ctx, &uploads, rows);
         let readers = ReaderPool::start(Arc::clone(&ctx))?;
         let engine = Arc::new(Engine {
             ctx,
+            uploads,
             topics: RwLock::new(topics),
             pending: Mutex::new(HashSet::new()),
             readers: Mutex::new(Some(readers)),
@@ -355,9 +354,7 @@ impl Engine {
         for p in &partitions {
             p.abandon_uploads();
         }
-        for p in &partitions {
-            p.join_uploader(deadline);
-        }
+        self.uploads.shutdown(deadline);
         // The last group offsets go to the bucket, and the prefix is
         // released for the next node, on a thread of their own (a store
         // that hangs cannot hold the shutdown; a prefix left held is taken
@@ -388,6 +385,37 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(0));
     }
+}
+
+/// Opens every partition of every topic. A partition that fails to open is
+/// kept as one that answers UNAVAILABLE with the reason; the node serves
+/// the others.
+fn open_topics(
+    ctx: &Arc<Context>,
+    uploads: &UploadPool,
+    rows: Vec<TopicRow>,
+) -> HashMap<String, Arc<Topic>> {
+    let mut topics = HashMap::new();
+    for row in rows {
+        let partitions = (0..row.partitions)
+            .map(|p| {
+                let opened = open_partition(ctx, uploads, &row.name, p).unwrap_or_else(|e| {
+                    let why = format!("partition {}/{p} could not be opened: {e}", row.name);
+                    log::error!("{why}");
+                    Partition::not_opened(
+                        Arc::clone(&ctx.backlog_bytes),
+                        &row.name,
+                        row.incarnation,
+                        p,
+                        why,
+                    )
+                });
+                Arc::new(opened)
+            })
+            .collect();
+        topics.insert(row.name.clone(), Arc::new(Topic { row, partitions }));
+    }
+    topics
 }
 
 /// Takes the bucket prefix (one owner per prefix).

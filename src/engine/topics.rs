@@ -142,7 +142,7 @@ impl Engine {
             .put(&manifest, &bucket::encode_manifest(&row))?;
         self.ctx.meta.create_topic(&row)?;
         let opened = (0..row.partitions)
-            .map(|p| open_partition(&self.ctx, &row.name, p).map(Arc::new))
+            .map(|p| open_partition(&self.ctx, &self.uploads, &row.name, p).map(Arc::new))
             .collect::<Result<Vec<_>>>();
         let partitions = match opened {
             Ok(p) => p,

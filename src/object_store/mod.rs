@@ -43,6 +43,9 @@ pub enum StoreError {
     Permanent { key: String, reason: String },
     /// A conditional write found the object not as expected (HTTP 412).
     PreconditionFailed { key: String },
+    /// A ranged read runs past the end of the object (it is shorter than
+    /// the caller believed).
+    OutOfBounds { key: String, reason: String },
 }
 
 impl StoreError {
@@ -59,6 +62,7 @@ impl StoreError {
             StoreError::NotFound { key }
             | StoreError::PreconditionFailed { key }
             | StoreError::Transient { key, .. }
+            | StoreError::OutOfBounds { key, .. }
             | StoreError::Permanent { key, .. } => key,
         }
     }
@@ -86,6 +90,7 @@ impl fmt::Display for StoreError {
                 write!(f, "transient error on {key:?}: {reason}")
             }
             StoreError::Permanent { key, reason } => write!(f, "error on {key:?}: {reason}"),
+            StoreError::OutOfBounds { key, reason } => write!(f, "{key:?}: {reason}"),
             StoreError::PreconditionFailed { key } => {
                 write!(
                     f,
@@ -128,7 +133,7 @@ pub(crate) fn content_etag(data: &[u8]) -> String {
 /// - `put` is atomic: a reader sees the whole old object or the whole new
 ///   one, never a part; it replaces an existing object.
 /// - `get_range` returns exactly the bytes of the range, or an error: a range
-///   past the end of the object is `Permanent`, a missing key `NotFound`.
+///   past the end of the object is `OutOfBounds`, a missing key `NotFound`.
 /// - `list` returns every object whose key starts with `prefix`, in key order.
 /// - `delete` of a missing key succeeds (deletes are idempotent).
 /// - Keys are validated by [`validate_key`] everywhere, so a key that one
@@ -205,13 +210,13 @@ pub fn validate_prefix(prefix: &str) -> StoreResult<()> {
 /// Checks a range against an object of `len` bytes.
 pub(crate) fn check_range(key: &str, range: &Range<u64>, len: u64) -> StoreResult<()> {
     if range.start > range.end || range.end > len {
-        return Err(StoreError::permanent(
-            key,
-            format!(
+        return Err(StoreError::OutOfBounds {
+            key: key.to_string(),
+            reason: format!(
                 "range {}..{} is outside the object of {len} bytes",
                 range.start, range.end
             ),
-        ));
+        });
     }
     Ok(())
 }

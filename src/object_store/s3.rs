@@ -212,25 +212,28 @@ impl ObjectStore for S3Store {
             .map(|r| r.to_vec())
             .map_err(|e| match classify(key, e) {
                 StoreError::Permanent { reason, .. } if reason.starts_with("HTTP 416") => {
-                    StoreError::permanent(
-                        key,
-                        format!("range {}..{} is outside the object", range.start, range.end),
-                    )
+                    StoreError::OutOfBounds {
+                        key: key.to_string(),
+                        reason: format!(
+                            "range {}..{} is outside the object",
+                            range.start, range.end
+                        ),
+                    }
                 }
                 other => other,
             })?;
         let wanted = range.end - range.start;
         if data.len() as u64 != wanted {
             // S3 shortens a range that runs past the end of the object.
-            return Err(StoreError::permanent(
-                key,
-                format!(
+            return Err(StoreError::OutOfBounds {
+                key: key.to_string(),
+                reason: format!(
                     "range {}..{} is outside the object (got {} of {wanted} bytes)",
                     range.start,
                     range.end,
                     data.len()
                 ),
-            ));
+            });
         }
         Ok(data)
     }

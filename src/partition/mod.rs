@@ -14,19 +14,22 @@
 mod backlog;
 mod recovery;
 mod state;
+mod upload_pool;
 mod uploader;
 mod writer;
 
 pub(crate) use recovery::open_partition;
 pub use state::{PartitionShared, PartitionView, SegmentRef, Status, TailBatch, Waiter};
+pub use upload_pool::UploadPool;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::util::sync::{lock, StopSignal};
+use crate::util::sync::lock;
 use crate::util::thread::Worker;
 pub(crate) use backlog::Backlog;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use upload_pool::UploadQueue;
 pub(crate) use uploader::fenced_error;
 
 /// When a produce is acknowledged.
@@ -68,9 +71,9 @@ pub struct Partition {
     pub shared: Arc<PartitionShared>,
     writer_tx: crossbeam_channel::Sender<WriterMsg>,
     writer: Mutex<Option<Worker>>,
-    uploader: Mutex<Option<Worker>>,
-    /// Ends the uploader's retries (topic deleted, or the node stopping).
-    upload_stop: StopSignal,
+    /// Its sealed segments, uploaded in order by the shared pool (`None`
+    /// for a partition that did not open).
+    uploads: Option<Arc<UploadQueue>>,
 }
 
 impl Partition {
@@ -87,8 +90,8 @@ impl Partition {
         })
     }
 
-    /// Stops the writer after it has written everything queued (and sent
-    /// the uploader its last segment and a shutdown).
+    /// Stops the writer after it has written everything queued (and handed
+    /// its sealed segments to the uploads).
     pub(crate) fn stop_writer(&self) {
         let _ = self.writer_tx.send(WriterMsg::Shutdown);
         if let Some(w) = lock(&self.writer).take() {
@@ -96,33 +99,53 @@ impl Partition {
         }
     }
 
-    /// Waits until `deadline` for the uploader to finish the uploads queued
-    /// before the writer stopped; true if it did.
+    /// Waits until `deadline` for the uploads queued so far to finish; true
+    /// if they did.
     pub(crate) fn wait_uploads(&self, deadline: Instant) -> bool {
-        lock(&self.uploader)
-            .as_ref()
-            .is_none_or(|u| u.wait_until(deadline))
+        self.uploads.as_ref().is_none_or(|u| u.wait_idle(deadline))
     }
 
-    /// Ends the uploader's retries (the store is down and we are exiting,
-    /// or the topic is gone).
+    /// Ends the uploads: the one in flight stops retrying, queued ones stay
+    /// in the WAL for the next start.
     pub(crate) fn abandon_uploads(&self) {
-        self.upload_stop.raise();
-    }
-
-    /// Joins the uploader, until `deadline` only: it may be stuck in a call
-    /// to a store that does not answer, and its records are safe in the WAL.
-    pub(crate) fn join_uploader(&self, deadline: Instant) {
-        if let Some(u) = lock(&self.uploader).take() {
-            u.join_until(deadline);
+        if let Some(u) = &self.uploads {
+            u.stop();
         }
     }
 
-    /// Stops the partition: the writer, then the uploader, which gives up
-    /// its retries at once.
+    /// Stops the partition: the writer, then its uploads, waiting for the
+    /// one in flight until `deadline`.
     pub(crate) fn stop_now(&self, deadline: Instant) {
         self.stop_writer();
         self.abandon_uploads();
-        self.join_uploader(deadline);
+        self.wait_uploads(deadline);
+    }
+
+    /// A partition that could not be opened: it refuses reads and writes
+    /// with `why`, and the node serves the others.
+    pub(crate) fn not_opened(
+        backlog: Arc<std::sync::atomic::AtomicU64>,
+        topic: &str,
+        incarnation: i64,
+        partition: u32,
+        why: String,
+    ) -> Partition {
+        let view = PartitionView {
+            low_watermark: 0,
+            committed_next: 0,
+            high_watermark: 0,
+            segments: Default::default(),
+            tail: Default::default(),
+            status: Status::NotOpened(why),
+        };
+        let shared =
+            PartitionShared::new(topic, incarnation, partition, view, Backlog::new(backlog));
+        let (writer_tx, _) = crossbeam_channel::unbounded();
+        Partition {
+            shared: Arc::new(shared),
+            writer_tx,
+            writer: Mutex::new(None),
+            uploads: None,
+        }
     }
 }

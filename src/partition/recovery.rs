@@ -7,8 +7,9 @@
 //! Offsets continue exactly where the WAL ends.
 
 use super::backlog::Backlog;
+use super::upload_pool::UploadPool;
 use super::uploader::Uploader;
-use super::writer::{ActiveSegment, SealedSegment, UploadMsg, Writer};
+use super::writer::{ActiveSegment, SealedSegment, Writer};
 use super::{Partition, PartitionShared, PartitionView, SegmentRef, Status, TailBatch};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -29,7 +30,12 @@ struct Committed {
     segments: VecDeque<SegmentRef>,
 }
 
-pub(crate) fn open_partition(ctx: &Arc<Context>, topic: &str, partition: u32) -> Result<Partition> {
+pub(crate) fn open_partition(
+    ctx: &Arc<Context>,
+    uploads: &UploadPool,
+    topic: &str,
+    partition: u32,
+) -> Result<Partition> {
     let name = format!("{topic}/{partition}");
     let committed = load_committed(ctx, topic, partition)?;
     let wal_dir = WalDir::open(
@@ -76,7 +82,7 @@ pub(crate) fn open_partition(ctx: &Arc<Context>, topic: &str, partition: u32) ->
         },
         backlog,
     ));
-    start(ctx, shared, wal_dir, recovered, replayed)
+    start(ctx, uploads, shared, wal_dir, recovered, replayed)
 }
 
 fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committed> {
@@ -180,6 +186,7 @@ fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
 /// queues the sealed segments for upload again, and starts the threads.
 fn start(
     ctx: &Arc<Context>,
+    pool: &UploadPool,
     shared: Arc<PartitionShared>,
     wal_dir: WalDir,
     recovered: Recovered,
@@ -187,15 +194,21 @@ fn start(
 ) -> Result<Partition> {
     let name = shared.name();
     let high = recovered.next_offset;
-    let (upload_tx, upload_rx) = crossbeam_channel::unbounded();
+    let stop = StopSignal::new();
+    let uploads = pool.queue(Uploader {
+        shared: Arc::clone(&shared),
+        ctx: Arc::clone(ctx),
+        wal_dir: wal_dir.clone(),
+        stop: stop.clone(),
+    });
     for (wal_path, base_offset, batch) in replayed.sealed {
-        let _ = upload_tx.send(UploadMsg::Upload(SealedSegment {
+        uploads.push(SealedSegment {
             base_offset,
             last_offset: batch.last_offset(),
             bytes: batch.bytes,
             batches: vec![batch],
             wal_path,
-        }));
+        });
     }
     let (wal, active) = match &recovered.active {
         Some(a) => {
@@ -228,13 +241,6 @@ fn start(
             },
         ),
     };
-    let stop = StopSignal::new();
-    let uploader = Uploader {
-        shared: Arc::clone(&shared),
-        ctx: Arc::clone(ctx),
-        wal_dir: wal_dir.clone(),
-        stop: stop.clone(),
-    };
     let writer = Writer {
         shared: Arc::clone(&shared),
         ctx: Arc::clone(ctx),
@@ -243,22 +249,18 @@ fn start(
         active,
         uploaded_waiting_since: None,
         next_offset: high,
-        upload_tx,
+        uploads: Arc::clone(&uploads),
         buf: Vec::new(),
     };
     // Bounded by bytes (the backlog reservation made before a request is
     // queued), not by a count of requests.
     let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
-    let spawn_err = |e| Error::io(format!("spawn threads for {name}"), e);
-    let uploader = thread::spawn(format!("upload-{name}"), move || uploader.run(upload_rx))
-        .map_err(spawn_err)?;
     let writer = thread::spawn(format!("writer-{name}"), move || writer.run(writer_rx))
-        .map_err(spawn_err)?;
+        .map_err(|e| Error::io(format!("spawn the writer thread of {name}"), e))?;
     Ok(Partition {
         shared,
         writer_tx,
         writer: Mutex::new(Some(writer)),
-        uploader: Mutex::new(Some(uploader)),
-        upload_stop: stop,
+        uploads: Some(uploads),
     })
 }

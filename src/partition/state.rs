@@ -47,6 +47,9 @@ pub enum Status {
     /// damage go on, writes answer DATA_LOSS until an operator accepts the
     /// loss (`--repair-wal`); nothing is cut or renumbered meanwhile.
     Damaged(String),
+    /// It could not be opened at start (the node serves the others): reads
+    /// and writes answer UNAVAILABLE with the reason.
+    NotOpened(String),
 }
 
 /// What readers see of a partition. Offsets `low..committed_next` are in
@@ -147,6 +150,20 @@ impl PartitionShared {
                 self.name()
             ))),
             Status::Damaged(why) => Some(Error::DataLoss(why.clone())),
+            Status::NotOpened(why) => Some(Error::Unavailable(why.clone())),
+        }
+    }
+
+    /// Why reads are refused, if they are: the topic is gone, or the
+    /// partition never opened.
+    pub(crate) fn read_refusal(&self) -> Option<Error> {
+        match &self.view().status {
+            Status::Deleted => Some(Error::NotFound(format!(
+                "topic {:?} was deleted",
+                self.topic
+            ))),
+            Status::NotOpened(why) => Some(Error::Unavailable(why.clone())),
+            _ => None,
         }
     }
 

@@ -1,12 +1,12 @@
-//! The uploader thread of one partition. For each sealed segment, in
-//! order: [`encode_segment`] → [`Uploader::put_object`] (under a key that
+//! The uploads of one partition, run by the shared upload pool
+//! (`upload_pool.rs`). For each sealed segment, in order: [`encode_segment`] → [`Uploader::put_object`] (under a key that
 //! carries this node's owner epoch) → [`Uploader::confirm_owner`] →
 //! [`Uploader::commit_segment`] (the segment's commit point) →
 //! [`Uploader::publish_segment`] (readers switch from the tail to the
 //! object, `acks=uploaded` answered) → [`Uploader::trim_wal`]. The WAL file
 //! goes only after the commit.
 
-use super::writer::{SealedSegment, UploadMsg};
+use super::writer::SealedSegment;
 use super::{PartitionShared, SegmentRef, Status};
 use crate::bucket::OwnershipError;
 use crate::context::Context;
@@ -19,7 +19,6 @@ use crate::segment::{SegmentSummary, SegmentWriter, DEFAULT_BLOCK_BYTES};
 use crate::util::clock::now_ms;
 use crate::util::sync::StopSignal;
 use crate::wal::WalDir;
-use crossbeam_channel::Receiver;
 use std::sync::Arc;
 
 pub(crate) struct Uploader {
@@ -31,7 +30,7 @@ pub(crate) struct Uploader {
 }
 
 /// Why an upload did not finish.
-enum Stopped {
+pub(crate) enum Stopped {
     /// Told to stop, or the topic is gone: the WAL keeps the records.
     Asked,
     /// Something that retrying cannot fix (logged).
@@ -41,21 +40,31 @@ enum Stopped {
 }
 
 impl Uploader {
-    pub fn run(self, rx: Receiver<UploadMsg>) {
-        lower_thread_priority();
-        while let Ok(msg) = rx.recv() {
-            match msg {
-                UploadMsg::Upload(seg) => {
-                    if self.upload(seg).is_err() {
-                        return; // the WAL keeps the rest for the next start
-                    }
-                }
-                UploadMsg::Shutdown => return,
+    /// After uploads stopped: nobody waits forever. A failure that retrying
+    /// cannot fix stops the partition's writes too; either way the
+    /// `acks=uploaded` requests still waiting are answered (the records are
+    /// in the WAL, uploaded after a restart).
+    pub fn stopped(&self, why: Stopped) {
+        let name = self.shared.name();
+        let reason = match why {
+            Stopped::Fenced => return, // answered when it was found
+            Stopped::Asked => format!(
+                "partition {name}: uploads stopped (the node is stopping or the topic is gone)"
+            ),
+            Stopped::Failed => {
+                let why = format!("partition {name}: its uploads failed and cannot be retried (see the log); restart the server");
+                self.shared.view_mut().status = Status::Failed(why.clone());
+                why
             }
-        }
+        };
+        self.shared.fail_uploaded_acks(0, || {
+            Error::Unavailable(format!(
+                "{reason}; the records are in the write-ahead log and will be uploaded after a restart"
+            ))
+        });
     }
 
-    fn upload(&self, seg: SealedSegment) -> Result<(), Stopped> {
+    pub fn upload(&self, seg: SealedSegment) -> Result<(), Stopped> {
         let name = self.shared.name();
         let (bytes, summary) = encode_segment(&seg).map_err(|e| {
             // Offsets come from our own writer: this is a bug, and
@@ -263,7 +272,7 @@ fn encode_segment(
 /// latency users see. Uploads are throughput work: run them at nice 10 so
 /// the scheduler prefers writers and request handlers.
 #[allow(unsafe_code)]
-fn lower_thread_priority() {
+pub(crate) fn lower_thread_priority() {
     // SAFETY: setpriority only reads its integer arguments. On Linux, `who`
     // = 0 with PRIO_PROCESS names the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };

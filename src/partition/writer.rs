@@ -7,6 +7,7 @@
 //! [`Writer::acknowledge`].
 
 use super::state::PendingUploadedAck;
+use super::upload_pool::UploadQueue;
 use super::{
     AckSender, Acks, AppendAck, AppendRequest, PartitionShared, Status, TailBatch, WriterMsg,
 };
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::util::clock::now_ms;
 use crate::wal::{encode_entry, WalDir, WalWriter};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,11 +38,6 @@ pub(crate) struct SealedSegment {
     pub wal_path: PathBuf,
 }
 
-pub(crate) enum UploadMsg {
-    Upload(SealedSegment),
-    Shutdown,
-}
-
 /// The segment being filled: its records are in the WAL file `wal`.
 pub(crate) struct ActiveSegment {
     /// First offset of the active (unsealed) segment.
@@ -61,7 +57,7 @@ pub(crate) struct Writer {
     /// When the oldest `acks=uploaded` request still waiting for a seal came.
     pub uploaded_waiting_since: Option<Instant>,
     pub next_offset: i64,
-    pub upload_tx: Sender<UploadMsg>,
+    pub uploads: Arc<UploadQueue>,
     /// The group's WAL entries, reused between groups.
     pub buf: Vec<u8>,
 }
@@ -99,7 +95,6 @@ impl Writer {
                 let _ = r.reply.send(Err(Error::shutting_down()));
             }
         }
-        let _ = self.upload_tx.send(UploadMsg::Shutdown);
     }
 
     /// Waits for requests (or a seal deadline) and takes everything queued
@@ -378,13 +373,7 @@ impl Writer {
         };
         self.uploaded_waiting_since = None;
         Metrics::add(&self.ctx.metrics.segments_sealed, 1);
-        // The uploader outlives the writer (it exits on our Shutdown), so a
-        // send can only fail if it panicked; the WAL still has the records.
-        if self.upload_tx.send(UploadMsg::Upload(sealed)).is_err() {
-            return Err(Error::Unavailable(
-                "the uploader thread is gone".to_string(),
-            ));
-        }
+        self.uploads.push(sealed);
         Ok(())
     }
 }

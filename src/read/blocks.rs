@@ -26,17 +26,34 @@ impl PoolInner {
         seg: &SegmentRef,
         e: Error,
     ) -> Error {
-        if let Error::Store(StoreError::NotFound { .. }) = &e {
-            let low = partition.view().low_watermark;
-            if seg.last_offset < low {
-                return Error::OutOfRange(format!(
-                    "offsets up to {} of partition {} were removed by retention; the low watermark is {low}",
+        match &e {
+            Error::Store(StoreError::NotFound { .. }) => {
+                let low = partition.view().low_watermark;
+                if seg.last_offset < low {
+                    return Error::OutOfRange(format!(
+                        "offsets up to {} of partition {} were removed by retention; the low watermark is {low}",
+                        seg.last_offset,
+                        partition.name()
+                    ));
+                }
+                Error::DataLoss(format!(
+                    "segment object {} (offsets {}..={} of partition {}) is missing from the object store",
+                    seg.key,
+                    seg.base_offset,
                     seg.last_offset,
                     partition.name()
-                ));
+                ))
             }
+            Error::Store(StoreError::OutOfBounds { reason, .. }) => Error::DataLoss(format!(
+                "segment object {} (offsets {}..={} of partition {}) is shorter than its metadata says ({} bytes): {reason}",
+                seg.key,
+                seg.base_offset,
+                seg.last_offset,
+                partition.name(),
+                seg.size_bytes
+            )),
+            _ => e,
         }
-        e
     }
 
     pub(super) fn footer(&self, seg: &SegmentRef) -> Result<Arc<Footer>> {

@@ -2,10 +2,11 @@
 //! within the request's limits; at the high watermark, parked until the
 //! next append or the deadline.
 
+use super::timer::TimerKey;
 use super::{FetchResult, FetchTask, PoolInner, DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::partition::{PartitionShared, SegmentRef, Status, Waiter};
+use crate::partition::{PartitionShared, SegmentRef, Waiter};
 use crate::record::Record;
 use crate::segment::RecordRef;
 use crate::util::sync::lock;
@@ -18,6 +19,8 @@ struct Parked {
     task: Mutex<Option<FetchTask>>,
     pool: std::sync::Weak<PoolInner>,
     done: AtomicBool,
+    /// Its deadline's timer entry, cancelled when an append answers first.
+    timer_key: Mutex<Option<TimerKey>>,
 }
 
 impl Parked {
@@ -28,6 +31,11 @@ impl Parked {
         self.done.store(true, Ordering::SeqCst);
         match self.pool.upgrade() {
             Some(pool) => {
+                if let (Some(key), Some(timer)) =
+                    (lock(&self.timer_key).take(), lock(&pool.timer).as_ref())
+                {
+                    timer.cancel(key);
+                }
                 pool.submit_fetch(task);
             }
             None => {
@@ -167,21 +175,30 @@ impl PoolInner {
 
     /// Parks a fetch until the partition's next append or its deadline.
     fn park(self: &Arc<Self>, task: FetchTask, seen_appends: u64) {
-        let timer = lock(&self.timer);
-        let Some(timer) = timer.as_ref() else {
-            // Shutting down: no timer to end the wait.
-            let _ = task.reply.send(Err(Error::shutting_down()));
-            return;
-        };
         let deadline = task.deadline;
         let partition = Arc::clone(&task.partition);
         let parked = Arc::new(Parked {
             task: Mutex::new(Some(task)),
             pool: Arc::downgrade(self),
             done: AtomicBool::new(false),
+            timer_key: Mutex::new(None),
         });
-        let p = Arc::clone(&parked);
-        timer.at(deadline, move || p.fire());
+        let registered = match lock(&self.timer).as_ref() {
+            Some(timer) => {
+                let p = Arc::clone(&parked);
+                *lock(&parked.timer_key) = Some(timer.at(deadline, move || p.fire()));
+                true
+            }
+            None => false,
+        };
+        if !registered {
+            // Shutting down: no timer to end the wait.
+            if let Some(task) = lock(&parked.task).take() {
+                let _ = task.reply.send(Err(Error::shutting_down()));
+            }
+            return;
+        }
+        // After the timer lock is released: parking may wake it at once.
         partition.park(parked, seen_appends);
     }
 
@@ -189,13 +206,10 @@ impl PoolInner {
     /// tail, park, answer an error, or name the next segment to read.
     fn step(&self, t: &FetchTask, c: &mut Collector) -> Step {
         let p = &t.partition;
-        let view = p.view();
-        if view.status == Status::Deleted {
-            return Step::Done(Err(Error::NotFound(format!(
-                "topic {:?} was deleted",
-                p.topic
-            ))));
+        if let Some(e) = p.read_refusal() {
+            return Step::Done(Err(e));
         }
+        let view = p.view();
         let offset = c.next;
         if !c.records.is_empty() && offset < view.low_watermark {
             // Retention moved past us mid-response: end it here rather than

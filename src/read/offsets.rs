@@ -2,15 +2,15 @@
 
 use super::PoolInner;
 use crate::error::{Error, Result};
-use crate::partition::{PartitionShared, Status};
+use crate::partition::PartitionShared;
 
 impl PoolInner {
     pub(super) fn list_offsets(&self, p: &PartitionShared, timestamp_ms: i64) -> Result<i64> {
+        if let Some(e) = p.read_refusal() {
+            return Err(e);
+        }
         let (seg, high) = {
             let view = p.view();
-            if view.status == Status::Deleted {
-                return Err(Error::NotFound(format!("topic {:?} was deleted", p.topic)));
-            }
             match timestamp_ms {
                 -2 => return Ok(view.low_watermark),
                 -1 => return Ok(view.high_watermark),

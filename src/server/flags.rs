@@ -119,6 +119,13 @@ pub const FLAGS: &[Flag] = &[
         help: "reader pool threads (1-256)",
     },
     Flag {
+        name: "--upload-threads",
+        env: "STREAMHOUSE_UPLOAD_THREADS",
+        value: "N",
+        default: |c| Some(c.upload_threads.to_string()),
+        help: "upload pool threads, shared by every partition (1-256)",
+    },
+    Flag {
         name: "--max-record-bytes",
         env: "STREAMHOUSE_MAX_RECORD_BYTES",
         value: "N",
@@ -368,6 +375,16 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
             return Err(format!(
                 "--reader-threads: {:?} must be a number from 1 to 256",
                 v.text("--reader-threads").unwrap_or_default()
+            ))
+        }
+    }
+    match v.number::<usize>("--upload-threads", "a number from 1 to 256") {
+        Ok(Some(n)) if (1..=256).contains(&n) => engine.upload_threads = n,
+        Ok(None) => {}
+        _ => {
+            return Err(format!(
+                "--upload-threads: {:?} must be a number from 1 to 256",
+                v.text("--upload-threads").unwrap_or_default()
             ))
         }
     }

@@ -16,6 +16,10 @@ use std::time::Instant;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Metadata calls queued for the blocking pool beyond which new ones are
+/// refused with RESOURCE_EXHAUSTED (the queue does not grow without bound).
+const BLOCKING_QUEUE: usize = 1024;
+
 /// A few named threads for calls that block briefly (SQLite, object
 /// deletes), so they stay off grpcio's completion-queue threads.
 #[derive(Clone)]
@@ -27,7 +31,7 @@ pub struct BlockingPool {
 
 impl BlockingPool {
     pub fn start(threads: usize) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Option<Job>>();
+        let (tx, rx) = crossbeam_channel::bounded::<Option<Job>>(BLOCKING_QUEUE);
         let mut workers = Vec::with_capacity(threads);
         for i in 0..threads {
             let rx = rx.clone();
@@ -43,15 +47,22 @@ impl BlockingPool {
         })
     }
 
+    /// Queues `f`; RESOURCE_EXHAUSTED when too many calls are waiting.
     pub fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> oneshot::Receiver<T> {
+    ) -> Result<oneshot::Receiver<T>, Error> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Some(Box::new(move || {
+        let job: Job = Box::new(move || {
             let _ = reply.send(f());
-        })));
-        rx
+        });
+        match self.tx.try_send(Some(job)) {
+            Ok(()) => Ok(rx),
+            Err(crossbeam_channel::TrySendError::Full(_)) => Err(Error::Backpressure(format!(
+                "{BLOCKING_QUEUE} administrative calls are already waiting; retry later"
+            ))),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Err(Error::shutting_down()),
+        }
     }
 
     /// Lets queued jobs finish, then stops the threads (each waited for
@@ -59,7 +70,8 @@ impl BlockingPool {
     pub fn shutdown(&self, deadline: Instant) {
         let workers = std::mem::take(&mut *lock(&self.workers));
         for _ in &workers {
-            let _ = self.tx.send(None);
+            // Waits for room: the jobs ahead of it finish first.
+            let _ = self.tx.send_deadline(None, deadline);
         }
         for w in workers {
             w.join_until(deadline);
@@ -143,8 +155,10 @@ impl Shared {
             return fail_now(ctx, sink, st);
         }
         let engine = Arc::clone(&self.engine);
-        let rx = self.blocking.run(move || f(&engine));
-        reply_later(ctx, sink, rx, map);
+        match self.blocking.run(move || f(&engine)) {
+            Ok(rx) => reply_later(ctx, sink, rx, map),
+            Err(e) => fail_now(ctx, sink, super::status::error_to_status(&e)),
+        }
     }
 }
 

@@ -22,7 +22,9 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
             RpcStatusCode::DATA_LOSS
         }
         Error::Store(StoreError::Transient { .. }) => RpcStatusCode::UNAVAILABLE,
-        Error::Store(StoreError::NotFound { .. }) => RpcStatusCode::DATA_LOSS,
+        Error::Store(StoreError::NotFound { .. } | StoreError::OutOfBounds { .. }) => {
+            RpcStatusCode::DATA_LOSS
+        }
         Error::Store(StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. }) => {
             RpcStatusCode::INTERNAL
         }
