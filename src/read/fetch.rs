@@ -155,13 +155,17 @@ impl PoolInner {
                 Step::Park(seen) => return self.park(task, seen),
                 Step::Again => continue,
                 Step::Segment { seg, next } => {
-                    if let Err(e) = self.read_segment(&task.partition, &seg, next.as_ref(), &mut c)
-                    {
-                        break Err(e);
-                    }
-                    if c.full() {
-                        let view = task.partition.view();
-                        break Ok(c.finish(view.high_watermark, view.low_watermark));
+                    let read = self.read_segment(&task.partition, &seg, next.as_ref(), &mut c);
+                    // What was read before a damaged segment is answered; the
+                    // client's next fetch starts at the damage and gets the
+                    // error.
+                    match read {
+                        Err(e) if c.records.is_empty() => break Err(e),
+                        Ok(()) if !c.full() => continue,
+                        _ => {
+                            let view = task.partition.view();
+                            break Ok(c.finish(view.high_watermark, view.low_watermark));
+                        }
                     }
                 }
             }

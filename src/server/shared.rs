@@ -170,3 +170,37 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blocking_queue_is_bounded_and_drains_at_shutdown() {
+        let pool = BlockingPool::start(1).unwrap();
+        let (release, held) = crossbeam_channel::bounded::<()>(0);
+        let (started, running) = crossbeam_channel::bounded::<()>(1);
+        // One job holds the only thread; the queue fills behind it.
+        let first = pool
+            .run(move || {
+                started.send(()).unwrap();
+                held.recv().unwrap();
+            })
+            .unwrap();
+        running.recv().unwrap();
+        let queued: Vec<_> = (0..BLOCKING_QUEUE)
+            .map(|i| pool.run(move || i).unwrap())
+            .collect();
+        match pool.run(|| 0) {
+            Err(e) => assert!(matches!(e, Error::Backpressure(_)), "{e:?}"),
+            Ok(_) => panic!("the queue took more than {BLOCKING_QUEUE} jobs"),
+        }
+        release.send(()).unwrap();
+        pool.shutdown(Instant::now() + std::time::Duration::from_secs(10));
+        assert!(futures::executor::block_on(first).is_ok());
+        for (i, rx) in queued.into_iter().enumerate() {
+            assert_eq!(futures::executor::block_on(rx).unwrap(), i);
+        }
+        assert!(matches!(pool.run(|| 0), Err(Error::Unavailable(_))));
+    }
+}
