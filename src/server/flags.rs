@@ -130,7 +130,7 @@ pub const FLAGS: &[Flag] = &[
         env: "STREAMHOUSE_MAX_RECORD_BYTES",
         value: "N",
         default: |c| Some(show_size(c.max_record_bytes as u64)),
-        help: "largest record (key + value + headers)",
+        help: "largest record (key + value + headers, 16 bytes a record and 8 a header)",
     },
     Flag {
         name: "--max-fetch-bytes",

@@ -45,6 +45,11 @@ pub struct Server {
 impl Server {
     /// Opens the engine (recovering what is on disk) and starts serving.
     pub fn start(config: &ServerConfig) -> Result<Server> {
+        // Every open partition holds its WAL file open.
+        match crate::util::rlimit::raise_open_files_limit() {
+            Some(n) => log::info!("open-files limit: {n}"),
+            None => log::warn!("cannot read the open-files limit"),
+        }
         let store: Arc<dyn ObjectStore> = match &config.s3 {
             Some(s3) => Arc::new(S3Store::new(s3)?),
             None => Arc::new(LocalFsStore::open(layout::local_objects_dir(

@@ -1,9 +1,10 @@
 //! Neutral helpers every layer may use: clocks, sizes, locks, stop signals,
-//! directory fsync, named threads. Nothing here knows about StreamHouse's
+//! directory fsync, named threads, the open-files limit. Nothing here knows about StreamHouse's
 //! data model.
 
 pub mod clock;
 pub mod fs;
+pub mod rlimit;
 pub mod size;
 pub mod sync;
 pub mod thread;
