@@ -210,3 +210,45 @@ fn shutdown_is_bounded_while_the_store_hangs_and_the_wal_keeps_the_data() {
         values(&batch("a", 10))
     );
 }
+
+#[test]
+fn a_write_failure_after_validation_says_which_partitions_were_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, fs) = faulty(dir.path());
+    let engine = Engine::open(c, Arc::new(MemoryStore::new())).unwrap();
+    engine.create_topic(&topic("t", 2)).unwrap();
+    // The request passes validation; then the first WAL write on either
+    // partition fails. One partition is written, the other is not, and
+    // the answers say which.
+    fs.faults.fail_writes.store(1, Ordering::SeqCst);
+    let pending = engine
+        .produce_batch(
+            "t",
+            vec![(0, batch("zero", 3)), (1, batch("one", 3))],
+            Acks::Wal,
+        )
+        .unwrap();
+    let answers: Vec<_> = pending
+        .into_iter()
+        .map(|(p, rx)| (p, futures::executor::block_on(rx).unwrap()))
+        .collect();
+    let written: Vec<u32> = answers
+        .iter()
+        .filter(|(_, a)| a.is_ok())
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(written.len(), 1, "{answers:?}");
+    for (p, answer) in answers {
+        let stored = fetch_all(&engine, "t", p, 0);
+        match answer {
+            Ok(ack) => {
+                assert_eq!((ack.base_offset, ack.count), (0, 3));
+                assert_eq!(stored.len(), 3);
+            }
+            Err(e) => {
+                unavailable_mentioning(e, "write-ahead log failure");
+                assert!(stored.is_empty(), "partition {p} holds {stored:?}");
+            }
+        }
+    }
+}

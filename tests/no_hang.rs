@@ -132,6 +132,16 @@ fn a_partition_that_cannot_open_is_isolated_and_the_node_serves_the_rest() {
             st.message()
         );
     }
+    // A keyed request spread over all three partitions is refused whole:
+    // nothing reaches partitions 0 and 2 either.
+    let keyed: Vec<_> = (0..30)
+        .map(|i| record(format!("key-{i}").as_bytes(), b"spread", &[]))
+        .collect();
+    let st = failure(produce(&c, "t", None, keyed));
+    assert_eq!(st.code(), RpcStatusCode::UNAVAILABLE, "{}", st.message());
+    for p in [0, 2] {
+        assert_eq!(fetch(&c, "t", p, 0).unwrap().get_high_watermark(), 1);
+    }
     for p in [0, 2] {
         let v = format!("after-{p}");
         produce(&c, "t", Some(p), vec![record(b"", v.as_bytes(), &[])]).unwrap();

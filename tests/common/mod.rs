@@ -23,7 +23,21 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_streamhoused")), dir, extra)
+    }
+
+    /// Started the way a new user's shell would: a soft limit of `soft`
+    /// open files.
+    pub fn start_with_open_files(dir: &std::path::Path, soft: u32, extra: &[&str]) -> TestServer {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!(r#"ulimit -Sn {soft} && exec "$0" "$@""#))
+            .arg(env!("CARGO_BIN_EXE_streamhoused"));
+        Self::spawn(sh, dir, extra)
+    }
+
+    fn spawn(mut cmd: Command, dir: &std::path::Path, extra: &[&str]) -> TestServer {
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(extra)
