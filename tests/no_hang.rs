@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::grpc::{create, fetch, produce, record};
-use common::TestServer;
+use common::grpc::{create, fetch, produce, record, uploaded};
+use common::{local_segments, TestServer};
 use grpcio::{RpcStatus, RpcStatusCode};
 use std::time::Duration;
 use streamhouse::proto as pb;
@@ -17,30 +17,6 @@ fn failure<T: std::fmt::Debug>(r: grpcio::Result<T>) -> RpcStatus {
         Err(grpcio::Error::RpcFailure(st)) => st,
         other => panic!("expected an RPC failure, got {other:?}"),
     }
-}
-
-/// The segment objects of partition 0 of `topic` in a local store, by base
-/// offset.
-fn local_segments(data_dir: &std::path::Path, topic: &str) -> Vec<(i64, std::path::PathBuf)> {
-    let topic_dir = data_dir.join("objects/topics").join(topic);
-    let incarnation = std::fs::read_dir(&topic_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let mut segs: Vec<_> = std::fs::read_dir(incarnation.join("0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let base: i64 = name.split('-').next().unwrap().parse().unwrap();
-            (base, p)
-        })
-        .collect();
-    segs.sort();
-    segs
 }
 
 #[test]
@@ -53,17 +29,12 @@ fn a_missing_or_short_segment_object_is_data_loss_naming_it() {
     let c = s.clients();
     create(&c, "t", 1);
     for i in 0..10 {
-        let mut req = pb::ProduceRequest::new();
-        req.set_topic("t".into());
-        req.set_partition(0);
-        req.set_acks(pb::Acks::ACKS_UPLOADED);
-        for j in 0..10 {
-            let v = format!("value-{i}-{j}-padding-padding");
-            req.mut_records().push(record(b"", v.as_bytes(), &[]));
-        }
-        c.producer.produce(&req).unwrap();
+        let values: Vec<String> = (0..10)
+            .map(|j| format!("value-{i}-{j}-padding-padding"))
+            .collect();
+        uploaded(&c, "t", 0, &values);
     }
-    let segs = local_segments(dir.path(), "t");
+    let segs = local_segments(dir.path(), "t", 0);
     assert!(segs.len() >= 4, "{segs:?}");
     let (missing_base, missing) = &segs[1];
     let (short_base, short) = &segs[2];

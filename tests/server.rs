@@ -433,32 +433,12 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
     let c = s.clients();
     create(&c, "t", 1);
     for i in 0..10 {
-        let mut req = pb::ProduceRequest::new();
-        req.set_topic("t".into());
-        req.set_partition(0);
-        req.set_acks(pb::Acks::ACKS_UPLOADED);
-        for j in 0..10 {
-            req.mut_records().push(record(
-                b"",
-                format!("value-{i}-{j}-padding-padding").as_bytes(),
-                &[],
-            ));
-        }
-        c.producer.produce(&req).unwrap();
+        let values: Vec<String> = (0..10)
+            .map(|j| format!("value-{i}-{j}-padding-padding"))
+            .collect();
+        common::grpc::uploaded(&c, "t", 0, &values);
     }
-    let topic_dir = dir.path().join("objects/topics/t");
-    let incarnation = std::fs::read_dir(&topic_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let seg_dir = incarnation.join("0");
-    let first = std::fs::read_dir(&seg_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .min()
-        .unwrap();
+    let (_, first) = common::local_segments(dir.path(), "t", 0).remove(0);
     let mut bytes = std::fs::read(&first).unwrap();
     bytes[30] ^= 0x20;
     std::fs::write(&first, &bytes).unwrap();

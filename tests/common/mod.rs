@@ -120,3 +120,31 @@ pub struct Clients {
     pub consumer: ConsumerServiceClient,
     pub health: grpcio_health::HealthClient,
 }
+
+/// The segment objects of one partition in a node's local object store
+/// (`{data-dir}/objects`), by base offset.
+pub fn local_segments(
+    data_dir: &std::path::Path,
+    topic: &str,
+    partition: u32,
+) -> Vec<(i64, std::path::PathBuf)> {
+    let topic_dir = data_dir.join("objects/topics").join(topic);
+    let incarnation = std::fs::read_dir(&topic_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut segs: Vec<_> = std::fs::read_dir(incarnation.join(partition.to_string()))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            let base: i64 = name.split('-').next().unwrap().parse().unwrap();
+            (base, p)
+        })
+        .collect();
+    segs.sort();
+    segs
+}
