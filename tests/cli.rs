@@ -32,11 +32,7 @@ fn ok(cmd: &mut Command) -> String {
 }
 
 fn data(file: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../shared/data/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read(common::project_path(&format!("../shared/data/{file}"))).unwrap()
 }
 
 #[test]
@@ -48,10 +44,11 @@ fn topics_produce_and_consume_byte_exact() {
         .args(["topic", "create", "movies", "--partitions", "2"]))
     .contains("created topic movies"));
     let movies = data("movies.jsonl");
-    let path = format!("{}/../shared/data/movies.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let path = common::project_path("../shared/data/movies.jsonl");
+    let path = path.to_str().unwrap();
     let out = ok(s
         .ctl()
-        .args(["produce", "movies", "--partition", "1", "--file", &path]));
+        .args(["produce", "movies", "--partition", "1", "--file", path]));
     assert!(
         out.contains("partition 1: offsets 0..=3200 (3201 records)"),
         "{out}"

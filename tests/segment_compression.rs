@@ -2,13 +2,12 @@
 //! 2 points of savings below plain LZ4 of the bare values in 1 MiB blocks.
 //! Sizes are deterministic, so this is a plain assertion, not a benchmark.
 
-use std::path::PathBuf;
+mod common;
+
 use streamhouse::segment::{SegmentWriter, DEFAULT_BLOCK_BYTES};
 
 fn values(file: &str) -> Vec<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(file);
+    let path = common::project_path("../shared/data").join(file);
     let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())

@@ -13,7 +13,9 @@
 use streamhouse::segment::{verify, SegmentWriter};
 use streamhouse::{Header, Record};
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden-v1.seg");
+mod common;
+
+const GOLDEN: &str = "tests/data/golden-v1.seg";
 const GOLDEN_BLOCK_BYTES: usize = 120;
 
 fn h(key: &str, value: &[u8]) -> Header {
@@ -312,9 +314,9 @@ fn write_golden_records() -> Vec<u8> {
 #[test]
 fn golden_segment_decodes_per_the_spec() {
     if std::env::var("STREAMHOUSE_WRITE_GOLDEN").is_ok_and(|v| v == "1") {
-        std::fs::write(GOLDEN, write_golden_records()).unwrap();
+        std::fs::write(common::project_path(GOLDEN), write_golden_records()).unwrap();
     }
-    let golden = std::fs::read(GOLDEN).expect("tests/data/golden-v1.seg");
+    let golden = std::fs::read(common::project_path(GOLDEN)).expect("tests/data/golden-v1.seg");
     let decoded = decode_per_spec(&golden);
     assert!(decoded.entries.len() >= 3, "golden has several blocks");
     assert!(
@@ -332,7 +334,7 @@ fn golden_segment_decodes_per_the_spec() {
 
 #[test]
 fn todays_writer_still_writes_the_golden_layout() {
-    let golden = decode_per_spec(&std::fs::read(GOLDEN).unwrap());
+    let golden = decode_per_spec(&std::fs::read(common::project_path(GOLDEN)).unwrap());
     let fresh = decode_per_spec(&write_golden_records());
     // Compressed sizes may differ with another LZ4 build; the layout may not.
     assert_eq!(fresh.header, golden.header);

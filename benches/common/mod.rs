@@ -8,7 +8,14 @@ use std::time::Duration;
 pub fn data_dir() -> PathBuf {
     std::env::var_os("STREAMHOUSE_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+        .unwrap_or_else(|| {
+            // At run time first: the persistent target directory may hold a
+            // binary built from another clone.
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+                .join("../shared/data")
+        })
 }
 
 /// One value per line of a JSON-lines data set (the newline excluded).

@@ -148,3 +148,14 @@ pub fn local_segments(
     segs.sort();
     segs
 }
+
+/// A path inside the project (or beside it: `../shared/data/...`), found at
+/// run time: cargo sets CARGO_MANIFEST_DIR for the tests it runs. The
+/// compile-time value is only a fallback, since the persistent target
+/// directory may hold a binary built from another clone.
+pub fn project_path(rel: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .join(rel)
+}
