@@ -9,7 +9,8 @@ use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 /// Engine errors as gRPC statuses. Store errors by kind: a transient one
 /// is UNAVAILABLE (retrying helps), a missing object is DATA_LOSS (a
 /// committed segment is gone), anything else (a 403, a bad request) is
-/// INTERNAL: the server is misconfigured, and retrying will not help.
+/// INTERNAL: the server is misconfigured, and retrying will not help. A
+/// local I/O error for want of descriptors or disk is RESOURCE_EXHAUSTED.
 pub fn error_to_status(e: &Error) -> RpcStatus {
     let code = match e {
         Error::InvalidArgument(_) => RpcStatusCode::INVALID_ARGUMENT,
@@ -28,9 +29,20 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::Store(StoreError::Permanent { .. } | StoreError::PreconditionFailed { .. }) => {
             RpcStatusCode::INTERNAL
         }
+        Error::Io { source, .. } if out_of_resources(source) => RpcStatusCode::RESOURCE_EXHAUSTED,
         Error::Meta(_) | Error::Io { .. } => RpcStatusCode::INTERNAL,
     };
     RpcStatus::with_message(code, e.to_string())
+}
+
+/// Out of file descriptors or disk space: the node is short of something an
+/// operator can add (a higher open-files limit, a bigger disk), and the
+/// request may succeed later; not a bug in the server.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC | libc::EDQUOT)
+    )
 }
 
 /// The status of a reply that never came (the engine stopped first).
@@ -91,5 +103,16 @@ mod tests {
         );
         assert_eq!(code(StoreError::NotFound { key }), RpcStatusCode::DATA_LOSS);
         assert_eq!(no_answer().code(), RpcStatusCode::UNAVAILABLE);
+    }
+
+    #[test]
+    fn io_errors_for_want_of_descriptors_or_disk_are_resource_exhausted() {
+        let code = |errno: i32| {
+            let e = Error::io("fsync", std::io::Error::from_raw_os_error(errno));
+            error_to_status(&e).code()
+        };
+        assert_eq!(code(libc::EMFILE), RpcStatusCode::RESOURCE_EXHAUSTED);
+        assert_eq!(code(libc::ENOSPC), RpcStatusCode::RESOURCE_EXHAUSTED);
+        assert_eq!(code(libc::EIO), RpcStatusCode::INTERNAL);
     }
 }
