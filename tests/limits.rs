@@ -43,19 +43,10 @@ fn greedy_fetches_are_clamped_and_memory_stays_bounded() {
     create(&c, "big", 1);
     // ~120 MiB of pseudo-random values (64 KiB each), so nothing compresses
     // away; batches of 8 MiB.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut value = || -> Vec<u8> {
-        (0..64 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
-    for _ in 0..15 {
-        let batch = (0..128).map(|_| record(b"", &value(), &[])).collect();
+    for b in 0..15 {
+        let batch = (0..128)
+            .map(|i| record(b"", &common::noise(64 * 1024, b * 128 + i), &[]))
+            .collect();
         produce(&c, "big", Some(0), batch).unwrap();
     }
     let total = high_watermark(&c, "big", 0);

@@ -136,10 +136,8 @@ fn waiting_uploaded_acks_are_answered_when_uploads_stop() {
     };
     let dir = tempfile::tempdir().unwrap();
     let proxy = common::s3::Proxy::start(&endpoint);
-    let mut flags = common::s3::flags(&proxy.endpoint(), &common::s3::unique_prefix("acks"));
-    flags.extend(["--segment-max-age-ms", "50"].map(String::from));
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut s = TestServer::start_in(dir.path(), &args);
+    let bucket = common::s3::Bucket::new(&proxy.endpoint(), "acks");
+    let mut s = bucket.start(dir.path(), &["--segment-max-age-ms", "50"]);
     let c = s.clients();
     create(&c, "t", 1);
     proxy.set_up(false);

@@ -6,6 +6,8 @@
 //! STREAMHOUSE_REQUIRE_S3=1 or CI=true (as in `scripts/test.sh`), and is
 //! skipped with a message otherwise.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use streamhouse::object_store::{
@@ -20,19 +22,6 @@ fn unique(tag: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{tag}-{}-{nanos}", std::process::id())
-}
-
-/// Deterministic, incompressible-looking bytes.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Conditional writes: `Absent` only creates, `Version` only replaces the
@@ -75,7 +64,7 @@ fn contract(store: &dyn ObjectStore) {
     assert_eq!(store.size("a/empty").unwrap(), 0);
 
     // ranges: exact bytes, inclusive edges, empty range, past the end
-    let data = bytes(10_000, 7);
+    let data = common::noise(10_000, 7);
     store.put("a/ranged", &data).unwrap();
     for (s, e) in [(0, 1), (0, 10_000), (9_999, 10_000), (1_234, 5_678), (5, 5)] {
         assert_eq!(
@@ -92,7 +81,7 @@ fn contract(store: &dyn ObjectStore) {
     }
 
     // 20 MiB object
-    let big = bytes(20 * 1024 * 1024, 99);
+    let big = common::noise(20 * 1024 * 1024, 99);
     store.put("big/object", &big).unwrap();
     assert_eq!(store.size("big/object").unwrap(), big.len() as u64);
     assert!(

@@ -545,20 +545,17 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     // The store goes away after the topic exists (creating one needs the
     // bucket: its manifest goes there first).
     let proxy = common::s3::Proxy::start(&endpoint);
-    let mut flags = common::s3::flags(&proxy.endpoint(), &common::s3::unique_prefix("dead"));
-    flags.extend(
-        [
+    let s = common::s3::Bucket::new(&proxy.endpoint(), "dead").start(
+        dir.path(),
+        &[
             "--segment-max-bytes",
             "4KiB",
             "--segment-max-age-ms",
             "50",
             "--max-backlog-bytes",
             "64KiB",
-        ]
-        .map(String::from),
+        ],
     );
-    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let s = TestServer::start_in(dir.path(), &args);
     let c = s.clients();
     create(&c, "t", 1);
     proxy.set_up(false);

@@ -165,10 +165,9 @@ fn damage_in_a_middle_file_keeps_the_later_files_and_the_offsets() {
     let dir = tempfile::tempdir().unwrap();
     // The store goes away so sealed segments stay in the WAL: three files.
     let proxy = s3::Proxy::start(&endpoint);
-    let mut args = s3::flags(&proxy.endpoint(), &s3::unique_prefix("wal-damage"));
-    args.extend(["--segment-max-bytes", "1KiB"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let s = TestServer::start_in(dir.path(), &args);
+    let bucket = s3::Bucket::new(&proxy.endpoint(), "wal-damage");
+    let small = ["--segment-max-bytes", "1KiB"];
+    let s = bucket.start(dir.path(), &small);
     let c = s.clients();
     create(&c, "t", 1);
     proxy.set_up(false);
@@ -189,7 +188,7 @@ fn damage_in_a_middle_file_keeps_the_later_files_and_the_offsets() {
         .collect();
 
     proxy.set_up(true);
-    let s = TestServer::start_in(dir.path(), &args);
+    let s = bucket.start(dir.path(), &small);
     let c = s.clients();
     expect_data_loss(&c, middle);
     let readable = fetch_all(&c, "t", 0, 0);
@@ -203,9 +202,7 @@ fn damage_in_a_middle_file_keeps_the_later_files_and_the_offsets() {
     let mut s = s;
     assert!(s.sigterm_and_wait().success());
 
-    let mut repair = args.clone();
-    repair.extend(["--repair-wal", "t/0"]);
-    let s = TestServer::start_in(dir.path(), &repair);
+    let s = bucket.start(dir.path(), &[small[0], small[1], "--repair-wal", "t/0"]);
     let c = s.clients();
     let highest_acked = acked.iter().map(|(b, n)| b + n).max().unwrap();
     let (next, _) = produce_ok(&c, 0, "after", 1);
