@@ -30,18 +30,21 @@ fn main() {
     let mut commit = Vec::with_capacity(SEGMENTS as usize);
     for i in 0..SEGMENTS {
         let t = Instant::now();
-        meta.commit_segment(&SegmentRow {
-            topic: "bench".into(),
-            partition: 0,
-            base_offset: i * PER_SEGMENT,
-            last_offset: (i + 1) * PER_SEGMENT - 1,
-            record_count: PER_SEGMENT,
-            size_bytes: 8 << 20,
-            min_timestamp_ms: i * 1000,
-            max_timestamp_ms: i * 1000 + 999,
-            object_key: format!("topics/bench/0/{:020}.seg", i * PER_SEGMENT),
-            created_at_ms: i,
-        })
+        meta.commit_segment(
+            &SegmentRow {
+                topic: "bench".into(),
+                partition: 0,
+                base_offset: i * PER_SEGMENT,
+                last_offset: (i + 1) * PER_SEGMENT - 1,
+                record_count: PER_SEGMENT,
+                size_bytes: 8 << 20,
+                min_timestamp_ms: i * 1000,
+                max_timestamp_ms: i * 1000 + 999,
+                object_key: format!("topics/bench/0/{:020}.seg", i * PER_SEGMENT),
+                created_at_ms: i,
+            },
+            None,
+        )
         .expect("commit");
         commit.push(micros(t.elapsed()));
     }

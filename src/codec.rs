@@ -169,6 +169,10 @@ impl<'a> Cursor<'a> {
         Ok(le_u32(self.bytes(4, what)?))
     }
 
+    pub fn u64_le(&mut self, what: &str) -> DecodeResult<u64> {
+        Ok(le_u64(self.bytes(8, what)?))
+    }
+
     pub fn i64_le(&mut self, what: &str) -> DecodeResult<i64> {
         Ok(le_i64(self.bytes(8, what)?))
     }

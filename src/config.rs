@@ -58,6 +58,10 @@ pub struct EngineConfig {
     /// Partitions (`topic/partition`) whose damaged WAL the operator accepts
     /// to lose: offsets go on past anything the damage could hide.
     pub repair_wal: Vec<String>,
+    /// An idempotent producer that has not written for this long is
+    /// forgotten (its batches can no longer be recognised as duplicates,
+    /// and its id answers NOT_FOUND). 7 days, as Kafka's transactional ids.
+    pub producer_expiry: Duration,
 }
 
 impl EngineConfig {
@@ -79,6 +83,7 @@ impl EngineConfig {
             wal_fs: Arc::new(OsWalFs),
             take_over: false,
             repair_wal: Vec::new(),
+            producer_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

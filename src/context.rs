@@ -10,6 +10,7 @@ use crate::layout;
 use crate::meta::MetaStore;
 use crate::metrics::Metrics;
 use crate::object_store::{ObjectStore, RetryingStore};
+use crate::producer::Registry;
 use crate::util::fs::{FileLock, LockError};
 use crate::util::sync::{lock, StopSignal};
 use std::sync::atomic::AtomicU64;
@@ -30,6 +31,9 @@ pub(crate) struct Context {
     dir_lock: Mutex<Option<FileLock>>,
     /// This node's claim on the bucket prefix (one owner per prefix).
     pub owner: Ownership,
+    /// Producer ids and their current epochs (InitProducer, and every
+    /// partition's producer table as it opens).
+    pub producers: Registry,
 }
 
 impl Context {
@@ -56,6 +60,7 @@ impl Context {
             stop,
             dir_lock: Mutex::new(Some(dir_lock)),
             owner,
+            producers: Registry::default(),
         }))
     }
 

@@ -53,6 +53,11 @@ pub enum Error {
     /// The engine is shutting down, or a partition stopped after a local
     /// I/O failure (UNAVAILABLE upstream).
     Unavailable(String),
+    /// The request does not fit the state it would change: an idempotent
+    /// batch whose sequence number skips ahead (FAILED_PRECONDITION).
+    FailedPrecondition(String),
+    /// A producer epoch that a newer one fenced (ABORTED upstream).
+    Aborted(String),
 }
 
 impl Error {
@@ -83,6 +88,8 @@ impl Error {
             Error::DataLoss(m) => Error::DataLoss(m.clone()),
             Error::Backpressure(m) => Error::Backpressure(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(m.clone()),
+            Error::Aborted(m) => Error::Aborted(m.clone()),
             other => Error::Unavailable(other.to_string()),
         }
     }
@@ -109,7 +116,9 @@ impl fmt::Display for Error {
             | Error::OutOfRange(m)
             | Error::DataLoss(m)
             | Error::Backpressure(m)
-            | Error::Unavailable(m) => f.write_str(m),
+            | Error::Unavailable(m)
+            | Error::FailedPrecondition(m)
+            | Error::Aborted(m) => f.write_str(m),
         }
     }
 }

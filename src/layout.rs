@@ -110,12 +110,71 @@ pub fn segment_key(
     format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}-{epoch}.seg")
 }
 
+/// A partition's producer table as of the end of the segment `segment_key`
+/// names (`producer::snapshot` bytes), put beside the segment: a node
+/// rebuilt from the bucket recovers its producers from the newest one.
+pub fn producer_state_key(segment_key: &str) -> String {
+    match segment_key.strip_suffix(".seg") {
+        Some(stem) => format!("{stem}.producers"),
+        None => format!("{segment_key}.producers"),
+    }
+}
+
 /// The owner record: which node owns the prefix, at which epoch.
 pub const OWNER_KEY: &str = "owner";
 
 /// Where a node checks that the store honours conditional writes.
 pub fn owner_probe_key(node_id: &str) -> String {
     format!("owner-probe/{node_id}")
+}
+
+/// Producer ids handed out, and named producers' ids and epochs.
+pub const PRODUCERS_PREFIX: &str = "producers/";
+
+/// Marks that ids below `end` may have been handed out: written before any
+/// id of a new block is, so a node rebuilt from the bucket never hands one
+/// out again.
+pub fn producer_id_block_key(end: u64) -> String {
+    format!("producers/ids/{end:020}")
+}
+
+/// A named producer's id and current epoch; the name is hex-encoded (names
+/// are any UTF-8, keys are not).
+pub fn producer_name_key(name: &str, epoch: u32, id: u64) -> String {
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("producers/names/{hex}/{epoch:010}-{id}")
+}
+
+/// What an object under [`PRODUCERS_PREFIX`] is, from its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProducerObject {
+    IdBlock { end: u64 },
+    Name { name: String, epoch: u32, id: u64 },
+}
+
+/// Takes a key under [`PRODUCERS_PREFIX`] apart; `None` for keys that are
+/// not ours.
+pub fn parse_producer_key(key: &str) -> Option<ProducerObject> {
+    let rest = key.strip_prefix(PRODUCERS_PREFIX)?;
+    if let Some(end) = rest.strip_prefix("ids/") {
+        return Some(ProducerObject::IdBlock {
+            end: end.parse().ok()?,
+        });
+    }
+    let (hex, file) = rest.strip_prefix("names/")?.split_once('/')?;
+    let (epoch, id) = file.split_once('-')?;
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(ProducerObject::Name {
+        name: String::from_utf8(bytes).ok()?,
+        epoch: epoch.parse().ok()?,
+        id: id.parse().ok()?,
+    })
 }
 
 /// The consumer-group offsets checkpoint.
@@ -139,6 +198,14 @@ pub enum TopicObject<'a> {
         base_offset: i64,
         epoch: u64,
     },
+    /// The producer table put beside the segment with the same stem.
+    ProducerState {
+        topic: &'a str,
+        incarnation: i64,
+        partition: u32,
+        base_offset: i64,
+        epoch: u64,
+    },
 }
 
 /// Takes a key under [`TOPICS_PREFIX`] apart; `None` for keys that are not
@@ -152,17 +219,31 @@ pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
         ("manifest", None) => TopicObject::Manifest { topic, incarnation },
         ("deleted", None) => TopicObject::Tombstone { topic, incarnation },
         (partition, Some(file)) => {
-            let stem = file.strip_suffix(".seg")?;
+            let (stem, is_segment) = match file.strip_suffix(".seg") {
+                Some(stem) => (stem, true),
+                None => (file.strip_suffix(".producers")?, false),
+            };
             let (base, epoch) = match stem.split_once('-') {
                 Some((base, epoch)) => (base, epoch.parse().ok()?),
                 None => (stem, 0),
             };
-            TopicObject::Segment {
-                topic,
-                incarnation,
-                partition: partition.parse().ok()?,
-                base_offset: base.parse().ok()?,
-                epoch,
+            let (partition, base_offset) = (partition.parse().ok()?, base.parse().ok()?);
+            if is_segment {
+                TopicObject::Segment {
+                    topic,
+                    incarnation,
+                    partition,
+                    base_offset,
+                    epoch,
+                }
+            } else {
+                TopicObject::ProducerState {
+                    topic,
+                    incarnation,
+                    partition,
+                    base_offset,
+                    epoch,
+                }
             }
         }
         _ => return None,
@@ -225,6 +306,48 @@ mod tests {
             assert_eq!(parse_topic_key(other), None, "{other}");
         }
         assert!(segment_key("t", 1, 0, 9, 5) < segment_key("t", 1, 0, 10, 1));
+        let state = producer_state_key(&k);
+        assert_eq!(
+            state,
+            "topics/orders.v1/1700/3/00000000000000000042-7.producers"
+        );
+        assert_eq!(
+            parse_topic_key(&state),
+            Some(TopicObject::ProducerState {
+                topic: "orders.v1",
+                incarnation: 1700,
+                partition: 3,
+                base_offset: 42,
+                epoch: 7
+            })
+        );
+    }
+
+    #[test]
+    fn producer_keys_round_trip() {
+        let k = producer_name_key("billing/é", 3, 17);
+        assert_eq!(k, "producers/names/62696c6c696e672fc3a9/0000000003-17");
+        assert_eq!(
+            parse_producer_key(&k),
+            Some(ProducerObject::Name {
+                name: "billing/é".into(),
+                epoch: 3,
+                id: 17
+            })
+        );
+        assert_eq!(
+            parse_producer_key(&producer_id_block_key(2000)),
+            Some(ProducerObject::IdBlock { end: 2000 })
+        );
+        for other in [
+            "producers/names/6/1-2",
+            "producers/names/zz/1-2",
+            "producers/names/61/1",
+            "producers/ids/x",
+            "producers/other",
+        ] {
+            assert_eq!(parse_producer_key(other), None, "{other}");
+        }
     }
 
     #[test]

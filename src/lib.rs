@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bin ─► server, cli ─► engine ─► read ─► partition ─► context
-//!     ─► wal, meta, object_store ─► segment ─► codec ─► record, util
+//!     ─► wal, meta, object_store ─► producer, segment ─► codec ─► record, util
 //! ```
 //!
 //! - [`record`]: the record every layer passes around; [`util`]: clocks,
@@ -13,6 +13,8 @@
 //!   object key; [`metrics`]: counters and histograms;
 //! - [`codec`]: varints, little-endian, the cursor, header encoding;
 //! - [`segment`]: the immutable segment object format (docs/FORMAT.md);
+//! - `producer`: idempotent producers' state per partition (pure), the
+//!   node's registry of producer ids;
 //! - [`wal`]: the per-partition write-ahead log;
 //! - [`object_store`]: where segments live (local directory, S3, memory);
 //! - [`meta`]: SQLite metadata (topics, watermarks, segments, group offsets);
@@ -38,6 +40,7 @@ pub mod meta;
 pub mod metrics;
 pub mod object_store;
 mod partition;
+pub mod producer;
 pub mod proto;
 mod read;
 mod record;

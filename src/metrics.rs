@@ -53,6 +53,7 @@ counters! {
     backpressure_rejections: "Produce requests refused with backpressure.",
     segments_sealed: "Segments sealed by partition writers.",
     segments_dropped: "Segments dropped by retention.",
+    duplicate_batches: "Idempotent batches sent again and answered with their original offsets.",
 }
 
 impl Metrics {

@@ -9,8 +9,11 @@
 //! - the **group offsets checkpoint** (`groups/offsets`);
 //! - the **owner record** (`owner`): one node per prefix ([`owner`]).
 //!
-//! Segments describe themselves (key + footer). [`list_topics`] sorts a
-//! listing of `topics/` into manifests, tombstones and segments.
+//! Segments describe themselves (key + footer); beside a segment, the
+//! partition's producer table as of its end (`{segment}.producers`, see
+//! `producer::snapshot`). [`list_topics`] sorts a listing of `topics/`
+//! into manifests, tombstones and segments. Producer ids and names live
+//! under `producers/` (see `engine::producers`).
 
 mod groups;
 mod manifest;
@@ -35,6 +38,8 @@ pub(crate) struct ListedSegment {
     pub epoch: u64,
     pub key: String,
     pub size: u64,
+    /// The producer table put beside it, if listed.
+    pub producer_state: Option<String>,
 }
 
 /// Everything under `topics/`, sorted by kind.
@@ -70,6 +75,7 @@ impl BucketTopics {
 /// Objects that are not ours are left out.
 pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> {
     let mut out = BucketTopics::default();
+    let mut states = Vec::new();
     for obj in store.list(layout::TOPICS_PREFIX)? {
         let Some(parsed) = layout::parse_topic_key(&obj.key) else {
             continue;
@@ -99,8 +105,19 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                         epoch,
                         key: obj.key.clone(),
                         size: obj.size,
+                        producer_state: None,
                     });
             }
+            TopicObject::ProducerState { .. } => states.push(obj.key.clone()),
+        }
+    }
+    // A producer table belongs to the segment with its stem; one without
+    // its segment (an upload cut short) is left alone.
+    let states: BTreeSet<String> = states.into_iter().collect();
+    for s in out.segments.values_mut().flatten() {
+        let key = layout::producer_state_key(&s.key);
+        if states.contains(&key) {
+            s.producer_state = Some(key);
         }
     }
     // Offset order; at one base offset the newest owner's first.

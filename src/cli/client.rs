@@ -43,6 +43,15 @@ impl Client {
         o
     }
 
+    /// DescribeTopic, for commands that need a topic's partitions.
+    pub fn describe(&self, topic: &str) -> Result<crate::proto::TopicInfo, CliError> {
+        let mut req = crate::proto::DescribeTopicRequest::new();
+        req.set_name(topic.to_string());
+        self.admin
+            .describe_topic_opt(&req, self.opt(CALL_TIMEOUT))
+            .map_err(|e| self.err(&format!("topic {topic:?}"), e))
+    }
+
     /// One line saying what failed and what to do.
     pub fn err(&self, what: &str, e: grpcio::Error) -> CliError {
         match e {

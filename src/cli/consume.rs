@@ -212,12 +212,7 @@ pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliRes
 /// (partition, first offset to read) for each partition to read.
 fn start_offsets(c: &Client, opts: &ConsumeOpts) -> CliResult<Vec<(u32, i64)>> {
     let topic = &opts.topic;
-    let mut d = pb::DescribeTopicRequest::new();
-    d.set_name(topic.clone());
-    let info = c
-        .admin
-        .describe_topic_opt(&d, c.opt(CALL_TIMEOUT))
-        .map_err(|e| c.err(&format!("topic {topic:?}"), e))?;
+    let info = c.describe(topic)?;
     let partitions: Vec<u32> = match opts.partition {
         Some(p) if p >= info.get_partitions() => {
             return Err(CliError::Runtime(format!(

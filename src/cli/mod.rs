@@ -9,6 +9,7 @@ mod args;
 mod client;
 mod consume;
 mod group;
+mod idempotent;
 mod output;
 mod perf;
 mod produce;

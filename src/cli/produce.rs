@@ -1,10 +1,18 @@
 //! `streamctl produce`: one record from `--value`, or one per line of a
 //! file or standard input, in batches; prints where they landed.
+//!
+//! Idempotent by default: records are split by partition here (the
+//! server's key hash; keyless records stick to one partition per batch),
+//! each batch carries the session's producer id and sequence number, and a
+//! batch whose call failed with UNAVAILABLE or DEADLINE_EXCEEDED is sent
+//! again until answered: it is written once either way.
 
 use super::args::{finish, free, opt_num, opt_str, usage, CliError, CliResult, Format};
 use super::client::Client;
+use super::idempotent::{send_until_answered, Session};
 use super::output::{json_str, out};
 use crate::proto as pb;
+use crate::server::partitioner::partition_for_key;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -22,6 +30,11 @@ streamctl produce TOPIC [FLAGS]
     --partition P        the partition (default: by key hash, keyless round-robin)
     --acks A             wal (default), uploaded or none
     --batch N            records per request (default 1000)
+    --retries N          resend a batch after UNAVAILABLE or DEADLINE_EXCEEDED
+                         up to N times, with backoff (default 20; safe: the
+                         server writes a batch once however often it is sent)
+    --no-idempotence     plain produce: the server routes keyed records, and a
+                         failed call is not retried (a retry could write twice)
 ";
 
 /// A request is sent once it holds this many bytes, whatever `--batch`.
@@ -48,6 +61,8 @@ struct ProduceOpts {
     file: Option<String>,
     separator: Option<String>,
     batch: usize,
+    idempotent: bool,
+    retries: u32,
 }
 
 fn parse_opts(mut a: pico_args::Arguments) -> CliResult<ProduceOpts> {
@@ -68,6 +83,8 @@ fn parse_opts(mut a: pico_args::Arguments) -> CliResult<ProduceOpts> {
     let file = opt_str(&mut a, "--file")?;
     let separator = opt_str(&mut a, "--key-separator")?;
     let batch: usize = opt_num(&mut a, "--batch")?.unwrap_or(1000);
+    let retries: u32 = opt_num(&mut a, "--retries")?.unwrap_or(20);
+    let idempotent = !a.contains("--no-idempotence");
     let topic = free(&mut a, "produce needs a TOPIC")?;
     finish(a)?;
     if batch == 0 {
@@ -89,6 +106,8 @@ fn parse_opts(mut a: pico_args::Arguments) -> CliResult<ProduceOpts> {
         file,
         separator,
         batch,
+        idempotent,
+        retries,
     })
 }
 
@@ -122,17 +141,44 @@ struct Landed {
     count: i64,
 }
 
+/// Records waiting to be sent to one partition (idempotent mode).
+#[derive(Default)]
+struct Pending {
+    records: Vec<pb::Record>,
+    bytes: usize,
+}
+
 /// Sends batches and keeps track of where they landed.
 struct Sender<'a> {
     c: &'a Client,
     opts: &'a ProduceOpts,
     landed: BTreeMap<u32, Landed>,
     total: u64,
+    /// Idempotent mode: the producer session, the topic's partition count,
+    /// records per partition, and where keyless records go now.
+    session: Option<Session>,
+    partitions: u32,
+    pending: BTreeMap<u32, Pending>,
+    sticky: u32,
 }
 
 impl Sender<'_> {
+    fn note(&mut self, resp: &pb::ProduceResponse) {
+        for ack in resp.get_acks() {
+            let l = self.landed.entry(ack.get_partition()).or_insert(Landed {
+                first: ack.get_base_offset(),
+                last: 0,
+                count: 0,
+            });
+            l.first = l.first.min(ack.get_base_offset());
+            l.last = l.last.max(ack.get_base_offset() + ack.get_count() - 1);
+            l.count += ack.get_count();
+            self.total += ack.get_count() as u64;
+        }
+    }
+
+    /// Plain produce: the server splits the records by partition.
     fn send(&mut self, records: Vec<pb::Record>) -> CliResult {
-        let n = records.len() as u64;
         let topic = &self.opts.topic;
         let mut req = pb::ProduceRequest::new();
         req.set_topic(topic.clone());
@@ -146,16 +192,7 @@ impl Sender<'_> {
             .producer
             .produce_opt(&req, self.c.opt(Duration::from_secs(120)))
             .map_err(|e| self.c.err(&format!("produce to {topic:?}"), e))?;
-        for ack in resp.get_acks() {
-            let l = self.landed.entry(ack.get_partition()).or_insert(Landed {
-                first: ack.get_base_offset(),
-                last: 0,
-                count: 0,
-            });
-            l.first = l.first.min(ack.get_base_offset());
-            l.last = l.last.max(ack.get_base_offset() + ack.get_count() - 1);
-            l.count += ack.get_count();
-        }
+        self.note(&resp);
         if let Some(e) = resp.get_errors().first() {
             // Some partitions were written, these were not: say both, so a
             // retry can resend only what failed.
@@ -172,8 +209,52 @@ impl Sender<'_> {
                 written.join(", ")
             )));
         }
-        self.total += n;
         Ok(())
+    }
+
+    /// Idempotent mode: one batch to one partition, sent until answered.
+    fn send_to(&mut self, partition: u32) -> CliResult {
+        let Some(p) = self.pending.remove(&partition) else {
+            return Ok(());
+        };
+        let Some(session) = self.session.as_mut() else {
+            return self.send(p.records);
+        };
+        let topic = &self.opts.topic;
+        let mut req = pb::ProduceRequest::new();
+        req.set_topic(topic.clone());
+        req.set_acks(self.opts.acks);
+        req.set_records(p.records.into());
+        session.stamp(&mut req, partition);
+        let resp = send_until_answered(self.c, &req, self.opts.retries)
+            .map_err(|e| self.c.err(&format!("produce to {topic:?}/{partition}"), e))?;
+        self.note(&resp);
+        if partition == self.sticky {
+            self.sticky = (self.sticky + 1) % self.partitions;
+        }
+        Ok(())
+    }
+
+    /// Queues one record; sends a batch when one is full.
+    fn push(&mut self, r: pb::Record) -> CliResult {
+        let len = r.get_value().len() + r.get_key().len();
+        let partition = match (self.opts.partition, !r.get_key().is_empty()) {
+            (Some(p), _) => p,
+            (None, true) => partition_for_key(r.get_key(), self.partitions),
+            (None, false) => self.sticky,
+        };
+        let p = self.pending.entry(partition).or_default();
+        p.records.push(r);
+        p.bytes += len;
+        if p.records.len() >= self.opts.batch || p.bytes >= MAX_BATCH_BYTES {
+            self.send_to(partition)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> CliResult {
+        let partitions: Vec<u32> = self.pending.keys().copied().collect();
+        partitions.into_iter().try_for_each(|p| self.send_to(p))
     }
 
     /// One record per line of `reader`, in batches, with a progress line
@@ -187,35 +268,62 @@ impl Sender<'_> {
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
-            pending_bytes += line.len();
-            pending.push(self.opts.record(&line));
-            if pending.len() >= self.opts.batch || pending_bytes >= MAX_BATCH_BYTES {
-                self.send(std::mem::take(&mut pending))?;
-                pending_bytes = 0;
-                if last_progress.elapsed() >= Duration::from_secs(2) {
-                    eprintln!("... {} records sent", self.total);
-                    last_progress = Instant::now();
+            let record = self.opts.record(&line);
+            if self.session.is_some() {
+                self.push(record)?;
+            } else {
+                pending_bytes += line.len();
+                pending.push(record);
+                if pending.len() >= self.opts.batch || pending_bytes >= MAX_BATCH_BYTES {
+                    self.send(std::mem::take(&mut pending))?;
+                    pending_bytes = 0;
                 }
+            }
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                eprintln!("... {} records sent", self.total);
+                last_progress = Instant::now();
             }
         }
         if !pending.is_empty() {
             self.send(pending)?;
         }
-        Ok(())
+        self.flush()
     }
 }
 
 pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
     let opts = parse_opts(a)?;
     let started = Instant::now();
+    let (session, partitions) = if opts.idempotent {
+        let partitions = match opts.partition {
+            Some(_) => 1,
+            None => c.describe(&opts.topic)?.get_partitions().max(1),
+        };
+        // A server that is not there at the start is more likely a wrong
+        // address than a restart: a few quick retries only.
+        (Some(Session::init(c, opts.retries.min(3))?), partitions)
+    } else {
+        (None, 1)
+    };
     let mut sender = Sender {
         c,
         opts: &opts,
         landed: BTreeMap::new(),
         total: 0,
+        session,
+        partitions,
+        pending: BTreeMap::new(),
+        sticky: 0,
     };
     if let Some(v) = &opts.value {
-        sender.send(vec![opts.record(v.as_bytes())])?;
+        let record = opts.record(v.as_bytes());
+        match sender.session {
+            Some(_) => {
+                sender.push(record)?;
+                sender.flush()?;
+            }
+            None => sender.send(vec![record])?,
+        }
     } else {
         let reader: Box<dyn BufRead> = match &opts.file {
             Some(f) => Box::new(std::io::BufReader::new(

@@ -11,14 +11,17 @@
 //!   from the bucket alone);
 //! - [`retention`]: the retention pass;
 //! - [`gc`]: garbage collection, on evidence only;
-//! - [`groups`]: consumer-group offsets and their checkpoint in the bucket.
+//! - [`groups`]: consumer-group offsets and their checkpoint in the bucket;
+//! - [`producers`]: InitProducer, the producer registry, expiry.
 
 mod gc;
 mod groups;
+mod producers;
 mod rebuild;
 mod retention;
 mod topics;
 
+pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
 pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
 
 use crate::bucket::OwnershipError;
@@ -33,6 +36,7 @@ use crate::object_store::ObjectStore;
 use crate::partition::{
     open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, UploadPool,
 };
+pub use crate::producer::ProducerBatch;
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
 use crate::record::{Record, HEADER_OVERHEAD, MAX_HEADERS, RECORD_OVERHEAD};
 use crate::util::sync::{self, lock, StopSignal};
@@ -66,6 +70,8 @@ pub struct Engine {
     retention_stop: StopSignal,
     retention: Mutex<Option<Worker>>,
     groups: Arc<groups::GroupCheckpoint>,
+    /// Producer ids this node may hand out without claiming a new block.
+    producer_ids: Mutex<producers::IdBlock>,
 }
 
 impl Engine {
@@ -84,6 +90,7 @@ impl Engine {
         };
         take_ownership(&ctx).map_err(unreadable)?;
         rebuild::reconcile(&ctx).map_err(unreadable)?;
+        let producer_ids = producers::restore_producers(&ctx).map_err(unreadable)?;
         if let Err(e) = gc::collect_garbage(&ctx) {
             log::warn!("garbage collection skipped: {e}");
         }
@@ -102,7 +109,9 @@ impl Engine {
             retention_stop: StopSignal::new(),
             retention: Mutex::new(None),
             groups: Arc::default(),
+            producer_ids: Mutex::new(producer_ids),
         });
+        engine.expire_producers();
         let weak = Arc::downgrade(&engine);
         let interval = engine.ctx.config.retention_interval;
         let stop = engine.retention_stop.clone();
@@ -113,6 +122,7 @@ impl Engine {
                 engine.checkpoint_groups();
                 if last_retention.elapsed() >= interval {
                     engine.run_retention();
+                    engine.expire_producers();
                     last_retention = Instant::now();
                 }
             }
@@ -205,6 +215,36 @@ impl Engine {
         parts: Vec<(u32, Vec<Record>)>,
         acks: Acks,
     ) -> Result<Vec<(u32, AckReceiver)>> {
+        self.append(topic, parts, acks, None)
+    }
+
+    /// Appends an idempotent producer's batch to one partition: written
+    /// once however often it is sent (the acknowledgement of a batch sent
+    /// again carries its original offsets and `duplicate`). An unknown
+    /// producer id answers NOT_FOUND, a fenced epoch ABORTED, a sequence
+    /// that skips ahead FAILED_PRECONDITION.
+    pub fn produce_idempotent(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+        acks: Acks,
+        producer: ProducerBatch,
+    ) -> Result<AckReceiver> {
+        self.check_producer(&producer, records.len())?;
+        let mut rx = self.append(topic, vec![(partition, records)], acks, Some(producer))?;
+        Ok(rx.remove(0).1)
+    }
+
+    /// [`Engine::produce_batch`], with the producer of a one-partition
+    /// idempotent batch.
+    fn append(
+        &self,
+        topic: &str,
+        parts: Vec<(u32, Vec<Record>)>,
+        acks: Acks,
+        producer: Option<ProducerBatch>,
+    ) -> Result<Vec<(u32, AckReceiver)>> {
         let mut targets = Vec::with_capacity(parts.len());
         let mut total = 0u64;
         for (p, records) in &parts {
@@ -236,6 +276,7 @@ impl Engine {
                 acks,
                 reply,
                 bytes,
+                producer,
             };
             // Fails only when shutting down; the receiver then answers so.
             let _ = partition.submit(req);

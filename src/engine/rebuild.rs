@@ -8,9 +8,11 @@
 //!    manifest of a local topic the bucket lacks (created before manifests);
 //! 4. per partition, drop rows whose objects retention already removed, and
 //!    commit the bucket's segments beyond the local committed offset,
-//!    described by their footers (read in parallel);
+//!    described by their footers (read in parallel), with the producer table put beside the newest adopted segment;
 //! 5. bring back consumer-group offsets from the bucket's checkpoint when
-//!    they are newer than the local ones.
+//!    they are newer than the local ones;
+//! 6. (`producers::restore_producers`) named producers' epochs and the
+//!    next producer id from `producers/`.
 //!
 //! Nothing here deletes an object the bucket does not mark as garbage.
 
@@ -21,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::{SegmentRow, TopicRow};
 use crate::object_store::{ObjectStore, StoreError};
+use crate::producer;
 use crate::read::source::{read_footer, StoredObject};
 use crate::util::clock::now_ms;
 use crate::util::fs::remove_dir_all_if_exists;
@@ -195,13 +198,56 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         chain.push(row);
     }
     ctx.meta.commit_segments(&chain)?;
-    if !chain.is_empty() {
+    if let Some(last) = chain.last() {
         log::info!(
             "partition {name}: adopted {} segments from the bucket, committed up to {next}",
             chain.len()
         );
+        let listed = candidates.iter().find(|s| s.key == last.object_key);
+        restore_producer_state(
+            ctx,
+            t,
+            p,
+            last,
+            listed.and_then(|s| s.producer_state.as_deref()),
+        )?;
     }
     Ok(chain.len())
+}
+
+/// The partition's producer table as of the newest adopted segment: the
+/// one put beside it (none beside it means the partition had none). A table
+/// that does not decode, or describes other offsets, is not adopted: the
+/// partition then starts with no producer state (logged), which costs
+/// duplicate detection for retries that span this rebuild, nothing else.
+fn restore_producer_state(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    last: &SegmentRow,
+    key: Option<&str>,
+) -> Result<()> {
+    let Some(key) = key else {
+        ctx.meta.set_producer_state(&t.name, p, None)?;
+        return Ok(());
+    };
+    let bytes = ctx.store.get(key)?;
+    let state = match producer::snapshot::decode(&bytes) {
+        Ok((_, next)) if next == last.last_offset + 1 => Some(&bytes[..]),
+        Ok((_, next)) => {
+            log::error!(
+                "{key}: producer state through offset {next}, expected {}; not adopted",
+                last.last_offset + 1
+            );
+            None
+        }
+        Err(e) => {
+            log::error!("{key}: producer state unreadable ({e}); not adopted");
+            None
+        }
+    };
+    ctx.meta.set_producer_state(&t.name, p, state)?;
+    Ok(())
 }
 
 /// Objects inside the committed range that are not the committed segments
@@ -223,7 +269,7 @@ fn mark_superseded(
         .iter()
         .filter(|s| s.base_offset >= low && s.base_offset < committed_next)
         .filter(|s| !rows.iter().any(|r| r.object_key == s.key))
-        .map(|s| s.key.clone())
+        .flat_map(|s| std::iter::once(s.key.clone()).chain(s.producer_state.clone()))
         .collect();
     if !superseded.is_empty() {
         log::info!(

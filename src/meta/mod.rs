@@ -7,18 +7,20 @@
 //! engine trims its WAL, so it must survive power loss, not only a crash.
 //!
 //! One file per table family: [`topics`] (topics, partitions, the
-//! incarnation counter), [`segments`], [`groups`], [`garbage`]; [`schema`]
-//! holds the migrations.
+//! incarnation counter), [`segments`], [`groups`], [`garbage`],
+//! [`producers`]; [`schema`] holds the migrations.
 
 mod error;
 mod garbage;
 mod groups;
+mod producers;
 mod schema;
 mod segments;
 mod topics;
 
 pub use error::{MetaError, MetaResult};
 pub use groups::GroupOffset;
+pub use producers::ProducerRow;
 #[cfg(test)]
 use schema::{current_version as schema_version, MIGRATIONS};
 pub use segments::SegmentRow;

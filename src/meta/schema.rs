@@ -86,6 +86,18 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 5: idempotent producers: each partition's producer table as of its
+    // committed offset (written with every segment commit), and the ids and
+    // epochs InitProducer handed out.
+    r#"
+    ALTER TABLE partitions ADD COLUMN producer_state BLOB;
+    CREATE TABLE producers (
+        id           INTEGER NOT NULL PRIMARY KEY CHECK (id > 0),
+        name         TEXT    UNIQUE,
+        epoch        INTEGER NOT NULL CHECK (epoch >= 0),
+        issued_at_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

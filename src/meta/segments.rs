@@ -2,6 +2,7 @@
 
 use super::garbage::mark_garbage;
 use super::{MetaError, MetaResult, MetaStore};
+use crate::layout::producer_state_key;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +38,11 @@ pub(super) fn segment_from_row(r: &Row<'_>) -> rusqlite::Result<SegmentRow> {
     })
 }
 
-fn commit_in(tx: &Transaction<'_>, seg: &SegmentRow) -> MetaResult<()> {
+fn commit_in(
+    tx: &Transaction<'_>,
+    seg: &SegmentRow,
+    producer_state: Option<&[u8]>,
+) -> MetaResult<()> {
     let next: Option<i64> = tx
         .prepare_cached("SELECT next_offset FROM partitions WHERE topic = ?1 AND partition = ?2")?
         .query_row(params![seg.topic, seg.partition], |r| r.get(0))
@@ -69,10 +74,24 @@ fn commit_in(tx: &Transaction<'_>, seg: &SegmentRow) -> MetaResult<()> {
         seg.object_key,
         seg.created_at_ms
     ])?;
-    tx.prepare_cached(
-        "UPDATE partitions SET next_offset = ?3 WHERE topic = ?1 AND partition = ?2",
-    )?
-    .execute(params![seg.topic, seg.partition, seg.last_offset + 1])?;
+    match producer_state {
+        Some(state) => tx
+            .prepare_cached(
+                "UPDATE partitions SET next_offset = ?3, producer_state = ?4
+                 WHERE topic = ?1 AND partition = ?2",
+            )?
+            .execute(params![
+                seg.topic,
+                seg.partition,
+                seg.last_offset + 1,
+                state
+            ])?,
+        None => tx
+            .prepare_cached(
+                "UPDATE partitions SET next_offset = ?3 WHERE topic = ?1 AND partition = ?2",
+            )?
+            .execute(params![seg.topic, seg.partition, seg.last_offset + 1])?,
+    };
     Ok(())
 }
 
@@ -81,14 +100,21 @@ impl MetaStore {
     /// committed high watermark to `last_offset + 1`, in one transaction.
     /// The segment must start exactly at the current committed high
     /// watermark: a gap or an overlap is a `Conflict`, never written.
-    pub fn commit_segment(&self, seg: &SegmentRow) -> MetaResult<()> {
-        self.write(|tx| commit_in(tx, seg))
+    /// `producer_state` (the partition's producer table as of the segment's
+    /// end, `producer::snapshot` bytes; empty for none) replaces the
+    /// partition's in the same transaction; `None` leaves it.
+    pub fn commit_segment(
+        &self,
+        seg: &SegmentRow,
+        producer_state: Option<&[u8]>,
+    ) -> MetaResult<()> {
+        self.write(|tx| commit_in(tx, seg, producer_state))
     }
 
     /// [`MetaStore::commit_segment`] for several segments in offset order,
     /// in one transaction (a rebuild from the bucket).
     pub fn commit_segments(&self, segs: &[SegmentRow]) -> MetaResult<()> {
-        self.write(|tx| segs.iter().try_for_each(|s| commit_in(tx, s)))
+        self.write(|tx| segs.iter().try_for_each(|s| commit_in(tx, s, None)))
     }
 
     /// Starts a partition that holds no segment at `offset` (its first
@@ -228,6 +254,8 @@ impl MetaStore {
             .execute(params![topic, partition, new_low])?;
             for s in &dropped {
                 mark_garbage(tx, &s.object_key, "retention")?;
+                // The producer table put beside it, if there is one.
+                mark_garbage(tx, &producer_state_key(&s.object_key), "retention")?;
             }
             tx.prepare_cached(
                 "UPDATE partitions SET low_watermark = MAX(low_watermark, ?3)

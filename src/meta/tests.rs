@@ -1,4 +1,5 @@
 use super::*;
+use crate::layout::producer_state_key;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ fn migrates_an_empty_file_and_reopen_keeps_everything() {
     {
         let meta = MetaStore::open(&path).unwrap();
         meta.create_topic(&topic("orders", 3)).unwrap();
-        meta.commit_segment(&segment("orders", 1, 0, 100, 5_000))
+        meta.commit_segment(&segment("orders", 1, 0, 100, 5_000), None)
             .unwrap();
         meta.commit_group_offset(&GroupOffset {
             group: "billing".into(),
@@ -111,7 +112,8 @@ fn duplicate_topic_and_missing_topic_are_typed_errors() {
 fn segments_must_be_contiguous_with_the_committed_watermark() {
     let (_d, meta) = open_temp();
     meta.create_topic(&topic("t", 1)).unwrap();
-    meta.commit_segment(&segment("t", 0, 0, 10, 100)).unwrap();
+    meta.commit_segment(&segment("t", 0, 0, 10, 100), None)
+        .unwrap();
     // A gap, an overlap and a replay of the same segment are all refused.
     for bad in [
         segment("t", 0, 11, 5, 200),
@@ -119,16 +121,17 @@ fn segments_must_be_contiguous_with_the_committed_watermark() {
         segment("t", 0, 0, 10, 100),
     ] {
         assert!(
-            matches!(meta.commit_segment(&bad), Err(MetaError::Conflict(_))),
+            matches!(meta.commit_segment(&bad, None), Err(MetaError::Conflict(_))),
             "{bad:?}"
         );
     }
     assert_eq!(meta.partition("t", 0).unwrap().unwrap().next_offset, 10);
     assert!(matches!(
-        meta.commit_segment(&segment("t", 7, 0, 1, 1)),
+        meta.commit_segment(&segment("t", 7, 0, 1, 1), None),
         Err(MetaError::NotFound(_))
     ));
-    meta.commit_segment(&segment("t", 0, 10, 5, 200)).unwrap();
+    meta.commit_segment(&segment("t", 0, 10, 5, 200), None)
+        .unwrap();
     assert_eq!(meta.partition("t", 0).unwrap().unwrap().next_offset, 15);
 }
 
@@ -144,9 +147,9 @@ fn lookups_by_offset_and_usage() {
         segment("t", 0, 30, 10, 4_000),
     ];
     for s in &segs {
-        meta.commit_segment(s).unwrap();
+        meta.commit_segment(s, None).unwrap();
     }
-    meta.commit_segment(&segment("t", 1, 0, 1000, 9_999))
+    meta.commit_segment(&segment("t", 1, 0, 1000, 9_999), None)
         .unwrap();
     for offset in 0..40 {
         let s = meta.segment_for_offset("t", 0, offset).unwrap().unwrap();
@@ -169,7 +172,7 @@ fn retention_drops_only_a_prefix_and_moves_the_low_watermark() {
     t.retention_ms = 1_000;
     meta.create_topic(&t).unwrap();
     for (i, ts) in [100, 200, 5_000, 300, 6_000].iter().enumerate() {
-        meta.commit_segment(&segment("t", 0, i as i64 * 10, 10, *ts))
+        meta.commit_segment(&segment("t", 0, i as i64 * 10, 10, *ts), None)
             .unwrap();
     }
     // At now = 4_500, segments with max_ts < 3_500 are expired, but the one
@@ -199,7 +202,7 @@ fn retention_by_bytes() {
     t.retention_bytes = 2_500; // segments are 1000 bytes each
     meta.create_topic(&t).unwrap();
     for i in 0..5 {
-        meta.commit_segment(&segment("t", 0, i * 10, 10, 100))
+        meta.commit_segment(&segment("t", 0, i * 10, 10, 100), None)
             .unwrap();
     }
     let expired = meta.segments_beyond_retention("t", 0, 200).unwrap();
@@ -215,9 +218,11 @@ fn delete_topic_cascades_and_returns_segments() {
     let (_d, meta) = open_temp();
     meta.create_topic(&topic("t", 2)).unwrap();
     meta.create_topic(&topic("keep", 1)).unwrap();
-    meta.commit_segment(&segment("t", 0, 0, 10, 100)).unwrap();
-    meta.commit_segment(&segment("t", 1, 0, 10, 100)).unwrap();
-    meta.commit_segment(&segment("keep", 0, 0, 10, 100))
+    meta.commit_segment(&segment("t", 0, 0, 10, 100), None)
+        .unwrap();
+    meta.commit_segment(&segment("t", 1, 0, 10, 100), None)
+        .unwrap();
+    meta.commit_segment(&segment("keep", 0, 0, 10, 100), None)
         .unwrap();
     meta.commit_group_offset(&GroupOffset {
         group: "g".into(),
@@ -330,7 +335,8 @@ fn one_writer_with_concurrent_readers() {
         })
         .collect();
     for i in 0..300 {
-        meta.commit_segment(&segment("t", 0, i * 7, 7, i)).unwrap();
+        meta.commit_segment(&segment("t", 0, i * 7, 7, i), None)
+            .unwrap();
     }
     done.store(true, Ordering::Relaxed);
     for r in readers {
@@ -355,14 +361,24 @@ fn retention_marks_the_dropped_objects_as_garbage_until_forgotten() {
     let (_d, meta) = open_temp();
     meta.create_topic(&topic("t", 1)).unwrap();
     for i in 0..3 {
-        meta.commit_segment(&segment("t", 0, i * 10, 10, 100))
+        meta.commit_segment(&segment("t", 0, i * 10, 10, 100), None)
             .unwrap();
     }
     let dropped = meta.drop_segments_before("t", 0, 20).unwrap();
-    let keys: Vec<String> = dropped.iter().map(|s| s.object_key.clone()).collect();
-    assert_eq!(meta.garbage(100).unwrap(), keys);
+    // Each segment, and the producer table that may sit beside it.
+    let mut keys: Vec<String> = dropped
+        .iter()
+        .flat_map(|s| [s.object_key.clone(), producer_state_key(&s.object_key)])
+        .collect();
+    keys.sort();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(keys.len(), 4);
+    assert_eq!(sorted(meta.garbage(100).unwrap()), keys);
     meta.forget_garbage(&keys[..1]).unwrap();
-    assert_eq!(meta.garbage(100).unwrap(), keys[1..].to_vec());
+    assert_eq!(sorted(meta.garbage(100).unwrap()), keys[1..].to_vec());
 }
 
 #[test]
@@ -386,4 +402,54 @@ fn version_1_topics_keep_their_keys_and_new_incarnations_start_above_them() {
         "existing object keys stay valid"
     );
     assert_eq!(meta.next_incarnation().unwrap(), 1_700_000_000_001);
+}
+
+#[test]
+fn producer_ids_and_partition_producer_state_persist() {
+    let (_d, meta) = open_temp();
+    meta.create_topic(&topic("t", 1)).unwrap();
+    assert_eq!(meta.producer_state("t", 0).unwrap(), None);
+    meta.commit_segment(&segment("t", 0, 0, 10, 100), Some(b"state-1"))
+        .unwrap();
+    assert_eq!(
+        meta.producer_state("t", 0).unwrap(),
+        Some(b"state-1".to_vec())
+    );
+    // A commit without a table (a rebuild) leaves it; an empty one clears it.
+    meta.commit_segments(&[segment("t", 0, 10, 10, 100)])
+        .unwrap();
+    assert_eq!(
+        meta.producer_state("t", 0).unwrap(),
+        Some(b"state-1".to_vec())
+    );
+    meta.commit_segment(&segment("t", 0, 20, 10, 100), Some(b""))
+        .unwrap();
+    assert_eq!(meta.producer_state("t", 0).unwrap(), None);
+
+    let row = |id, name: Option<&str>, epoch, at| ProducerRow {
+        id,
+        name: name.map(str::to_string),
+        epoch,
+        issued_at_ms: at,
+    };
+    meta.issue_producer(&row(1, None, 0, 100)).unwrap();
+    meta.issue_producer(&row(2, Some("billing"), 0, 100))
+        .unwrap();
+    meta.issue_producer(&row(2, Some("billing"), 1, 5_000))
+        .unwrap();
+    assert_eq!(
+        meta.named_producer("billing").unwrap(),
+        Some(row(2, Some("billing"), 1, 5_000))
+    );
+    assert_eq!(meta.max_producer_id().unwrap(), 2);
+    // Anonymous ids expire; names keep their id.
+    assert_eq!(meta.producers_issued_since(1_000).unwrap().len(), 1);
+    assert_eq!(meta.forget_anonymous_producers(1_000).unwrap(), 1);
+    meta.issue_producer(&row(2, Some("billing"), 2, 6_000))
+        .unwrap();
+    assert_eq!(
+        meta.named_producer("billing").unwrap().map(|r| r.epoch),
+        Some(2)
+    );
+    assert_eq!(meta.forget_anonymous_producers(i64::MAX).unwrap(), 0);
 }

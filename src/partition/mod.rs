@@ -23,6 +23,7 @@ pub use state::{PartitionShared, PartitionView, SegmentRef, Status, TailBatch, W
 pub use upload_pool::UploadPool;
 
 use crate::error::{Error, Result};
+use crate::producer::ProducerBatch;
 use crate::record::Record;
 use crate::util::sync::lock;
 use crate::util::thread::Worker;
@@ -48,6 +49,9 @@ pub enum Acks {
 pub struct AppendAck {
     pub base_offset: i64,
     pub count: i64,
+    /// An idempotent batch written before: these are its original offsets
+    /// and nothing was written again.
+    pub duplicate: bool,
 }
 
 pub type AckReceiver = futures::channel::oneshot::Receiver<Result<AppendAck>>;
@@ -59,6 +63,8 @@ pub(crate) struct AppendRequest {
     pub acks: Acks,
     pub reply: AckSender,
     pub bytes: u64,
+    /// The idempotent batch these records are, if they are one.
+    pub producer: Option<ProducerBatch>,
 }
 
 pub(crate) enum WriterMsg {

@@ -1,10 +1,11 @@
 //! Opening a partition, in steps: [`load_committed`] (what metadata says
-//! is in the store) → `scan_wal` (what the WAL holds beyond it; a pure
-//! function in `src/wal/scan.rs`) → [`apply_scan`] (delete what is
-//! committed, set aside what follows a cut) → [`replay_into_tail`] (the
-//! in-memory tail and backlog) → [`start`] (the active WAL file, sealed
-//! segments queued for upload again, the writer and uploader threads).
-//! Offsets continue exactly where the WAL ends.
+//! is in the store, and the producer table as of it) → `scan_wal` (what
+//! the WAL holds beyond it; a pure function in `src/wal/scan.rs`) →
+//! [`apply_scan`] (delete what is committed, set aside what follows a cut)
+//! → [`replay_into_tail`] (the in-memory tail and backlog, the producer
+//! table replayed through each WAL file) → [`start`] (the active WAL file,
+//! sealed segments queued for upload again, the writer and uploader
+//! threads). Offsets continue exactly where the WAL ends.
 
 use super::backlog::Backlog;
 use super::upload_pool::UploadPool;
@@ -15,9 +16,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::PartitionRow;
+use crate::producer::{snapshot, ProducerTable};
+use crate::util::clock::now_ms;
 use crate::util::sync::StopSignal;
 use crate::util::thread;
-use crate::wal::{scan_wal, Damage, Recovered, RecoveredFile, WalDir};
+use crate::wal::{scan_wal, Damage, ProducerWrite, Recovered, RecoveredFile, WalDir};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,8 @@ struct Committed {
     row: PartitionRow,
     incarnation: i64,
     segments: VecDeque<SegmentRef>,
+    /// Idempotent producers' state as of `row.next_offset`.
+    producers: ProducerTable,
 }
 
 pub(crate) fn open_partition(
@@ -56,7 +61,10 @@ pub(crate) fn open_partition(
     }
     apply_scan(&wal_dir, &recovered, &name)?;
     let backlog = Backlog::new(Arc::clone(&ctx.backlog_bytes));
-    let replayed = replay_into_tail(&mut recovered, &backlog);
+    let replayed = replay_into_tail(&mut recovered, &backlog, committed.producers);
+    for (id, epoch, last_write_ms) in replayed.producers.producers() {
+        ctx.producers.observe(id, epoch, last_write_ms);
+    }
     let high = recovered.next_offset;
     if high > committed.row.next_offset {
         log::info!(
@@ -107,10 +115,22 @@ fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committe
             max_timestamp_ms: s.max_timestamp_ms,
         })
         .collect();
+    let producers = match ctx.meta.producer_state(topic, partition)? {
+        None => ProducerTable::default(),
+        Some(bytes) => {
+            snapshot::decode(&bytes)
+                .map_err(|e| Error::Malformed {
+                    object: format!("the producer state of {topic}/{partition} in metadata"),
+                    reason: e.to_string(),
+                })?
+                .0
+        }
+    };
     Ok(Committed {
         row,
         incarnation,
         segments,
+        producers,
     })
 }
 
@@ -150,21 +170,36 @@ fn apply_scan(wal_dir: &WalDir, recovered: &Recovered, name: &str) -> Result<()>
 /// The uncommitted records as tail batches: one per sealed file (to
 /// upload again) and one for the active file.
 struct Replayed {
-    /// (WAL file, the first offset its segment covers, its records).
-    sealed: Vec<(PathBuf, i64, Arc<TailBatch>)>,
+    /// (WAL file, the first offset its segment covers, its records, the
+    /// producer table as of its end).
+    sealed: Vec<(PathBuf, i64, Arc<TailBatch>, ProducerTable)>,
     active: Option<Arc<TailBatch>>,
+    /// The producer table as of the end of the WAL: the writer's.
+    producers: ProducerTable,
 }
 
 impl Replayed {
     /// What readers see beyond the committed offset.
     fn tail(&self) -> VecDeque<Arc<TailBatch>> {
-        let sealed = self.sealed.iter().map(|(_, _, b)| Arc::clone(b));
+        let sealed = self.sealed.iter().map(|(_, _, b, _)| Arc::clone(b));
         sealed.chain(self.active.iter().cloned()).collect()
     }
 }
 
-/// Moves the recovered records into tail batches, counted in the backlog.
-fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
+/// Moves the recovered records into tail batches, counted in the backlog,
+/// and replays the idempotent batches of each file into `producers`.
+fn replay_into_tail(
+    recovered: &mut Recovered,
+    backlog: &Backlog,
+    mut producers: ProducerTable,
+) -> Replayed {
+    let now = now_ms();
+    let mut replay = |writes: &[ProducerWrite]| {
+        for w in writes {
+            producers.record(&w.batch, w.count, w.base_offset, now);
+        }
+        producers.clone()
+    };
     let batch_of = |file: &mut RecoveredFile| {
         let records = std::mem::take(&mut file.records);
         (!records.is_empty()).then(|| {
@@ -173,13 +208,22 @@ fn replay_into_tail(recovered: &mut Recovered, backlog: &Backlog) -> Replayed {
             Arc::new(TailBatch { records, bytes })
         })
     };
-    let sealed = recovered
-        .sealed
-        .iter_mut()
-        .filter_map(|f| Some((f.path.clone(), f.first_offset, batch_of(f)?)))
-        .collect();
-    let active = recovered.active.as_mut().and_then(batch_of);
-    Replayed { sealed, active }
+    let mut sealed = Vec::new();
+    for f in &mut recovered.sealed {
+        let state = replay(&f.writes);
+        if let Some(batch) = batch_of(f) {
+            sealed.push((f.path.clone(), f.first_offset, batch, state));
+        }
+    }
+    let active = recovered.active.as_mut().and_then(|f| {
+        replay(&f.writes);
+        batch_of(f)
+    });
+    Replayed {
+        sealed,
+        active,
+        producers,
+    }
 }
 
 /// Reopens the active WAL file (or creates one at the high watermark),
@@ -201,13 +245,14 @@ fn start(
         wal_dir: wal_dir.clone(),
         stop: stop.clone(),
     });
-    for (wal_path, base_offset, batch) in replayed.sealed {
+    for (wal_path, base_offset, batch, producers) in replayed.sealed {
         uploads.push(SealedSegment {
             base_offset,
             last_offset: batch.last_offset(),
             bytes: batch.bytes,
             batches: vec![batch],
             wal_path,
+            producers,
         });
     }
     let (wal, active) = match &recovered.active {
@@ -251,6 +296,7 @@ fn start(
         next_offset: high,
         uploads: Arc::clone(&uploads),
         buf: Vec::new(),
+        producers: replayed.producers,
     };
     // Bounded by bytes (the backlog reservation made before a request is
     // queued), not by a count of requests.

@@ -200,8 +200,19 @@ impl PartitionShared {
         }
     }
 
+    /// Parks an `acks=uploaded` reply until its records are committed, or
+    /// answers it now if they are (a duplicate batch written long ago).
+    /// The committed offset is read under the acks lock: the uploader
+    /// raises it before it takes that lock to resolve, so a reply parked
+    /// here is never missed.
     pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) {
-        lock(&self.uploaded_acks).push(pending);
+        let mut acks = lock(&self.uploaded_acks);
+        if pending.last_offset < self.view().committed_next {
+            drop(acks);
+            let _ = pending.reply.send(Ok(pending.ack));
+            return;
+        }
+        acks.push(pending);
     }
 
     /// Answers the `acks=uploaded` requests whose records are now committed.

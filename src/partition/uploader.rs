@@ -1,7 +1,10 @@
 //! The uploads of one partition, run by the shared upload pool
-//! (`upload_pool.rs`). For each sealed segment, in order: [`encode_segment`] → [`Uploader::put_object`] (under a key that
-//! carries this node's owner epoch) → [`Uploader::confirm_owner`] →
-//! [`Uploader::commit_segment`] (the segment's commit point) →
+//! (`upload_pool.rs`). For each sealed segment, in order:
+//! [`encode_segment`] → [`Uploader::put_object`] (under a key that
+//! carries this node's owner epoch; then the producer table beside it, if
+//! the partition has idempotent producers) → [`Uploader::confirm_owner`] →
+//! [`Uploader::commit_segment`] (the segment's commit point, with the
+//! producer table in the same transaction) →
 //! [`Uploader::publish_segment`] (readers switch from the tail to the
 //! object, `acks=uploaded` answered) → [`Uploader::trim_wal`]. The WAL file
 //! goes only after the commit.
@@ -11,10 +14,11 @@ use super::{PartitionShared, SegmentRef, Status};
 use crate::bucket::OwnershipError;
 use crate::context::Context;
 use crate::error::Error;
-use crate::layout::segment_key;
+use crate::layout::{producer_state_key, segment_key};
 use crate::meta::{MetaError, SegmentRow};
 use crate::metrics::Metrics;
 use crate::object_store::{retry, RetryPolicy};
+use crate::producer::snapshot;
 use crate::segment::{SegmentSummary, SegmentWriter, DEFAULT_BLOCK_BYTES};
 use crate::util::clock::now_ms;
 use crate::util::sync::StopSignal;
@@ -83,8 +87,15 @@ impl Uploader {
             self.ctx.owner.epoch(),
         );
         self.put_object(&key, &bytes)?;
+        // The segment first: a producer table in the bucket never names
+        // offsets the bucket does not hold.
+        let producers = (!seg.producers.is_empty())
+            .then(|| snapshot::encode(&seg.producers, seg.last_offset + 1));
+        if let Some(state) = &producers {
+            self.put_object(&producer_state_key(&key), state)?;
+        }
         self.confirm_owner()?;
-        self.commit_segment(&seg, &key, &summary)?;
+        self.commit_segment(&seg, &key, &summary, producers.as_deref())?;
         self.publish_segment(&seg, &key, &summary);
         self.trim_wal(&seg);
         log::debug!(
@@ -158,6 +169,7 @@ impl Uploader {
         seg: &SealedSegment,
         key: &str,
         summary: &SegmentSummary,
+        producers: Option<&[u8]>,
     ) -> Result<(), Stopped> {
         if self.stop.is_raised() {
             // Shutting down: an upload that finished after its deadline is
@@ -187,7 +199,11 @@ impl Uploader {
                 Metrics::add(&self.ctx.metrics.upload_retries, 1);
                 log::warn!("partition {name}: metadata commit of {key} failed: {e}");
             },
-            || self.ctx.meta.commit_segment(&row),
+            || {
+                self.ctx
+                    .meta
+                    .commit_segment(&row, Some(producers.unwrap_or_default()))
+            },
         );
         match result {
             Ok(()) => Ok(()),

@@ -14,6 +14,7 @@ use super::{
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::producer::{ProducerTable, SequenceError, Verdict};
 use crate::util::clock::now_ms;
 use crate::wal::{encode_entry, WalDir, WalWriter};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -36,6 +37,9 @@ pub(crate) struct SealedSegment {
     pub batches: Vec<Arc<TailBatch>>,
     pub bytes: u64,
     pub wal_path: PathBuf,
+    /// The partition's producer table as of `last_offset`: committed with
+    /// the segment.
+    pub producers: ProducerTable,
 }
 
 /// The segment being filled: its records are in the WAL file `wal`.
@@ -60,6 +64,9 @@ pub(crate) struct Writer {
     pub uploads: Arc<UploadQueue>,
     /// The group's WAL entries, reused between groups.
     pub buf: Vec<u8>,
+    /// Idempotent producers' recent batches in this partition; only this
+    /// thread reads or changes it (it assigns the offsets it records).
+    pub producers: ProducerTable,
 }
 
 /// A request whose records have offsets and are in `buf`.
@@ -199,37 +206,90 @@ impl Writer {
 
     /// Assigns offsets and server timestamps (the bytes were reserved
     /// before the request was queued), and encodes the WAL entries into
-    /// `buf`.
+    /// `buf`. An idempotent batch is checked against the producer table
+    /// first: a duplicate is answered with its original offsets (once this
+    /// group is durable), a refused one at once.
     fn stage(&mut self, group: Vec<AppendRequest>) -> Staged {
         let now = now_ms();
         let mut staged = Staged::default();
         self.buf.clear();
-        for mut req in group {
-            let base = self.next_offset;
-            for (i, r) in req.records.iter_mut().enumerate() {
-                r.offset = base + i as i64;
-                if r.timestamp_ms == 0 {
-                    r.timestamp_ms = now;
+        for req in group {
+            let count = req.records.len() as u32;
+            let verdict = match &req.producer {
+                Some(p) => self.producers.check(p, count),
+                None => Ok(Verdict::Append),
+            };
+            match verdict {
+                Ok(Verdict::Append) => self.stage_append(req, now, &mut staged),
+                Ok(Verdict::Duplicate(w)) => {
+                    self.shared.backlog.release(req.bytes);
+                    Metrics::add(&self.ctx.metrics.duplicate_batches, 1);
+                    staged.sync_needed |= req.acks != Acks::None;
+                    staged.accepted.push(Accepted {
+                        reply: req.reply,
+                        acks: req.acks,
+                        ack: AppendAck {
+                            base_offset: w.base_offset,
+                            count: i64::from(w.count),
+                            duplicate: true,
+                        },
+                    });
+                }
+                Err(e) => {
+                    self.shared.backlog.release(req.bytes);
+                    let id = req.producer.map_or(0, |p| p.producer_id);
+                    let _ = req.reply.send(Err(self.sequence_error(id, e)));
                 }
             }
-            let count = req.records.len() as i64;
-            self.next_offset += count;
-            encode_entry(&mut self.buf, base, &req.records);
-            staged.sync_needed |= req.acks != Acks::None;
-            staged.batches.push(Arc::new(TailBatch {
-                records: std::mem::take(&mut req.records),
-                bytes: req.bytes,
-            }));
-            staged.accepted.push(Accepted {
-                reply: req.reply,
-                acks: req.acks,
-                ack: AppendAck {
-                    base_offset: base,
-                    count,
-                },
-            });
         }
         staged
+    }
+
+    fn stage_append(&mut self, mut req: AppendRequest, now: i64, staged: &mut Staged) {
+        let base = self.next_offset;
+        for (i, r) in req.records.iter_mut().enumerate() {
+            r.offset = base + i as i64;
+            if r.timestamp_ms == 0 {
+                r.timestamp_ms = now;
+            }
+        }
+        let count = req.records.len() as i64;
+        self.next_offset += count;
+        if let Some(p) = &req.producer {
+            self.producers.record(p, count as u32, base, now);
+        }
+        encode_entry(&mut self.buf, base, &req.records, req.producer.as_ref());
+        staged.sync_needed |= req.acks != Acks::None;
+        staged.batches.push(Arc::new(TailBatch {
+            records: std::mem::take(&mut req.records),
+            bytes: req.bytes,
+        }));
+        staged.accepted.push(Accepted {
+            reply: req.reply,
+            acks: req.acks,
+            ack: AppendAck {
+                base_offset: base,
+                count,
+                duplicate: false,
+            },
+        });
+    }
+
+    /// The status a refused idempotent batch answers: ABORTED for a fenced
+    /// epoch, ALREADY_EXISTS for a batch older than the ones kept,
+    /// FAILED_PRECONDITION for a gap or a changed batch.
+    fn sequence_error(&self, producer_id: u64, e: SequenceError) -> Error {
+        let msg = format!(
+            "partition {}, producer {producer_id}: {e}",
+            self.shared.name()
+        );
+        match e {
+            SequenceError::Fenced { .. } => Error::Aborted(msg),
+            SequenceError::TooOld { .. } => Error::AlreadyExists(msg),
+            SequenceError::Gap { .. } | SequenceError::Mismatch { .. } => {
+                Error::FailedPrecondition(msg)
+            }
+        }
     }
 
     /// Appends `buf` to the WAL and fsyncs it (once, for the whole group).
@@ -347,7 +407,8 @@ impl Writer {
         }
     }
 
-    /// Hands the active segment to the uploader and starts a new WAL file.
+    /// Hands the active segment to the uploader (with the producer table
+    /// as of its end, idle producers expired) and starts a new WAL file.
     fn seal(&mut self) -> Result<()> {
         // acks=none groups skip the fsync; the sealed file must be whole on
         // disk before a later file exists, or a power cut could tear it and
@@ -370,10 +431,25 @@ impl Writer {
             batches: active.batches,
             bytes: active.bytes,
             wal_path: old_wal.path().to_path_buf(),
+            producers: self.expired_producers(),
         };
         self.uploaded_waiting_since = None;
         Metrics::add(&self.ctx.metrics.segments_sealed, 1);
         self.uploads.push(sealed);
         Ok(())
+    }
+
+    /// The producer table after forgetting producers idle for longer than
+    /// the expiry; a copy for the sealed segment.
+    fn expired_producers(&mut self) -> ProducerTable {
+        let expiry = self.ctx.config.producer_expiry.as_millis() as i64;
+        let gone = self.producers.expire(now_ms().saturating_sub(expiry));
+        if gone > 0 {
+            log::info!(
+                "partition {}: {gone} idle producers expired",
+                self.shared.name()
+            );
+        }
+        self.producers.clone()
     }
 }

@@ -105,6 +105,13 @@ pub const FLAGS: &[Flag] = &[
         help: "seal a segment this long after its first record",
     },
     Flag {
+        name: "--producer-expiry-ms",
+        env: "STREAMHOUSE_PRODUCER_EXPIRY_MS",
+        value: "N",
+        default: |c| Some(c.producer_expiry.as_millis().to_string()),
+        help: "forget an idempotent producer that has not written for this long (its id then answers NOT_FOUND)",
+    },
+    Flag {
         name: "--cache-bytes",
         env: "STREAMHOUSE_CACHE_BYTES",
         value: "N",
@@ -363,6 +370,12 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
             return Err("--segment-max-age-ms must be at least 1".into());
         }
         engine.segment_max_age = Duration::from_millis(ms);
+    }
+    if let Some(ms) = v.number::<u64>("--producer-expiry-ms", "a number of milliseconds")? {
+        if ms == 0 {
+            return Err("--producer-expiry-ms must be at least 1".into());
+        }
+        engine.producer_expiry = Duration::from_millis(ms);
     }
     if let Some(n) = v.size("--cache-bytes")? {
         engine.cache_bytes = n;

@@ -6,7 +6,9 @@ use super::convert::{acks_of, to_record};
 use super::partitioner::partition_for_key;
 use super::shared::Shared;
 use super::status::{error_to_status, fail_now};
+use crate::engine::ProducerBatch;
 use crate::error::Error;
+use crate::partition::{AckReceiver, Acks};
 use crate::proto as pb;
 use crate::proto::grpc::ProducerService;
 use crate::record::Record;
@@ -64,7 +66,62 @@ impl Producer {
     }
 }
 
+impl Producer {
+    /// Validates and queues a request: one idempotent batch (a producer id
+    /// and one partition), or records split by partition.
+    fn submit(
+        &self,
+        req: &mut pb::ProduceRequest,
+        acks: Acks,
+    ) -> Result<Vec<(u32, AckReceiver)>, Error> {
+        let topic = req.get_topic().to_string();
+        let idempotent = req.get_producer_id() != 0;
+        if idempotent && !req.has_partition() {
+            return Err(Error::InvalidArgument(
+                "an idempotent produce (producer_id set) names one partition; split keyed records by partition on the client".into(),
+            ));
+        }
+        let groups = self.route(req)?;
+        if !idempotent {
+            return self.0.engine.produce_batch(&topic, groups, acks);
+        }
+        let producer = ProducerBatch {
+            producer_id: req.get_producer_id(),
+            epoch: req.get_producer_epoch(),
+            first_sequence: req.get_first_sequence(),
+        };
+        let mut out = Vec::with_capacity(1);
+        for (p, records) in groups {
+            let rx = self
+                .0
+                .engine
+                .produce_idempotent(&topic, p, records, acks, producer)?;
+            out.push((p, rx));
+        }
+        Ok(out)
+    }
+}
+
 impl ProducerService for Producer {
+    fn init_producer(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::InitProducerRequest,
+        sink: UnarySink<pb::InitProducerResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.init_producer(req.get_producer_name()),
+            |(id, epoch)| {
+                let mut r = pb::InitProducerResponse::new();
+                r.set_producer_id(id);
+                r.set_epoch(epoch);
+                r
+            },
+        );
+    }
+
     fn produce(
         &mut self,
         ctx: RpcContext<'_>,
@@ -75,13 +132,8 @@ impl ProducerService for Producer {
             return fail_now(&ctx, sink, st);
         }
         let acks = acks_of(req.get_acks());
-        let topic = req.get_topic().to_string();
-        let groups = match self.route(&mut req) {
-            Ok(g) => g,
-            Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
-        };
         // Validated whole and reserved before any partition gets a record.
-        let pending = match self.0.engine.produce_batch(&topic, groups, acks) {
+        let pending = match self.submit(&mut req, acks) {
             Ok(p) => p,
             Err(e) => return fail_now(&ctx, sink, error_to_status(&e)),
         };
@@ -97,6 +149,7 @@ impl ProducerService for Producer {
                         a.set_partition(p);
                         a.set_base_offset(ack.base_offset);
                         a.set_count(ack.count);
+                        a.set_duplicate(ack.duplicate);
                         resp.mut_acks().push(a);
                     }
                     Err(e) => {

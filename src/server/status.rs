@@ -19,6 +19,8 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::OutOfRange(_) => RpcStatusCode::OUT_OF_RANGE,
         Error::Backpressure(_) => RpcStatusCode::RESOURCE_EXHAUSTED,
         Error::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
+        Error::FailedPrecondition(_) => RpcStatusCode::FAILED_PRECONDITION,
+        Error::Aborted(_) => RpcStatusCode::ABORTED,
         Error::Corruption { .. } | Error::Malformed { .. } | Error::DataLoss(_) => {
             RpcStatusCode::DATA_LOSS
         }

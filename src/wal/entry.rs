@@ -1,22 +1,42 @@
 //! The WAL entry codec (format in the module doc of `wal`).
 
 use crate::codec::{le_i64, le_u32, put_header, put_uvarint, Cursor, DecodeError, DecodeResult};
+use crate::producer::ProducerBatch;
 use crate::record::{Header, Record};
 
 pub(super) const ENTRY_HEADER_LEN: usize = 8;
 const KIND_RECORDS: u8 = 1;
 const KIND_SKIP: u8 = 2;
+/// Records of an idempotent producer's batch: the records kind plus the
+/// producer id, epoch and first sequence number.
+const KIND_PRODUCER_RECORDS: u8 = 3;
 /// Bounds a corrupt length field: no entry is larger than this.
 pub(super) const MAX_ENTRY_LEN: u32 = 1 << 30;
 
 /// Encodes one WAL entry for `records` (whose offsets start at `base_offset`
-/// and are contiguous) onto the end of `out`.
-pub fn encode_entry(out: &mut Vec<u8>, base_offset: i64, records: &[Record]) {
+/// and are contiguous) onto the end of `out`; with `producer`, the entry
+/// carries the idempotent batch's identity, so recovery rebuilds the
+/// partition's producer table together with its records.
+pub fn encode_entry(
+    out: &mut Vec<u8>,
+    base_offset: i64,
+    records: &[Record],
+    producer: Option<&ProducerBatch>,
+) {
     let start = out.len();
     out.extend_from_slice(&[0u8; ENTRY_HEADER_LEN]);
-    out.push(KIND_RECORDS);
+    out.push(if producer.is_some() {
+        KIND_PRODUCER_RECORDS
+    } else {
+        KIND_RECORDS
+    });
     out.extend_from_slice(&base_offset.to_le_bytes());
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    if let Some(p) = producer {
+        out.extend_from_slice(&p.producer_id.to_le_bytes());
+        out.extend_from_slice(&p.epoch.to_le_bytes());
+        out.extend_from_slice(&p.first_sequence.to_le_bytes());
+    }
     for r in records {
         out.extend_from_slice(&r.timestamp_ms.to_le_bytes());
         match &r.key {
@@ -60,8 +80,9 @@ fn seal_entry(out: &mut [u8], start: usize) {
 /// One decoded entry.
 #[derive(Debug)]
 pub(super) enum Entry {
-    /// Records with their offsets (contiguous, never empty).
-    Records(Vec<Record>),
+    /// Records with their offsets (contiguous, never empty), and the
+    /// idempotent batch they were, if they were one.
+    Records(Vec<Record>, Option<ProducerBatch>),
     /// Offsets continue at this one.
     Skip(i64),
 }
@@ -110,7 +131,7 @@ pub(super) fn plausible_entry_at(rest: &[u8], min_offset: i64) -> bool {
     let kind = payload[0];
     let offset = le_i64(&payload[1..9]);
     let fits = (le_u32(&rest[4..8]) as usize) <= payload.len();
-    fits && (kind == KIND_RECORDS || kind == KIND_SKIP)
+    fits && matches!(kind, KIND_RECORDS | KIND_SKIP | KIND_PRODUCER_RECORDS)
         && offset >= min_offset
         && matches!(frame(rest), Frame::Whole { .. })
 }
@@ -119,7 +140,8 @@ pub(super) fn plausible_entry_at(rest: &[u8], min_offset: i64) -> bool {
 pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Entry> {
     let mut c = Cursor::new(payload, 0);
     match c.u8("entry kind")? {
-        KIND_RECORDS => decode_records(payload, c).map(Entry::Records),
+        KIND_RECORDS => decode_records(payload, c, false),
+        KIND_PRODUCER_RECORDS => decode_records(payload, c, true),
         KIND_SKIP => {
             let next = c.i64_le("next offset")?;
             if c.remaining() != 0 || next < 0 {
@@ -131,12 +153,25 @@ pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Entry> {
     }
 }
 
-fn decode_records(payload: &[u8], mut c: Cursor<'_>) -> DecodeResult<Vec<Record>> {
+fn decode_records(payload: &[u8], mut c: Cursor<'_>, idempotent: bool) -> DecodeResult<Entry> {
     let base = c.i64_le("base offset")?;
     let count = c.u32_le("record count")? as usize;
-    if count > payload.len() || base < 0 {
+    if count == 0 || count > payload.len() || base < 0 {
         return Err(DecodeError::new("record count or base offset out of range"));
     }
+    let producer = if idempotent {
+        let p = ProducerBatch {
+            producer_id: c.u64_le("producer id")?,
+            epoch: c.u32_le("producer epoch")?,
+            first_sequence: c.i64_le("first sequence")?,
+        };
+        if p.producer_id == 0 || p.first_sequence < 0 {
+            return Err(DecodeError::new("producer id or sequence out of range"));
+        }
+        Some(p)
+    } else {
+        None
+    };
     let mut records = Vec::with_capacity(count);
     for i in 0..count {
         let timestamp_ms = c.i64_le("timestamp")?;
@@ -170,5 +205,5 @@ fn decode_records(payload: &[u8], mut c: Cursor<'_>) -> DecodeResult<Vec<Record>
     if c.remaining() != 0 {
         return Err(DecodeError::new("trailing bytes after the last record"));
     }
-    Ok(records)
+    Ok(Entry::Records(records, producer))
 }

@@ -32,7 +32,18 @@
 //! payload, kind 2 = skip (written only by a repair):
 //!   u8  kind
 //!   i64 next_offset   offsets go on here; the ones between are never used
+//! payload, kind 3 = an idempotent producer's records:
+//!   u8  kind
+//!   i64 base_offset
+//!   u32 record_count
+//!   u64 producer_id     (never 0)
+//!   u32 producer_epoch
+//!   i64 first_sequence  (>= 0)
+//!   record_count x record, as in kind 1
 //! ```
+//!
+//! Kind 3 makes the producer table recoverable from the WAL alone: a batch
+//! and the fact that it was written are one entry, one CRC.
 //!
 //! Offsets are written into the entry, so replay reproduces exactly the
 //! offsets that were acknowledged. On replay the first entry that is torn
@@ -61,7 +72,7 @@ use entry::encode_skip_entry;
 pub use fs::{FaultyWalFs, OsWalFs, WalFaults, WalFile, WalFs};
 #[cfg(test)]
 use scan::{scan_file, FileScan, WalFileRef};
-pub(crate) use scan::{scan_wal, Damage, Recovered, RecoveredFile, ScanError};
+pub(crate) use scan::{scan_wal, Damage, ProducerWrite, Recovered, RecoveredFile, ScanError};
 
 #[cfg(test)]
 mod tests;

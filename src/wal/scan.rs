@@ -3,6 +3,7 @@
 //! on the result (reopen, upload again, delete, set aside).
 
 use super::entry::{decode_payload, frame, plausible_entry_at, Entry, Frame};
+use crate::producer::ProducerBatch;
 use crate::record::Record;
 use crate::util::fs::IoError;
 use std::fmt;
@@ -15,11 +16,22 @@ pub struct WalFileRef {
     pub path: PathBuf,
 }
 
+/// An idempotent producer's batch found in the WAL, and where it landed:
+/// recovery replays these into the partition's producer table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerWrite {
+    pub batch: ProducerBatch,
+    pub base_offset: i64,
+    pub count: u32,
+}
+
 /// What reading one WAL file found.
 #[derive(Debug)]
 pub struct FileScan {
     /// Every record of the good prefix, in offset order.
     pub records: Vec<Record>,
+    /// The idempotent batches among them, in offset order.
+    pub writes: Vec<ProducerWrite>,
     /// Length of the good prefix in bytes; the file is cut here.
     pub good_len: u64,
     /// Why reading stopped early, if it did (torn or corrupt entry).
@@ -37,6 +49,7 @@ const MIN_RECORD_BYTES: u64 = 11;
 /// `first_offset` (the offset the file's name promises).
 pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
     let mut records: Vec<Record> = Vec::new();
+    let mut writes = Vec::new();
     let mut pos = 0usize;
     let mut expected = first_offset;
     let mut cut = None;
@@ -60,13 +73,20 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
             }
         };
         match entry {
-            Entry::Records(entry) => {
+            Entry::Records(entry, producer) => {
                 let starts_at = entry.first().map(|r| r.offset);
                 if starts_at != Some(expected) {
                     cut = Some(format!(
                         "entry at byte {pos} starts at offset {starts_at:?}, expected {expected}"
                     ));
                     break;
+                }
+                if let Some(batch) = producer {
+                    writes.push(ProducerWrite {
+                        batch,
+                        base_offset: expected,
+                        count: entry.len() as u32,
+                    });
                 }
                 expected += entry.len() as i64;
                 records.extend(entry);
@@ -83,6 +103,7 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
     }
     FileScan {
         records,
+        writes,
         good_len: pos as u64,
         cut,
         next_offset: expected,
@@ -110,6 +131,8 @@ pub struct RecoveredFile {
     pub next_offset: i64,
     /// Uncommitted records, contiguous.
     pub records: Vec<Record>,
+    /// The idempotent batches among them.
+    pub writes: Vec<ProducerWrite>,
 }
 
 /// Where a file was cut, and why.
@@ -261,6 +284,11 @@ pub fn scan_wal(
             good_len: scan.good_len,
             next_offset: scan.next_offset,
             records,
+            writes: scan
+                .writes
+                .into_iter()
+                .filter(|w| w.base_offset >= committed)
+                .collect(),
         });
         if let Some(mut d) = damage {
             for later in files.by_ref() {

@@ -43,7 +43,7 @@ fn write_sample(dir: &WalDir) -> (PathBuf, Vec<Record>, Vec<u64>) {
     for (base, n) in [(10, 3), (13, 1), (14, 4)] {
         let b = batch(base, n);
         let mut buf = Vec::new();
-        encode_entry(&mut buf, base, &b);
+        encode_entry(&mut buf, base, &b, None);
         w.append(&buf).unwrap();
         ends.push(fs::metadata(w.path()).unwrap().len());
         all.extend(b);
@@ -116,8 +116,8 @@ fn an_entry_that_does_not_continue_the_offsets_is_a_cut() {
     let dir = wal_dir(tmp.path());
     let mut w = dir.create(0).unwrap();
     let mut buf = Vec::new();
-    encode_entry(&mut buf, 0, &batch(0, 2));
-    encode_entry(&mut buf, 5, &batch(5, 2)); // gap: 2..5 missing
+    encode_entry(&mut buf, 0, &batch(0, 2), None);
+    encode_entry(&mut buf, 5, &batch(5, 2), None); // gap: 2..5 missing
     w.append(&buf).unwrap();
     let replay = replay_file(w.path(), 0);
     assert_eq!(replay.records.len(), 2);
@@ -138,7 +138,7 @@ fn reopen_cuts_the_bad_tail_and_appends_after_the_good_prefix() {
     let file = dir.files().unwrap().remove(0);
     let mut w = dir.reopen(&file.path, replay.good_len).unwrap();
     let mut buf = Vec::new();
-    encode_entry(&mut buf, 18, &batch(18, 2));
+    encode_entry(&mut buf, 18, &batch(18, 2), None);
     w.append(&buf).unwrap();
     w.sync().unwrap();
     let again = replay_file(&path, 10);
@@ -158,7 +158,7 @@ fn reopen_cuts_the_bad_tail_and_appends_after_the_good_prefix() {
 fn file(first_offset: i64, entries: &[(i64, i64)]) -> (WalFileRef, Vec<u8>) {
     let mut data = Vec::new();
     for &(base, n) in entries {
-        encode_entry(&mut data, base, &batch(base, n));
+        encode_entry(&mut data, base, &batch(base, n), None);
     }
     (
         WalFileRef {
@@ -225,7 +225,7 @@ fn scan_cut_in_the_final_file_keeps_the_good_prefix_for_appends() {
     let (f, mut data) = file(4, &[(4, 2), (6, 3)]);
     let whole_first = {
         let mut d = Vec::new();
-        encode_entry(&mut d, 4, &batch(4, 2));
+        encode_entry(&mut d, 4, &batch(4, 2), None);
         d.len() as u64
     };
     data.truncate(data.len() - 5); // torn second entry
@@ -286,7 +286,7 @@ fn a_bad_entry_with_an_intact_one_after_it_in_the_last_file_is_damage() {
     let (f, mut data) = file(0, &[(0, 2), (2, 3), (5, 1)]);
     let first_len = {
         let mut d = Vec::new();
-        encode_entry(&mut d, 0, &batch(0, 2));
+        encode_entry(&mut d, 0, &batch(0, 2), None);
         d.len()
     };
     data[first_len + 12] ^= 0x01; // inside the second entry's payload
@@ -304,11 +304,11 @@ fn a_repair_keeps_the_damaged_bytes_skips_past_the_damage_and_never_reuses_offse
     let mut w = dir.create(0).unwrap();
     let mut buf = Vec::new();
     for (base, n) in [(0, 2), (2, 3), (5, 4)] {
-        encode_entry(&mut buf, base, &batch(base, n));
+        encode_entry(&mut buf, base, &batch(base, n), None);
     }
     let second = {
         let mut d = Vec::new();
-        encode_entry(&mut d, 0, &batch(0, 2));
+        encode_entry(&mut d, 0, &batch(0, 2), None);
         d.len() + 12
     };
     buf[second] ^= 0xff; // inside the second entry
@@ -316,7 +316,7 @@ fn a_repair_keeps_the_damaged_bytes_skips_past_the_damage_and_never_reuses_offse
     w.sync().unwrap();
     let mut later = dir.create(9).unwrap();
     let mut lbuf = Vec::new();
-    encode_entry(&mut lbuf, 9, &batch(9, 2));
+    encode_entry(&mut lbuf, 9, &batch(9, 2), None);
     later.append(&lbuf).unwrap();
     let r = scan_wal(0, dir.read_all().unwrap()).unwrap();
     let damage = r.damage.expect("damage");
@@ -353,15 +353,15 @@ fn a_repair_keeps_the_damaged_bytes_skips_past_the_damage_and_never_reuses_offse
 #[test]
 fn a_skip_entry_moves_offsets_on_and_a_skip_back_is_a_cut() {
     let mut data = Vec::new();
-    encode_entry(&mut data, 0, &batch(0, 2));
+    encode_entry(&mut data, 0, &batch(0, 2), None);
     encode_skip_entry(&mut data, 50);
-    encode_entry(&mut data, 50, &batch(50, 1));
+    encode_entry(&mut data, 50, &batch(50, 1), None);
     let s = scan_file(&data, 0);
     assert!(s.cut.is_none(), "{:?}", s.cut);
     assert_eq!(offsets(&s.records), vec![0, 1, 50]);
     assert_eq!(s.next_offset, 51);
     let mut back = Vec::new();
-    encode_entry(&mut back, 0, &batch(0, 2));
+    encode_entry(&mut back, 0, &batch(0, 2), None);
     encode_skip_entry(&mut back, 1);
     assert!(scan_file(&back, 0).cut.unwrap().contains("skips back"));
     // A file holding only a skip is the active file, not obsolete: it is
@@ -403,7 +403,7 @@ fn scan_reads_every_entry_kind_and_cuts_at_an_unknown_one() {
     // panic or a skip.
     let (f, mut data) = file(0, &[(0, 2)]);
     let mut odd = Vec::new();
-    encode_entry(&mut odd, 2, &batch(2, 1));
+    encode_entry(&mut odd, 2, &batch(2, 1), None);
     odd[8] = 9; // the kind byte
     let len = u32::from_le_bytes([odd[4], odd[5], odd[6], odd[7]]);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), &odd[8..]);
@@ -440,4 +440,51 @@ fn scan_of_nothing_starts_at_the_committed_offset() {
     let r = scan(42, vec![]);
     assert_eq!(r.next_offset, 42);
     assert!(r.active.is_none() && r.sealed.is_empty());
+}
+
+#[test]
+fn producer_entries_replay_their_batch_identity_beyond_the_committed_offset() {
+    use crate::producer::ProducerBatch;
+    let p = |seq| ProducerBatch {
+        producer_id: 77,
+        epoch: 2,
+        first_sequence: seq,
+    };
+    let mut data = Vec::new();
+    encode_entry(&mut data, 0, &batch(0, 2), Some(&p(0)));
+    encode_entry(&mut data, 2, &batch(2, 1), None);
+    encode_entry(&mut data, 3, &batch(3, 3), Some(&p(2)));
+    let whole = scan_file(&data, 0);
+    assert_eq!(offsets(&whole.records), (0..6).collect::<Vec<_>>());
+    assert_eq!(
+        whole.writes,
+        vec![
+            ProducerWrite {
+                batch: p(0),
+                base_offset: 0,
+                count: 2
+            },
+            ProducerWrite {
+                batch: p(2),
+                base_offset: 3,
+                count: 3
+            }
+        ]
+    );
+    // Records survive byte for byte, headers included.
+    assert_eq!(whole.records, batch(0, 6));
+    // Committed through offset 2: only the later batch is replayed.
+    let f = WalFileRef {
+        first_offset: 0,
+        path: path(0),
+    };
+    let r = scan(3, vec![(f, data.clone())]);
+    let active = r.active.unwrap();
+    assert_eq!(offsets(&active.records), vec![3, 4, 5]);
+    assert_eq!(active.writes.len(), 1);
+    assert_eq!(active.writes[0].base_offset, 3);
+    // A torn producer entry is cut like any other.
+    let cut = scan_file(&data[..data.len() - 1], 0);
+    assert_eq!(cut.writes.len(), 1);
+    assert_eq!(cut.next_offset, 3);
 }

@@ -23,7 +23,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start_in(dir: &std::path::Path, extra: &[&str]) -> TestServer {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_streamhoused")), dir, extra)
+        Self::start_at(dir, "127.0.0.1:0", extra)
+    }
+
+    /// Listening on `listen` (a restart at the same address, for clients
+    /// that reconnect on their own).
+    pub fn start_at(dir: &std::path::Path, listen: &str, extra: &[&str]) -> TestServer {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_streamhoused"));
+        Self::spawn(cmd, listen, dir, extra)
     }
 
     /// Started the way a new user's shell would: a soft limit of `soft`
@@ -33,12 +40,12 @@ impl TestServer {
         sh.arg("-c")
             .arg(format!(r#"ulimit -Sn {soft} && exec "$0" "$@""#))
             .arg(env!("CARGO_BIN_EXE_streamhoused"));
-        Self::spawn(sh, dir, extra)
+        Self::spawn(sh, "127.0.0.1:0", dir, extra)
     }
 
-    fn spawn(mut cmd: Command, dir: &std::path::Path, extra: &[&str]) -> TestServer {
+    fn spawn(mut cmd: Command, listen: &str, dir: &std::path::Path, extra: &[&str]) -> TestServer {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("STREAMHOUSE_LOG", "warn")

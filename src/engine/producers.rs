@@ -1,0 +1,196 @@
+//! Idempotent producers at the node level: InitProducer (ids and epochs,
+//! durable in the bucket before they are handed out, then in metadata),
+//! the registry check a produce call passes before it is queued, expiry,
+//! and the rebuild of the registry at start.
+//!
+//! In the bucket (keys in `layout`):
+//! - `producers/ids/{end}`: ids below `end` may have been handed out; a
+//!   new block of [`ID_BLOCK`] ids is claimed there before its first id is
+//!   used, so a node rebuilt from the bucket never hands an id out twice;
+//! - `producers/names/{hex name}/{epoch}-{id}`: a named producer's id and
+//!   current epoch, written before InitProducer answers, so the epoch
+//!   only goes up, whatever happens to the node's disk.
+
+use super::Engine;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::layout::{self, ProducerObject};
+use crate::meta::ProducerRow;
+use crate::object_store::ObjectStore;
+use crate::partition::fenced_error;
+use crate::producer::{ProducerBatch, RegistryError};
+use crate::util::clock::now_ms;
+use crate::util::sync::lock;
+use std::collections::BTreeMap;
+
+/// Ids claimed in the bucket at a time.
+const ID_BLOCK: u64 = 1000;
+/// Longest producer name, in bytes.
+pub const MAX_PRODUCER_NAME: usize = 255;
+/// Most producers a node keeps track of; InitProducer answers
+/// RESOURCE_EXHAUSTED beyond it (each costs a registry entry, and one
+/// table entry per partition it writes to, until it expires).
+pub const MAX_PRODUCERS: usize = 1_000_000;
+
+/// The ids this node may hand out without writing to the bucket:
+/// `next..end`.
+#[derive(Debug, Default)]
+pub(super) struct IdBlock {
+    next: u64,
+    end: u64,
+}
+
+impl Engine {
+    /// InitProducer: an empty name gets a fresh id at epoch 0; a name gets
+    /// its id with the epoch raised by one (fencing the previous one).
+    pub fn init_producer(&self, name: &str) -> Result<(u64, u32)> {
+        if let Some(owner) = self.ctx.owner.fenced() {
+            return Err(fenced_error(&owner));
+        }
+        if name.len() > MAX_PRODUCER_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "a producer name is at most {MAX_PRODUCER_NAME} bytes; this one has {}",
+                name.len()
+            )));
+        }
+        if self.ctx.producers.len() >= MAX_PRODUCERS {
+            return Err(Error::Backpressure(format!(
+                "{MAX_PRODUCERS} producers are active on this node; idle ones expire after --producer-expiry"
+            )));
+        }
+        // One InitProducer at a time: they are rare, and a name's epoch
+        // must go up by exactly one per call.
+        let mut ids = lock(&self.producer_ids);
+        let now = now_ms();
+        let named = if name.is_empty() {
+            None
+        } else {
+            self.ctx.meta.named_producer(name)?
+        };
+        let (id, epoch) = match &named {
+            Some(row) => {
+                let epoch = row.epoch.checked_add(1).ok_or_else(|| {
+                    Error::FailedPrecondition(format!("producer {name:?} has used every epoch"))
+                })?;
+                (row.id, epoch)
+            }
+            None => (self.allocate_id(&mut ids)?, 0),
+        };
+        if !name.is_empty() {
+            let key = layout::producer_name_key(name, epoch, id);
+            self.ctx.store.put(&key, b"")?;
+            if let Some(old) = &named {
+                self.delete_quietly(&layout::producer_name_key(name, old.epoch, id));
+            }
+        }
+        self.ctx.meta.issue_producer(&ProducerRow {
+            id,
+            name: (!name.is_empty()).then(|| name.to_string()),
+            epoch,
+            issued_at_ms: now,
+        })?;
+        self.ctx.producers.observe(id, epoch, now);
+        Ok((id, epoch))
+    }
+
+    /// The next id, claiming a new block in the bucket first when the
+    /// current one is used up.
+    fn allocate_id(&self, ids: &mut IdBlock) -> Result<u64> {
+        if ids.next >= ids.end {
+            let end = ids.next.max(1) + ID_BLOCK;
+            self.ctx
+                .store
+                .put(&layout::producer_id_block_key(end), b"")?;
+            if ids.end > 0 {
+                self.delete_quietly(&layout::producer_id_block_key(ids.end));
+            }
+            ids.next = ids.next.max(1);
+            ids.end = end;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Deletes an object that only made a listing longer; a failure
+    /// changes nothing (the newer key wins).
+    fn delete_quietly(&self, key: &str) {
+        if let Err(e) = self.ctx.store.delete(key) {
+            log::debug!("could not delete {key}: {e}");
+        }
+    }
+
+    /// Checks an idempotent produce call against the registry before its
+    /// batch is queued: an unknown id, a fenced or never-issued epoch, and a
+    /// sequence that cannot be one are refused here.
+    pub(super) fn check_producer(&self, b: &ProducerBatch, records: usize) -> Result<()> {
+        if b.first_sequence < 0 || b.first_sequence.checked_add(records as i64).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "first_sequence {} is out of range",
+                b.first_sequence
+            )));
+        }
+        self.ctx
+            .producers
+            .check(b.producer_id, b.epoch, now_ms())
+            .map_err(|e| match e {
+                RegistryError::Unknown(_) => Error::NotFound(e.to_string()),
+                RegistryError::Fenced { .. } => Error::Aborted(e.to_string()),
+                RegistryError::NeverIssued { .. } => Error::InvalidArgument(e.to_string()),
+            })
+    }
+
+    /// Forgets producers idle for longer than the expiry (the registry, and
+    /// anonymous ids in metadata; partitions forget theirs when they seal).
+    pub(super) fn expire_producers(&self) {
+        let expiry = self.ctx.config.producer_expiry.as_millis() as i64;
+        let cutoff = now_ms().saturating_sub(expiry);
+        let gone = self.ctx.producers.expire(cutoff);
+        if !gone.is_empty() {
+            log::info!("{} idle producers expired", gone.len());
+        }
+        if let Err(e) = self.ctx.meta.forget_anonymous_producers(cutoff) {
+            log::warn!("could not forget expired producers: {e}");
+        }
+    }
+}
+
+/// At start, before partitions open: named producers' epochs from the
+/// bucket into metadata (a name's epoch never goes back, even on a node
+/// rebuilt from the bucket), the registry from metadata, and the first id
+/// this node may hand out (past every block the bucket records).
+pub(super) fn restore_producers(ctx: &Context) -> Result<IdBlock> {
+    let mut block_end = 0u64;
+    let mut names: BTreeMap<String, (u32, u64)> = BTreeMap::new();
+    for obj in ctx.store.list(layout::PRODUCERS_PREFIX)? {
+        match layout::parse_producer_key(&obj.key) {
+            Some(ProducerObject::IdBlock { end }) => block_end = block_end.max(end),
+            Some(ProducerObject::Name { name, epoch, id }) => {
+                let e = names.entry(name).or_insert((epoch, id));
+                *e = (*e).max((epoch, id));
+            }
+            None => {}
+        }
+    }
+    let now = now_ms();
+    for (name, (epoch, id)) in names {
+        let local = ctx.meta.named_producer(&name)?;
+        if local.as_ref().is_none_or(|r| r.epoch < epoch) {
+            ctx.meta.issue_producer(&ProducerRow {
+                id,
+                name: Some(name),
+                epoch,
+                issued_at_ms: local.map_or(now, |r| r.issued_at_ms),
+            })?;
+        }
+    }
+    let expiry = ctx.config.producer_expiry.as_millis() as i64;
+    for row in ctx
+        .meta
+        .producers_issued_since(now.saturating_sub(expiry))?
+    {
+        ctx.producers.observe(row.id, row.epoch, row.issued_at_ms);
+    }
+    let next = block_end.max(ctx.meta.max_producer_id()? + 1).max(1);
+    Ok(IdBlock { next, end: next })
+}
