@@ -19,6 +19,7 @@ use common::{load_lines, micros, summarize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use streamhouse::engine::ProducerBatch;
 use streamhouse::object_store::{LocalFsStore, ObjectStore, S3Config, S3Store};
 use streamhouse::{Acks, Engine, EngineConfig, FetchRequest, Header, Record, TopicSpec};
 
@@ -96,6 +97,91 @@ fn produce_run(engine: &Arc<Engine>, name: &str, all: Vec<Vec<Record>>, threads:
         h.join().expect("producer");
     }
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// [`produce_run`] with each thread an idempotent producer of its own
+/// (InitProducer, then sequence numbers).
+fn produce_run_idempotent(
+    engine: &Arc<Engine>,
+    name: &str,
+    all: Vec<Vec<Record>>,
+    threads: usize,
+) -> f64 {
+    let n: usize = all.iter().map(Vec::len).sum();
+    let mut per_thread: Vec<Vec<Vec<Record>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, b) in all.into_iter().enumerate() {
+        per_thread[i % threads].push(b);
+    }
+    let start = Instant::now();
+    let handles: Vec<_> = per_thread
+        .into_iter()
+        .map(|mine| {
+            let engine = Arc::clone(engine);
+            let name = name.to_string();
+            std::thread::spawn(move || {
+                let (producer_id, epoch) = engine.init_producer("").expect("init");
+                let mut first_sequence = 0;
+                for b in mine {
+                    let count = b.len() as i64;
+                    let batch = ProducerBatch {
+                        producer_id,
+                        epoch,
+                        first_sequence,
+                    };
+                    let rx = engine
+                        .produce_idempotent(&name, 0, b, Acks::Wal, batch)
+                        .expect("produce");
+                    let ack = futures::executor::block_on(rx)
+                        .expect("answer")
+                        .expect("ack");
+                    assert!(!ack.duplicate);
+                    first_sequence += count;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("producer");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Plain and idempotent produce, alternating run by run in one sitting.
+fn section_idempotence(values: &[Vec<u8>]) {
+    println!("\n## 1b. idempotent produce vs plain, 1 partition, batches of {BATCH}, acks=wal, flights records; runs alternate plain/idempotent");
+    let records = 2_000_000;
+    println!("| producer threads | plain records/s p50 (runs) | idempotent records/s p50 (runs) | idempotent / plain |");
+    println!("|---|---|---|---|");
+    for threads in [1, 4] {
+        let (mut plain, mut idem) = (Vec::new(), Vec::new());
+        for run in 0..6 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let engine = local_engine(dir.path(), |_| {});
+            engine.create_topic(&topic("p")).expect("topic");
+            let all = batches(values, records, (run / 2) * 7919);
+            if run % 2 == 0 {
+                plain.push(produce_run(&engine, "p", all, threads));
+            } else {
+                idem.push(produce_run_idempotent(&engine, "p", all, threads));
+            }
+            engine.shutdown(Duration::ZERO);
+        }
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{:.2} M", r / 1e6))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (p, i) = (summarize(plain.clone()), summarize(idem.clone()));
+        println!(
+            "| {threads} | {:.0} ({}) | {:.0} ({}) | {:.3} |",
+            p.p50,
+            show(&plain),
+            i.p50,
+            show(&idem),
+            i.p50 / p.p50
+        );
+    }
 }
 
 fn section_produce(values: &[Vec<u8>], mean: f64) -> f64 {
@@ -476,6 +562,9 @@ fn main() {
     let mut max_rate = 1_000_000.0;
     if want("produce") {
         max_rate = section_produce(&values, mean);
+    }
+    if want("idempotence") {
+        section_idempotence(&values);
     }
     if want("latency") {
         section_latency(&values, max_rate);

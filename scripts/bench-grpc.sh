@@ -2,8 +2,9 @@
 # End-to-end benchmarks over gRPC with the release binaries and streamctl's
 # perf tools: produce throughput (1 partition, 100 B records, batches of
 # 1,000, acks=wal), ack latency at half the measured maximum, produce ->
-# subscriber latency, and fetch latency of 100 records (first pass from the
-# store, second from the cache). Runs once on the local store and once on the
+# subscriber latency, fetch latency of 100 records (first pass from the
+# store, second from the cache), and the cost of idempotent produce against
+# plain produce (alternating runs). Runs once on the local store and once on the
 # S3 test server.
 #   scripts/bench-grpc.sh [local|s3|both]   (default both)
 # STREAMHOUSE_BIN_DIR=DIR runs the streamhoused/streamctl found in DIR
@@ -54,6 +55,19 @@ run_on() { # local|s3
     rate=$(echo "$line" | awk '{print int($4)}')
     [ "$rate" -gt "$best" ] && best=$rate
   done
+  echo "-- idempotent producer vs plain, 3 alternating pairs of 2,000,000 records:"
+  plain=(); idem=()
+  for i in 1 2 3; do
+    line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8)
+    plain+=("$(echo "$line" | awk '{print int($4)}')")
+    echo "   plain:      $line"
+    line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8 --idempotent)
+    idem+=("$(echo "$line" | head -1 | awk '{print int($4)}')")
+    echo "   idempotent: $(echo "$line" | tr '\n' ' ')"
+  done
+  median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+  pm=$(median "${plain[@]}"); im=$(median "${idem[@]}")
+  echo "   medians: plain $pm, idempotent $im records/s; idempotent/plain = $(awk -v a="$im" -v b="$pm" 'BEGIN {printf "%.3f", a / b}')"
   half=$((best / 2))
   echo "-- ack latency at half the best rate ($half records/s), with a subscriber measuring produce -> subscriber:"
   $ctl perf-consume --topic bench --records $((half * 5)) --subscribe > "$work/sub" &

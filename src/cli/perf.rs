@@ -4,6 +4,7 @@
 use super::args::{finish, opt_num, opt_str, required, usage, CliError, CliResult};
 use super::client::Client;
 use super::consume::list_offset;
+use super::idempotent::Session;
 use super::produce::parse_acks;
 use crate::proto::{self as pb};
 use std::io::Write;
@@ -21,6 +22,9 @@ streamctl perf-produce --topic T --records N --record-size B [FLAGS]
     --inflight N         requests in flight at once (default 8)
     --stamp              put the send time in a header `perf-ts` (for
                          `perf-consume --subscribe` to measure end-to-end latency)
+    --idempotent         send as an idempotent producer (InitProducer, sequence
+                         numbers); requests in flight that reach the partition
+                         out of order are sent again, and counted
     Without a payload file the values are pseudo-random bytes (incompressible).
 
 streamctl perf-consume --topic T --records N [--partition P] [--fetch-records N]
@@ -81,6 +85,7 @@ struct PerfProduce {
     partition: u32,
     inflight: usize,
     stamp: bool,
+    idempotent: bool,
     values: Vec<Vec<u8>>,
 }
 
@@ -95,6 +100,7 @@ fn parse_produce(mut a: pico_args::Arguments) -> CliResult<PerfProduce> {
     let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
     let inflight: usize = opt_num(&mut a, "--inflight")?.unwrap_or(8);
     let stamp = a.contains("--stamp");
+    let idempotent = a.contains("--idempotent");
     finish(a)?;
     if batch == 0 || inflight == 0 || records == 0 {
         return Err(usage(
@@ -110,6 +116,7 @@ fn parse_produce(mut a: pico_args::Arguments) -> CliResult<PerfProduce> {
         partition,
         inflight,
         stamp,
+        idempotent,
         values: payloads(file.as_deref(), size)?,
     })
 }
@@ -142,25 +149,77 @@ impl PerfProduce {
     }
 }
 
-/// Request latencies (ms) and the first error, as replies come in.
+/// One reply: the request's latency, its outcome, and how often it was
+/// sent again because it reached the partition before an earlier one.
+type Reply = (Duration, Result<(), String>, u32);
+
+/// Request latencies (ms), resends and the first error, as replies come in.
 #[derive(Default)]
 struct Replies {
     latencies: Vec<f64>,
+    resends: u64,
     error: Option<String>,
 }
 
 impl Replies {
-    fn take(&mut self, r: (Duration, Result<(), String>)) {
+    fn take(&mut self, r: Reply) {
         self.latencies.push(r.0.as_secs_f64() * 1e3);
+        self.resends += u64::from(r.2);
         if let Err(e) = r.1 {
             self.error.get_or_insert(e);
         }
     }
 }
 
+/// Most times one idempotent request is sent again after a sequence gap.
+const MAX_RESENDS: u32 = 1000;
+
+/// Sends `req` and reports the reply on `tx`. An idempotent request that
+/// overtook an earlier one of ours (FAILED_PRECONDITION: a sequence gap) is
+/// sent again: the earlier one is on its way.
+fn send_async(
+    c: &Client,
+    req: pb::ProduceRequest,
+    tx: crossbeam_channel::Sender<Reply>,
+) -> CliResult {
+    let t = Instant::now();
+    let opt = c.opt(Duration::from_secs(120));
+    let mut call = c
+        .producer
+        .produce_async_opt(&req, opt.clone())
+        .map_err(|e| c.err("produce", e))?;
+    let client = c.producer.clone();
+    let idempotent = req.get_producer_id() != 0;
+    c.producer.spawn(async move {
+        let mut resends = 0;
+        let result = loop {
+            match call.await {
+                Err(grpcio::Error::RpcFailure(s))
+                    if idempotent
+                        && s.code() == grpcio::RpcStatusCode::FAILED_PRECONDITION
+                        && resends < MAX_RESENDS =>
+                {
+                    resends += 1;
+                    match client.produce_async_opt(&req, opt.clone()) {
+                        Ok(next) => call = next,
+                        Err(e) => break Err(e.to_string()),
+                    }
+                }
+                other => break other.map(|_| ()).map_err(|e| e.to_string()),
+            }
+        };
+        let _ = tx.send((t.elapsed(), result, resends));
+    });
+    Ok(())
+}
+
 pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
     let run = parse_produce(a)?;
-    let (tx, rx) = crossbeam_channel::unbounded::<(Duration, Result<(), String>)>();
+    let (tx, rx) = crossbeam_channel::unbounded::<Reply>();
+    let mut session = match run.idempotent {
+        true => Some(Session::init(c, 3)?),
+        false => None,
+    };
     let start = Instant::now();
     let (mut sent, mut bytes, mut outstanding, mut next_value) = (0u64, 0u64, 0usize, 0usize);
     let mut replies = Replies::default();
@@ -178,18 +237,12 @@ pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
             }
         }
         let n = run.batch.min((run.records - sent) as usize);
-        let (req, req_bytes) = run.request(n, &mut next_value);
+        let (mut req, req_bytes) = run.request(n, &mut next_value);
+        if let Some(s) = session.as_mut() {
+            s.stamp(&mut req, run.partition);
+        }
         bytes += req_bytes;
-        let t = Instant::now();
-        let call = c
-            .producer
-            .produce_async_opt(&req, c.opt(Duration::from_secs(120)))
-            .map_err(|e| c.err("produce", e))?;
-        let tx = tx.clone();
-        c.producer.spawn(async move {
-            let r = call.await.map(|_| ()).map_err(|e| e.to_string());
-            let _ = tx.send((t.elapsed(), r));
-        });
+        send_async(c, req, tx.clone())?;
         outstanding += 1;
         sent += n as u64;
     }
@@ -203,7 +256,12 @@ pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
         return Err(CliError::Runtime(format!("produce failed: {e}")));
     }
     let secs = start.elapsed().as_secs_f64();
-    report_produce(sent, bytes, secs, replies.latencies, run.batch, json)
+    let resends = replies.resends;
+    report_produce(sent, bytes, secs, replies.latencies, run.batch, json)?;
+    if run.idempotent && !json {
+        println!("idempotent: {resends} requests sent again after overtaking an earlier one");
+    }
+    Ok(())
 }
 
 fn report_produce(
