@@ -70,42 +70,12 @@ fn s3_store(tag: &str) -> Option<Arc<dyn ObjectStore>> {
     Some(Arc::new(S3Store::new(&config).expect("S3 store")))
 }
 
-/// Sends every batch from `threads` threads, each keeping one request in
-/// flight; returns records/s.
-fn produce_run(engine: &Arc<Engine>, name: &str, all: Vec<Vec<Record>>, threads: usize) -> f64 {
-    let n: usize = all.iter().map(Vec::len).sum();
-    let mut per_thread: Vec<Vec<Vec<Record>>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, b) in all.into_iter().enumerate() {
-        per_thread[i % threads].push(b);
-    }
-    let start = Instant::now();
-    let handles: Vec<_> = per_thread
-        .into_iter()
-        .map(|mine| {
-            let engine = Arc::clone(engine);
-            let name = name.to_string();
-            std::thread::spawn(move || {
-                for b in mine {
-                    engine
-                        .produce_sync(&name, 0, b, Acks::Wal)
-                        .expect("produce");
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().expect("producer");
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-/// [`produce_run`] with each thread an idempotent producer of its own
-/// (InitProducer, then sequence numbers).
-fn produce_run_idempotent(
-    engine: &Arc<Engine>,
-    name: &str,
+/// Splits the batches between `threads` threads that each run `send` on
+/// theirs (one request in flight per thread); returns records/s.
+fn run_producers(
     all: Vec<Vec<Record>>,
     threads: usize,
+    send: impl Fn(Vec<Vec<Record>>) + Clone + Send + 'static,
 ) -> f64 {
     let n: usize = all.iter().map(Vec::len).sum();
     let mut per_thread: Vec<Vec<Vec<Record>>> = (0..threads).map(|_| Vec::new()).collect();
@@ -116,34 +86,57 @@ fn produce_run_idempotent(
     let handles: Vec<_> = per_thread
         .into_iter()
         .map(|mine| {
-            let engine = Arc::clone(engine);
-            let name = name.to_string();
-            std::thread::spawn(move || {
-                let (producer_id, epoch) = engine.init_producer("").expect("init");
-                let mut first_sequence = 0;
-                for b in mine {
-                    let count = b.len() as i64;
-                    let batch = ProducerBatch {
-                        producer_id,
-                        epoch,
-                        first_sequence,
-                    };
-                    let rx = engine
-                        .produce_idempotent(&name, 0, b, Acks::Wal, batch)
-                        .expect("produce");
-                    let ack = futures::executor::block_on(rx)
-                        .expect("answer")
-                        .expect("ack");
-                    assert!(!ack.duplicate);
-                    first_sequence += count;
-                }
-            })
+            let send = send.clone();
+            std::thread::spawn(move || send(mine))
         })
         .collect();
     for h in handles {
         h.join().expect("producer");
     }
     n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Plain produce from `threads` threads; records/s.
+fn produce_run(engine: &Arc<Engine>, name: &str, all: Vec<Vec<Record>>, threads: usize) -> f64 {
+    let (engine, name) = (Arc::clone(engine), name.to_string());
+    run_producers(all, threads, move |mine| {
+        for b in mine {
+            engine
+                .produce_sync(&name, 0, b, Acks::Wal)
+                .expect("produce");
+        }
+    })
+}
+
+/// [`produce_run`] with each thread an idempotent producer of its own
+/// (InitProducer, then sequence numbers).
+fn produce_run_idempotent(
+    engine: &Arc<Engine>,
+    name: &str,
+    all: Vec<Vec<Record>>,
+    threads: usize,
+) -> f64 {
+    let (engine, name) = (Arc::clone(engine), name.to_string());
+    run_producers(all, threads, move |mine| {
+        let (producer_id, epoch) = engine.init_producer("").expect("init");
+        let mut first_sequence = 0;
+        for b in mine {
+            let count = b.len() as i64;
+            let batch = ProducerBatch {
+                producer_id,
+                epoch,
+                first_sequence,
+            };
+            let rx = engine
+                .produce_idempotent(&name, 0, b, Acks::Wal, batch)
+                .expect("produce");
+            let ack = futures::executor::block_on(rx)
+                .expect("answer")
+                .expect("ack");
+            assert!(!ack.duplicate);
+            first_sequence += count;
+        }
+    })
 }
 
 /// Plain and idempotent produce, alternating run by run in one sitting.
