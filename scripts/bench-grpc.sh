@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
 # End-to-end benchmarks over gRPC with the release binaries and streamctl's
-# perf tools: produce throughput (1 partition, 100 B records, batches of
-# 1,000, acks=wal), ack latency at half the measured maximum, produce ->
-# subscriber latency, fetch latency of 100 records (first pass from the
-# store, second from the cache), and the cost of idempotent produce against
-# plain produce (alternating runs). Runs once on the local store and once on the
-# S3 test server.
+# perf tools, against the local store and the S3 test server:
+# - the null server (benches/null_server.rs: the same gRPC stack and proto,
+#   answering Produce without storing) and the real server, 3 runs each of
+#   2,000,000 records of 100 B, batches of 1,000, 8 in flight, 1 partition;
+# - idempotent produce against plain produce, in alternating runs;
+# - at half the real server's median rate, with a subscriber: ack latency,
+#   produce -> subscriber latency, and where the time goes (per-stage
+#   histograms scraped from /metrics before and after the run);
+# - fetch latency of 100 records (first pass from the store, second cached);
+# - acks=uploaded from 4 producers at once, and objects written per GB.
+# Prints a summary table at the end of each store's section.
 #   scripts/bench-grpc.sh [local|s3|both]   (default both)
-# STREAMHOUSE_BIN_DIR=DIR runs the streamhoused/streamctl found in DIR
-# instead of building them (to compare two builds in one sitting).
+# STREAMHOUSE_BIN_DIR=DIR runs the streamhoused/streamctl/null_server found
+# in DIR instead of building them (to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 if [ -n "${STREAMHOUSE_BIN_DIR:-}" ]; then
   BIN="$STREAMHOUSE_BIN_DIR"
+  NULL="$BIN/null_server"
 else
   cargo build --release --locked --bins
   BIN="$CARGO_TARGET_DIR/release"
+  NULL=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("executable") and "null_server" in m["executable"]:
+        print(m["executable"])')
 fi
 mode="${1:-both}"
 work=$(mktemp -d)
@@ -28,6 +40,27 @@ cleanup() {
   [ "$started_s3" = 1 ] && scripts/s3-server.sh stop || true
 }
 trap cleanup EXIT
+ctl="$BIN/streamctl"
+
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+rate_of() { awk '{print int($4)}' <<< "$1"; }   # perf-produce's records/sec
+field() { sed -n "s/.* \([0-9.]*\) ms $1.*/\1/p" <<< "$2"; } # field 99th LINE: that percentile
+
+wait_for() { # file pattern
+  for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; return 1
+}
+
+max_runs() { # label extra-perf-flags... ; prints lines, sets $runs
+  runs=()
+  for _ in 1 2 3; do
+    line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8 "$@" | head -1)
+    echo "   $line"
+    runs+=("$(rate_of "$line")")
+  done
+}
+
+scrape() { curl -s "http://$METRICS/metrics" > "$1"; }
 
 run_on() { # local|s3
   local store=$1 extra=()
@@ -38,48 +71,90 @@ run_on() { # local|s3
     extra=(--s3-endpoint "$STREAMHOUSE_TEST_S3_ENDPOINT" --s3-bucket "$STREAMHOUSE_TEST_S3_BUCKET"
            --s3-prefix "bench-$$-$(date +%s)" --s3-path-style)
   fi
+  echo "### $store store ($(nproc) cores, shared)"
+
+  "$NULL" --listen 127.0.0.1:0 > "$work/null" &
+  pid=$!
+  wait_for "$work/null" "listening on"
+  export STREAMHOUSE_ADDR=$(awk '/listening on/ {print $5}' "$work/null")
+  echo "-- null server ($STREAMHOUSE_ADDR), 3 runs:"
+  max_runs
+  null_median=$(median "${runs[@]}")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+
   rm -rf "$work/data"
   STREAMHOUSE_LOG=warn "$BIN/streamhoused" --listen 127.0.0.1:0 --data-dir "$work/data" \
-    --segment-max-bytes 16MiB --segment-max-age-ms 2000 "${extra[@]}" > "$work/out" 2> "$work/err" &
+    --metrics-listen 127.0.0.1:0 --segment-max-bytes 16MiB --segment-max-age-ms 2000 \
+    "${extra[@]}" > "$work/out" 2> "$work/err" &
   pid=$!
-  for _ in $(seq 1 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+  wait_for "$work/out" "metrics on"
   export STREAMHOUSE_ADDR=$(awk '/listening on/ {print $4}' "$work/out")
-  local ctl="$BIN/streamctl"
-  echo "### $store store (server $STREAMHOUSE_ADDR, $(nproc) cores)"
+  METRICS=$(awk '/metrics on/ {print $NF}' "$work/out" | sed 's|^http://||; s|/metrics$||')
   $ctl topic create bench --partitions 1 >/dev/null
-  echo "-- max throughput, 3 runs of 2,000,000 records:"
-  best=0
-  for i in 1 2 3; do
-    line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8)
-    echo "   $line"
-    rate=$(echo "$line" | awk '{print int($4)}')
-    [ "$rate" -gt "$best" ] && best=$rate
-  done
-  echo "-- idempotent producer vs plain, 3 alternating pairs of 2,000,000 records:"
+  echo "-- streamhoused ($STREAMHOUSE_ADDR), 3 runs:"
+  max_runs
+  real_median=$(median "${runs[@]}")
+
+  echo "-- idempotent producer vs plain, 3 alternating pairs:"
   plain=(); idem=()
-  for i in 1 2 3; do
+  for _ in 1 2 3; do
     line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8)
-    plain+=("$(echo "$line" | awk '{print int($4)}')")
-    echo "   plain:      $line"
+    plain+=("$(rate_of "$line")"); echo "   plain:      $line"
     line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8 --idempotent)
-    idem+=("$(echo "$line" | head -1 | awk '{print int($4)}')")
-    echo "   idempotent: $(echo "$line" | tr '\n' ' ')"
+    idem+=("$(rate_of "$(head -1 <<< "$line")")"); echo "   idempotent: $(tr '\n' ' ' <<< "$line")"
   done
-  median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
   pm=$(median "${plain[@]}"); im=$(median "${idem[@]}")
-  echo "   medians: plain $pm, idempotent $im records/s; idempotent/plain = $(awk -v a="$im" -v b="$pm" 'BEGIN {printf "%.3f", a / b}')"
-  half=$((best / 2))
-  echo "-- ack latency at half the best rate ($half records/s), with a subscriber measuring produce -> subscriber:"
+
+  half=$((real_median / 2))
+  echo "-- at half the median rate ($half records/s) for 5 s, with a subscriber:"
   $ctl perf-consume --topic bench --records $((half * 5)) --subscribe > "$work/sub" &
   sub=$!
   sleep 1
-  echo "   $($ctl perf-produce --topic bench --records $((half * 5)) --record-size 100 --batch 1000 --throughput $half --stamp)"
+  scrape "$work/m0"
+  ack=$($ctl perf-produce --topic bench --records $((half * 5)) --record-size 100 --batch 1000 --throughput $half --stamp)
   wait $sub
-  echo "   $(cat "$work/sub")"
+  scrape "$work/m1"
+  e2e=$(tail -1 "$work/sub")
+  echo "   $ack"; echo "   $e2e"
+  echo "   where the time goes (server-side stages during this run):"
+  python3 scripts/stage-table.py "$work/m0" "$work/m1"
   sleep 3 # let the last segments seal and upload
+
   echo "-- fetch of 100 records, 3000 fetches from the start (pass 1: store/cache cold, pass 2: cached):"
   echo "   $($ctl perf-consume --topic bench --records 300000 --fetch-records 100)"
   echo "   $($ctl perf-consume --topic bench --records 300000 --fetch-records 100)"
+
+  echo "-- acks=uploaded, 4 producers at once, 500,000 records each:"
+  $ctl topic create up --partitions 1 >/dev/null
+  scrape "$work/u0"
+  local t0=$(date +%s.%N)
+  local producers=()
+  for i in 1 2 3 4; do
+    $ctl perf-produce --topic up --records 500000 --record-size 100 --batch 1000 --inflight 8 --acks uploaded > "$work/up$i" &
+    producers+=($!)
+  done
+  wait "${producers[@]}"
+  local t1=$(date +%s.%N)
+  scrape "$work/u1"
+  for i in 1 2 3 4; do echo "   $(cat "$work/up$i")"; done
+  up_rate=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", 2000000 / (b - a)}')
+  up_p99=$(for i in 1 2 3 4; do field 99th "$(cat "$work/up$i")"; done | sort -n | tail -1)
+  counter() { awk -v n="streamhouse_$1_total" '$1 == n {print $2}' "$2"; }
+  puts=$(( $(counter puts "$work/u1") - $(counter puts "$work/u0") ))
+  bytes=$(( $(counter bytes_in "$work/u1") - $(counter bytes_in "$work/u0") ))
+  per_gb=$(awk -v p="$puts" -v b="$bytes" 'BEGIN {printf "%.0f", p / (b / 1e9)}')
+  python3 scripts/stage-table.py "$work/u0" "$work/u1" | grep -E "histogram|produce_latency|wal_fsync"
+
+  echo
+  echo "| $store store | measured | goal |"
+  echo "|---|---|---|"
+  echo "| max produce rate, median of 3 | $real_median rec/s = $(awk -v a="$real_median" -v b="$null_median" 'BEGIN {printf "%.0f%%", 100 * a / b}') of the null server ($null_median) | >= 80% |"
+  echo "| idempotent / plain, medians of 3 alternating | $im / $pm = $(awk -v a="$im" -v b="$pm" 'BEGIN {printf "%.3f", a / b}') | >= 0.95 |"
+  echo "| ack p50 / p99 at half rate | $(field 50th "$ack") / $(field 99th "$ack") ms | p99 <= 3 ms |"
+  echo "| produce -> subscriber p50 / p99 | $(field 50th "$e2e") / $(field 99th "$e2e") ms | p99 <= 5 ms |"
+  echo "| acks=uploaded, 4 producers | $up_rate rec/s, worst p99 $up_p99 ms | >= 1.2 M rec/s |"
+  echo "| objects per GB, acks=uploaded | $per_gb ($puts PUTs for $bytes bytes) | <= 100 |"
+  echo
   kill -TERM $pid; wait $pid; pid=""
 }
 

@@ -8,7 +8,7 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::MetaStore;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stages};
 use crate::object_store::{ObjectStore, RetryingStore};
 use crate::producer::Registry;
 use crate::util::fs::{FileLock, LockError};
@@ -21,6 +21,8 @@ pub(crate) struct Context {
     pub store: RetryingStore,
     pub meta: MetaStore,
     pub metrics: Metrics,
+    /// Per-stage latency histograms of the produce and subscribe paths.
+    pub stages: Stages,
     /// Bytes accepted but not yet uploaded, all partitions (the bound of
     /// `max_backlog_bytes`); each partition's share is its `Backlog`.
     pub backlog_bytes: Arc<AtomicU64>,
@@ -56,6 +58,7 @@ impl Context {
             store,
             meta,
             metrics: Metrics::default(),
+            stages: Stages::default(),
             backlog_bytes: Arc::new(AtomicU64::new(0)),
             stop,
             dir_lock: Mutex::new(Some(dir_lock)),

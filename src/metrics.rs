@@ -62,9 +62,11 @@ impl Metrics {
     }
 }
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+/// Upper bounds (seconds) of the latency histogram buckets: fine between
+/// 0.1 and 25 ms, where the latency goals are.
+pub const LATENCY_BUCKETS: [f64; 21] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+    0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
 /// A latency histogram with Prometheus-style cumulative buckets.
@@ -101,6 +103,61 @@ impl Histogram {
             self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         ));
         s
+    }
+}
+
+/// Where the time of a produce and of a subscriber's wake-up goes, stage
+/// by stage (issue: latency under load). Each is a histogram in
+/// `/metrics`; `scripts/bench-grpc.sh` prints them for its runs.
+#[derive(Debug, Default)]
+pub struct Stages {
+    /// A produce request accepted by the engine → its partition writer
+    /// takes it (queueing behind the group being written).
+    pub produce_queue: Histogram,
+    /// One group commit's WAL append (write calls).
+    pub wal_write: Histogram,
+    /// One group commit's fsync.
+    pub wal_fsync: Histogram,
+    /// A produce request accepted → acknowledged by the writer (acks=wal
+    /// and none; the handler then sends the reply).
+    pub produce_ack: Histogram,
+    /// A fetch parked in a long poll, woken by an append → its records
+    /// ready to send (reader-pool queue and the read of the tail).
+    pub fetch_wake: Histogram,
+}
+
+impl Stages {
+    pub fn render(&self) -> String {
+        [
+            (
+                &self.produce_queue,
+                "produce_queue",
+                "Produce accepted by the engine to taken by the partition writer.",
+            ),
+            (
+                &self.wal_write,
+                "wal_write",
+                "One group commit's WAL write.",
+            ),
+            (
+                &self.wal_fsync,
+                "wal_fsync",
+                "One group commit's WAL fsync.",
+            ),
+            (
+                &self.produce_ack,
+                "produce_ack",
+                "Produce accepted by the engine to acknowledged by the writer (acks=wal/none).",
+            ),
+            (
+                &self.fetch_wake,
+                "fetch_wake",
+                "A long-polling fetch woken by an append to its records ready.",
+            ),
+        ]
+        .iter()
+        .map(|(h, name, help)| h.render(&format!("streamhouse_stage_{name}_seconds"), help))
+        .collect()
     }
 }
 

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::TopicRow;
 use crate::metrics::Metrics;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{MetricsSnapshot, Stages};
 use crate::object_store::ObjectStore;
 use crate::partition::{
     open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, UploadPool,
@@ -134,6 +134,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.ctx.config
+    }
+
+    /// Per-stage latency histograms (produce path, subscriber wake-ups).
+    pub fn stages(&self) -> &Stages {
+        &self.ctx.stages
     }
 
     pub fn metrics(&self) -> MetricsSnapshot {
@@ -277,6 +282,7 @@ impl Engine {
                 reply,
                 bytes,
                 producer,
+                received: Instant::now(),
             };
             // Fails only when shutting down; the receiver then answers so.
             let _ = partition.submit(req);

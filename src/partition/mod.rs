@@ -65,6 +65,8 @@ pub(crate) struct AppendRequest {
     pub bytes: u64,
     /// The idempotent batch these records are, if they are one.
     pub producer: Option<ProducerBatch>,
+    /// When the engine accepted it (for the stage histograms).
+    pub received: Instant,
 }
 
 pub(crate) enum WriterMsg {

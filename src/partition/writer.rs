@@ -74,6 +74,7 @@ struct Accepted {
     reply: AckSender,
     acks: Acks,
     ack: AppendAck,
+    received: Instant,
 }
 
 /// What [`Writer::stage`] made of a group.
@@ -175,6 +176,13 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>) {
+        let taken = Instant::now();
+        for r in &group {
+            self.ctx
+                .stages
+                .produce_queue
+                .observe(taken.saturating_duration_since(r.received));
+        }
         let Some(group) = self.refuse_if_closed(group) else {
             return;
         };
@@ -233,6 +241,7 @@ impl Writer {
                             count: i64::from(w.count),
                             duplicate: true,
                         },
+                        received: req.received,
                     });
                 }
                 Err(e) => {
@@ -272,6 +281,7 @@ impl Writer {
                 count,
                 duplicate: false,
             },
+            received: req.received,
         });
     }
 
@@ -302,11 +312,15 @@ impl Writer {
         sync_needed: bool,
         batches: &[Arc<TailBatch>],
     ) -> Option<Vec<Accepted>> {
+        let started = Instant::now();
         let written = self.wal.append(&self.buf);
         let written_len = self.buf.len();
+        let stages = &self.ctx.stages;
+        stages.wal_write.observe(started.elapsed());
         let mut waiting = Vec::with_capacity(accepted.len());
         for a in accepted {
             if a.acks == Acks::None && written.is_ok() {
+                stages.produce_ack.observe(a.received.elapsed());
                 let _ = a.reply.send(Ok(a.ack));
             } else {
                 waiting.push(a);
@@ -315,7 +329,10 @@ impl Writer {
         let durable = written.and_then(|()| {
             if sync_needed {
                 Metrics::add(&self.ctx.metrics.wal_fsyncs, 1);
-                self.wal.sync()
+                let started = Instant::now();
+                let synced = self.wal.sync();
+                stages.wal_fsync.observe(started.elapsed());
+                synced
             } else {
                 Ok(())
             }
@@ -381,6 +398,7 @@ impl Writer {
                     self.uploaded_waiting_since.get_or_insert_with(Instant::now);
                 }
                 Acks::Wal | Acks::None => {
+                    self.ctx.stages.produce_ack.observe(a.received.elapsed());
                     let _ = a.reply.send(Ok(a.ack));
                 }
             }

@@ -24,10 +24,13 @@ struct Parked {
 }
 
 impl Parked {
-    fn fire(&self) {
-        let Some(task) = lock(&self.task).take() else {
+    /// Hands the fetch back to the pool: `by_append` when an append woke
+    /// it, not its deadline.
+    fn fire(&self, by_append: bool) {
+        let Some(mut task) = lock(&self.task).take() else {
             return;
         };
+        task.woken = by_append.then(Instant::now);
         self.done.store(true, Ordering::SeqCst);
         match self.pool.upgrade() {
             Some(pool) => {
@@ -47,7 +50,7 @@ impl Parked {
 
 impl Waiter for Parked {
     fn wake(&self) {
-        self.fire();
+        self.fire(true);
     }
     fn is_done(&self) -> bool {
         self.done.load(Ordering::SeqCst)
@@ -174,6 +177,9 @@ impl PoolInner {
             Metrics::add(&self.ctx.metrics.records_out, r.records.len() as u64);
             Metrics::add(&self.ctx.metrics.bytes_out, c.bytes as u64);
         }
+        if let Some(woken) = task.woken {
+            self.ctx.stages.fetch_wake.observe(woken.elapsed());
+        }
         let _ = task.reply.send(result);
     }
 
@@ -190,7 +196,7 @@ impl PoolInner {
         let registered = match lock(&self.timer).as_ref() {
             Some(timer) => {
                 let p = Arc::clone(&parked);
-                *lock(&parked.timer_key) = Some(timer.at(deadline, move || p.fire()));
+                *lock(&parked.timer_key) = Some(timer.at(deadline, move || p.fire(false)));
                 true
             }
             None => false,

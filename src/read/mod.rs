@@ -66,6 +66,8 @@ struct FetchTask {
     req: FetchRequest,
     deadline: Instant,
     reply: oneshot::Sender<Result<FetchResult>>,
+    /// When an append woke it from a long poll (for the stage histogram).
+    woken: Option<Instant>,
 }
 
 enum ReadTask {
@@ -143,6 +145,7 @@ impl ReaderPool {
             req,
             deadline,
             reply,
+            woken: None,
         }))?;
         Ok(rx)
     }

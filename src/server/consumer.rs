@@ -11,6 +11,7 @@ use futures::SinkExt;
 use grpcio::{RpcContext, ServerStreamingSink, UnarySink, WriteFlags};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 /// Longest long poll a fetch may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -91,6 +92,7 @@ impl ConsumerService for Consumer {
                         offset = r.next_offset;
                         // Awaiting the send is the backpressure: a slow
                         // reader slows its own stream only.
+                        let ready = Instant::now();
                         if sink
                             .send((fetch_response(p, r), WriteFlags::default()))
                             .await
@@ -98,6 +100,7 @@ impl ConsumerService for Consumer {
                         {
                             return; // the client went away
                         }
+                        shared.latencies.subscribe_send.observe(ready.elapsed());
                     }
                     Err(e) => {
                         let _ = sink.fail(error_to_status(&e)).await;

@@ -102,6 +102,11 @@ pub fn render(engine: &Engine, latencies: &Latencies) -> String {
         "streamhouse_fetch_latency_seconds",
         "Successful fetches, receipt to reply (includes long-poll waits).",
     ));
+    s.push_str(&latencies.subscribe_send.render(
+        "streamhouse_stage_subscribe_send_seconds",
+        "A subscription's records ready to sent on its stream.",
+    ));
+    s.push_str(&engine.stages().render());
     for (name, value) in engine.metrics().pairs() {
         s.push_str(&format!(
             "# TYPE streamhouse_{name}_total counter\nstreamhouse_{name}_total {value}\n"

@@ -84,6 +84,8 @@ impl BlockingPool {
 pub struct Latencies {
     pub produce: Histogram,
     pub fetch: Histogram,
+    /// A subscription's records ready → sent (the stream's send awaited).
+    pub subscribe_send: Histogram,
 }
 
 /// What every handler shares.
