@@ -65,6 +65,13 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// [`EngineConfig::producer_expiry`] in ms, saturating (a huge flag
+    /// value must not wrap into a cutoff in the future, which would expire
+    /// every producer).
+    pub fn producer_expiry_ms(&self) -> i64 {
+        i64::try_from(self.producer_expiry.as_millis()).unwrap_or(i64::MAX)
+    }
+
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             data_dir: data_dir.into(),

@@ -156,10 +156,13 @@ pub enum ProducerObject {
 /// not ours.
 pub fn parse_producer_key(key: &str) -> Option<ProducerObject> {
     let rest = key.strip_prefix(PRODUCERS_PREFIX)?;
+    // Ids are SQLite integers: 1..=i64::MAX.
+    let id_range = 1..=i64::MAX as u64;
     if let Some(end) = rest.strip_prefix("ids/") {
-        return Some(ProducerObject::IdBlock {
-            end: end.parse().ok()?,
-        });
+        let end: u64 = end.parse().ok()?;
+        return id_range
+            .contains(&end)
+            .then_some(ProducerObject::IdBlock { end });
     }
     let (hex, file) = rest.strip_prefix("names/")?.split_once('/')?;
     let (epoch, id) = file.split_once('-')?;
@@ -170,10 +173,14 @@ pub fn parse_producer_key(key: &str) -> Option<ProducerObject> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect::<Option<Vec<u8>>>()?;
+    let id: u64 = id.parse().ok()?;
+    if !id_range.contains(&id) {
+        return None;
+    }
     Some(ProducerObject::Name {
         name: String::from_utf8(bytes).ok()?,
         epoch: epoch.parse().ok()?,
-        id: id.parse().ok()?,
+        id,
     })
 }
 
@@ -344,6 +351,10 @@ mod tests {
             "producers/names/zz/1-2",
             "producers/names/61/1",
             "producers/ids/x",
+            "producers/ids/0",
+            "producers/ids/18446744073709551615",
+            "producers/names/61/1-0",
+            "producers/names/61/1-9223372036854775808",
             "producers/other",
         ] {
             assert_eq!(parse_producer_key(other), None, "{other}");

@@ -49,6 +49,10 @@ pub(crate) struct BucketTopics {
     pub tombstones: BTreeSet<TopicId>,
     /// Per (topic, incarnation, partition), in offset order.
     pub segments: BTreeMap<(String, i64, u32), Vec<ListedSegment>>,
+    /// Producer tables whose segment is not there (an upload cut short
+    /// between the two PUTs), per (topic, incarnation, partition): (base
+    /// offset, key).
+    pub orphan_states: BTreeMap<(String, i64, u32), Vec<(i64, String)>>,
     /// The highest incarnation seen, live or deleted (0 if none).
     pub max_incarnation: i64,
 }
@@ -108,16 +112,41 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                         producer_state: None,
                     });
             }
-            TopicObject::ProducerState { .. } => states.push(obj.key.clone()),
+            TopicObject::ProducerState {
+                topic,
+                incarnation,
+                partition,
+                base_offset,
+                ..
+            } => states.push((
+                (topic.to_string(), incarnation, partition),
+                base_offset,
+                obj.key.clone(),
+            )),
         }
     }
     // A producer table belongs to the segment with its stem; one without
-    // its segment (an upload cut short) is left alone.
-    let states: BTreeSet<String> = states.into_iter().collect();
+    // its segment (an upload cut short) is an orphan.
+    let attached: BTreeSet<String> = out
+        .segments
+        .values()
+        .flatten()
+        .map(|s| layout::producer_state_key(&s.key))
+        .collect();
+    let state_keys: BTreeSet<&str> = states.iter().map(|(_, _, k)| k.as_str()).collect();
     for s in out.segments.values_mut().flatten() {
         let key = layout::producer_state_key(&s.key);
-        if states.contains(&key) {
+        if state_keys.contains(key.as_str()) {
             s.producer_state = Some(key);
+        }
+    }
+    drop(state_keys);
+    for (partition, base, key) in states {
+        if !attached.contains(&key) {
+            out.orphan_states
+                .entry(partition)
+                .or_default()
+                .push((base, key));
         }
     }
     // Offset order; at one base offset the newest owner's first.

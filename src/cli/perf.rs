@@ -197,6 +197,7 @@ fn send_async(
                 Err(grpcio::Error::RpcFailure(s))
                     if idempotent
                         && s.code() == grpcio::RpcStatusCode::FAILED_PRECONDITION
+                        && s.message().contains("sequence gap")
                         && resends < MAX_RESENDS =>
                 {
                     resends += 1;

@@ -97,7 +97,14 @@ impl Engine {
     /// current one is used up.
     fn allocate_id(&self, ids: &mut IdBlock) -> Result<u64> {
         if ids.next >= ids.end {
-            let end = ids.next.max(1) + ID_BLOCK;
+            let end = ids
+                .next
+                .max(1)
+                .checked_add(ID_BLOCK)
+                .filter(|e| *e <= i64::MAX as u64)
+                .ok_or_else(|| {
+                    Error::Backpressure("every producer id has been handed out".to_string())
+                })?;
             self.ctx
                 .store
                 .put(&layout::producer_id_block_key(end), b"")?;
@@ -143,7 +150,7 @@ impl Engine {
     /// Forgets producers idle for longer than the expiry (the registry, and
     /// anonymous ids in metadata; partitions forget theirs when they seal).
     pub(super) fn expire_producers(&self) {
-        let expiry = self.ctx.config.producer_expiry.as_millis() as i64;
+        let expiry = self.ctx.config.producer_expiry_ms();
         let cutoff = now_ms().saturating_sub(expiry);
         let gone = self.ctx.producers.expire(cutoff);
         if !gone.is_empty() {
@@ -184,7 +191,7 @@ pub(super) fn restore_producers(ctx: &Context) -> Result<IdBlock> {
             })?;
         }
     }
-    let expiry = ctx.config.producer_expiry.as_millis() as i64;
+    let expiry = ctx.config.producer_expiry_ms();
     for row in ctx
         .meta
         .producers_issued_since(now.saturating_sub(expiry))?

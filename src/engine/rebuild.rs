@@ -71,6 +71,10 @@ pub(super) fn reconcile(ctx: &Context) -> Result<Reconciled> {
                 .get(&(t.name.clone(), t.incarnation, p))
                 .map_or(&[][..], Vec::as_slice);
             done.segments_adopted += reconcile_partition(ctx, &t, p, segs)?;
+            let key = (t.name.clone(), t.incarnation, p);
+            if let Some(orphans) = listed.orphan_states.get(&key) {
+                mark_orphan_states(ctx, &t, p, orphans)?;
+            }
         }
     }
     done.group_offsets_restored = restore_group_offsets(ctx)?;
@@ -197,56 +201,71 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         next = row.last_offset + 1;
         chain.push(row);
     }
-    ctx.meta.commit_segments(&chain)?;
-    if let Some(last) = chain.last() {
-        log::info!(
-            "partition {name}: adopted {} segments from the bucket, committed up to {next}",
-            chain.len()
-        );
-        let listed = candidates.iter().find(|s| s.key == last.object_key);
-        restore_producer_state(
-            ctx,
-            t,
-            p,
-            last,
-            listed.and_then(|s| s.producer_state.as_deref()),
-        )?;
-    }
+    let Some(last) = chain.last() else {
+        return Ok(0);
+    };
+    // The producer table as of the newest segment, read before anything is
+    // committed: the segments and the table go in one transaction, so a
+    // failed read or a crash cannot leave adopted segments beside an older
+    // table (which nothing would correct later).
+    let listed = candidates.iter().find(|s| s.key == last.object_key);
+    let state = producer_state_at(ctx, last, listed.and_then(|s| s.producer_state.as_deref()))?;
+    ctx.meta.commit_segments(&chain, Some(&state))?;
+    log::info!(
+        "partition {name}: adopted {} segments from the bucket, committed up to {next}",
+        chain.len()
+    );
     Ok(chain.len())
 }
 
-/// The partition's producer table as of the newest adopted segment: the
-/// one put beside it (none beside it means the partition had none). A table
-/// that does not decode, or describes other offsets, is not adopted: the
-/// partition then starts with no producer state (logged), which costs
+/// The partition's producer table as of the newest adopted segment
+/// (`snapshot` bytes; empty for none): the one put beside it, which is put
+/// before the segment, so none beside it means the partition had none. A
+/// table that does not decode, or describes other offsets, is not adopted
+/// (logged): the partition then starts with no producer state, which costs
 /// duplicate detection for retries that span this rebuild, nothing else.
-fn restore_producer_state(
-    ctx: &Context,
-    t: &TopicRow,
-    p: u32,
-    last: &SegmentRow,
-    key: Option<&str>,
-) -> Result<()> {
+fn producer_state_at(ctx: &Context, last: &SegmentRow, key: Option<&str>) -> Result<Vec<u8>> {
     let Some(key) = key else {
-        ctx.meta.set_producer_state(&t.name, p, None)?;
-        return Ok(());
+        return Ok(Vec::new());
     };
     let bytes = ctx.store.get(key)?;
-    let state = match producer::snapshot::decode(&bytes) {
-        Ok((_, next)) if next == last.last_offset + 1 => Some(&bytes[..]),
+    match producer::snapshot::decode(&bytes) {
+        Ok((_, next)) if next == last.last_offset + 1 => Ok(bytes),
         Ok((_, next)) => {
             log::error!(
                 "{key}: producer state through offset {next}, expected {}; not adopted",
                 last.last_offset + 1
             );
-            None
+            Ok(Vec::new())
         }
         Err(e) => {
             log::error!("{key}: producer state unreadable ({e}); not adopted");
-            None
+            Ok(Vec::new())
         }
+    }
+}
+
+/// Producer tables whose segment never arrived, below the committed offset:
+/// the committed segment at that offset has another key (and its own
+/// table), so they can never be read. Marked as garbage; ones at or beyond
+/// the committed offset are left alone (no evidence yet).
+fn mark_orphan_states(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    orphans: &[(i64, String)],
+) -> Result<()> {
+    let Some(row) = ctx.meta.partition(&t.name, p)? else {
+        return Ok(());
     };
-    ctx.meta.set_producer_state(&t.name, p, state)?;
+    let garbage: Vec<String> = orphans
+        .iter()
+        .filter(|(base, _)| *base < row.next_offset)
+        .map(|(_, key)| key.clone())
+        .collect();
+    if !garbage.is_empty() {
+        ctx.meta.mark_garbage(&garbage, "orphan producer state")?;
+    }
     Ok(())
 }
 

@@ -86,23 +86,6 @@ impl MetaStore {
             .map(|state| state.flatten().filter(|b| !b.is_empty()))
         })
     }
-
-    /// Replaces the partition's committed producer table (a rebuild from
-    /// the bucket).
-    pub fn set_producer_state(
-        &self,
-        topic: &str,
-        partition: u32,
-        state: Option<&[u8]>,
-    ) -> MetaResult<()> {
-        self.write(|tx| {
-            tx.execute(
-                "UPDATE partitions SET producer_state = ?3 WHERE topic = ?1 AND partition = ?2",
-                params![topic, partition, state],
-            )?;
-            Ok(())
-        })
-    }
 }
 
 fn producer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProducerRow> {

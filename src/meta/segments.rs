@@ -112,9 +112,20 @@ impl MetaStore {
     }
 
     /// [`MetaStore::commit_segment`] for several segments in offset order,
-    /// in one transaction (a rebuild from the bucket).
-    pub fn commit_segments(&self, segs: &[SegmentRow]) -> MetaResult<()> {
-        self.write(|tx| segs.iter().try_for_each(|s| commit_in(tx, s, None)))
+    /// in one transaction (a rebuild from the bucket); `producer_state` is
+    /// the table as of the last one.
+    pub fn commit_segments(
+        &self,
+        segs: &[SegmentRow],
+        producer_state: Option<&[u8]>,
+    ) -> MetaResult<()> {
+        self.write(|tx| {
+            for (i, s) in segs.iter().enumerate() {
+                let last = i + 1 == segs.len();
+                commit_in(tx, s, producer_state.filter(|_| last))?;
+            }
+            Ok(())
+        })
     }
 
     /// Starts a partition that holds no segment at `offset` (its first

@@ -416,7 +416,7 @@ fn producer_ids_and_partition_producer_state_persist() {
         Some(b"state-1".to_vec())
     );
     // A commit without a table (a rebuild) leaves it; an empty one clears it.
-    meta.commit_segments(&[segment("t", 0, 10, 10, 100)])
+    meta.commit_segments(&[segment("t", 0, 10, 10, 100)], None)
         .unwrap();
     assert_eq!(
         meta.producer_state("t", 0).unwrap(),

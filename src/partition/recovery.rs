@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::PartitionRow;
 use crate::producer::{snapshot, ProducerTable};
-use crate::util::clock::now_ms;
 use crate::util::sync::StopSignal;
 use crate::util::thread;
 use crate::wal::{scan_wal, Damage, ProducerWrite, Recovered, RecoveredFile, WalDir};
@@ -193,10 +192,9 @@ fn replay_into_tail(
     backlog: &Backlog,
     mut producers: ProducerTable,
 ) -> Replayed {
-    let now = now_ms();
     let mut replay = |writes: &[ProducerWrite]| {
         for w in writes {
-            producers.record(&w.batch, w.count, w.base_offset, now);
+            producers.record(&w.batch, w.count, w.base_offset, w.written_ms);
         }
         producers.clone()
     };

@@ -200,19 +200,28 @@ impl PartitionShared {
         }
     }
 
-    /// Parks an `acks=uploaded` reply until its records are committed, or
-    /// answers it now if they are (a duplicate batch written long ago).
-    /// The committed offset is read under the acks lock: the uploader
-    /// raises it before it takes that lock to resolve, so a reply parked
-    /// here is never missed.
-    pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) {
+    /// Parks an `acks=uploaded` reply until its records are committed
+    /// (true), or answers it now if they are (a duplicate batch written
+    /// long ago) or never will be (the partition stopped). The committed offset is read under the acks lock: the
+    /// uploader raises it before it takes that lock to resolve, so a reply
+    /// parked here is never missed.
+    pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) -> bool {
         let mut acks = lock(&self.uploaded_acks);
         if pending.last_offset < self.view().committed_next {
             drop(acks);
             let _ = pending.reply.send(Ok(pending.ack));
-            return;
+            return false;
+        }
+        // Uploads stopped (failed, deleted) after answering the waiting
+        // replies: this one would wait forever. Status is set before those
+        // replies are failed under this lock, so checking here suffices.
+        if let Some(e) = self.refusal(None) {
+            drop(acks);
+            let _ = pending.reply.send(Err(e));
+            return false;
         }
         acks.push(pending);
+        true
     }
 
     /// Answers the `acks=uploaded` requests whose records are now committed.

@@ -1,7 +1,7 @@
 //! The uploads of one partition, run by the shared upload pool
 //! (`upload_pool.rs`). For each sealed segment, in order:
 //! [`encode_segment`] → [`Uploader::put_object`] (under a key that
-//! carries this node's owner epoch; then the producer table beside it, if
+//! carries this node's owner epoch; the producer table beside it first, if
 //! the partition has idempotent producers) → [`Uploader::confirm_owner`] →
 //! [`Uploader::commit_segment`] (the segment's commit point, with the
 //! producer table in the same transaction) →
@@ -86,14 +86,17 @@ impl Uploader {
             seg.base_offset,
             self.ctx.owner.epoch(),
         );
-        self.put_object(&key, &bytes)?;
-        // The segment first: a producer table in the bucket never names
-        // offsets the bucket does not hold.
+        // The producer table before the segment: a start adopts any
+        // segment it finds in the bucket (ours too, uploaded but not yet
+        // committed when we crashed), and must find its table beside it. A
+        // table whose segment never arrived is ignored (and marked as
+        // garbage by the next start).
         let producers = (!seg.producers.is_empty())
             .then(|| snapshot::encode(&seg.producers, seg.last_offset + 1));
         if let Some(state) = &producers {
             self.put_object(&producer_state_key(&key), state)?;
         }
+        self.put_object(&key, &bytes)?;
         self.confirm_owner()?;
         self.commit_segment(&seg, &key, &summary, producers.as_deref())?;
         self.publish_segment(&seg, &key, &summary);

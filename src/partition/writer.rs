@@ -267,7 +267,12 @@ impl Writer {
         if let Some(p) = &req.producer {
             self.producers.record(p, count as u32, base, now);
         }
-        encode_entry(&mut self.buf, base, &req.records, req.producer.as_ref());
+        encode_entry(
+            &mut self.buf,
+            base,
+            &req.records,
+            req.producer.as_ref().map(|p| (p, now)),
+        );
         staged.sync_needed |= req.acks != Acks::None;
         staged.batches.push(Arc::new(TailBatch {
             records: std::mem::take(&mut req.records),
@@ -364,6 +369,9 @@ impl Writer {
     /// crash could take back), wakes long polls, and adds the batches to
     /// the active segment.
     fn publish(&mut self, batches: Vec<Arc<TailBatch>>) {
+        if batches.is_empty() {
+            return; // only duplicates: nothing new to show
+        }
         let mut records = 0u64;
         let mut bytes = 0u64;
         {
@@ -390,12 +398,17 @@ impl Writer {
         for a in waiting {
             match a.acks {
                 Acks::Uploaded => {
-                    self.shared.add_uploaded_ack(PendingUploadedAck {
-                        last_offset: a.ack.base_offset + a.ack.count - 1,
+                    let last_offset = a.ack.base_offset + a.ack.count - 1;
+                    let parked = self.shared.add_uploaded_ack(PendingUploadedAck {
+                        last_offset,
                         ack: a.ack,
                         reply: a.reply,
                     });
-                    self.uploaded_waiting_since.get_or_insert_with(Instant::now);
+                    // Only records of the active segment need a seal (a
+                    // duplicate's may be in one already sealed).
+                    if parked && last_offset >= self.active.base {
+                        self.uploaded_waiting_since.get_or_insert_with(Instant::now);
+                    }
                 }
                 Acks::Wal | Acks::None => {
                     self.ctx.stages.produce_ack.observe(a.received.elapsed());
@@ -406,7 +419,14 @@ impl Writer {
     }
 
     fn maybe_seal(&mut self) {
-        if self.active.batches.is_empty() || self.shared.view().status != Status::Open {
+        if self.active.batches.is_empty() {
+            // Nothing to seal, so nothing to wait for (or the deadline
+            // would fire at once, again and again).
+            self.uploaded_waiting_since = None;
+            self.active.since = None;
+            return;
+        }
+        if self.shared.view().status != Status::Open {
             return;
         }
         let config = &self.ctx.config;
@@ -460,7 +480,7 @@ impl Writer {
     /// The producer table after forgetting producers idle for longer than
     /// the expiry; a copy for the sealed segment.
     fn expired_producers(&mut self) -> ProducerTable {
-        let expiry = self.ctx.config.producer_expiry.as_millis() as i64;
+        let expiry = self.ctx.config.producer_expiry_ms();
         let gone = self.producers.expire(now_ms().saturating_sub(expiry));
         if gone > 0 {
             log::info!(

@@ -15,13 +15,14 @@ pub(super) const MAX_ENTRY_LEN: u32 = 1 << 30;
 
 /// Encodes one WAL entry for `records` (whose offsets start at `base_offset`
 /// and are contiguous) onto the end of `out`; with `producer`, the entry
-/// carries the idempotent batch's identity, so recovery rebuilds the
-/// partition's producer table together with its records.
+/// carries the idempotent batch's identity and when it was written (server
+/// clock, ms), so recovery rebuilds the partition's producer table together
+/// with its records.
 pub fn encode_entry(
     out: &mut Vec<u8>,
     base_offset: i64,
     records: &[Record],
-    producer: Option<&ProducerBatch>,
+    producer: Option<(&ProducerBatch, i64)>,
 ) {
     let start = out.len();
     out.extend_from_slice(&[0u8; ENTRY_HEADER_LEN]);
@@ -32,10 +33,11 @@ pub fn encode_entry(
     });
     out.extend_from_slice(&base_offset.to_le_bytes());
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    if let Some(p) = producer {
+    if let Some((p, written_ms)) = producer {
         out.extend_from_slice(&p.producer_id.to_le_bytes());
         out.extend_from_slice(&p.epoch.to_le_bytes());
         out.extend_from_slice(&p.first_sequence.to_le_bytes());
+        out.extend_from_slice(&written_ms.to_le_bytes());
     }
     for r in records {
         out.extend_from_slice(&r.timestamp_ms.to_le_bytes());
@@ -81,8 +83,8 @@ fn seal_entry(out: &mut [u8], start: usize) {
 #[derive(Debug)]
 pub(super) enum Entry {
     /// Records with their offsets (contiguous, never empty), and the
-    /// idempotent batch they were, if they were one.
-    Records(Vec<Record>, Option<ProducerBatch>),
+    /// idempotent batch they were (with its write time), if they were one.
+    Records(Vec<Record>, Option<(ProducerBatch, i64)>),
     /// Offsets continue at this one.
     Skip(i64),
 }
@@ -165,10 +167,11 @@ fn decode_records(payload: &[u8], mut c: Cursor<'_>, idempotent: bool) -> Decode
             epoch: c.u32_le("producer epoch")?,
             first_sequence: c.i64_le("first sequence")?,
         };
+        let written_ms = c.i64_le("write time")?;
         if p.producer_id == 0 || p.first_sequence < 0 {
             return Err(DecodeError::new("producer id or sequence out of range"));
         }
-        Some(p)
+        Some((p, written_ms))
     } else {
         None
     };

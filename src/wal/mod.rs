@@ -39,6 +39,7 @@
 //!   u64 producer_id     (never 0)
 //!   u32 producer_epoch
 //!   i64 first_sequence  (>= 0)
+//!   i64 written_ms      server clock when written (producer expiry)
 //!   record_count x record, as in kind 1
 //! ```
 //!

@@ -23,6 +23,8 @@ pub struct ProducerWrite {
     pub batch: ProducerBatch,
     pub base_offset: i64,
     pub count: u32,
+    /// When it was written (server clock, ms).
+    pub written_ms: i64,
 }
 
 /// What reading one WAL file found.
@@ -81,11 +83,12 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
                     ));
                     break;
                 }
-                if let Some(batch) = producer {
+                if let Some((batch, written_ms)) = producer {
                     writes.push(ProducerWrite {
                         batch,
                         base_offset: expected,
                         count: entry.len() as u32,
+                        written_ms,
                     });
                 }
                 expected += entry.len() as i64;

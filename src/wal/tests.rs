@@ -451,9 +451,9 @@ fn producer_entries_replay_their_batch_identity_beyond_the_committed_offset() {
         first_sequence: seq,
     };
     let mut data = Vec::new();
-    encode_entry(&mut data, 0, &batch(0, 2), Some(&p(0)));
+    encode_entry(&mut data, 0, &batch(0, 2), Some((&p(0), 1_000)));
     encode_entry(&mut data, 2, &batch(2, 1), None);
-    encode_entry(&mut data, 3, &batch(3, 3), Some(&p(2)));
+    encode_entry(&mut data, 3, &batch(3, 3), Some((&p(2), 2_000)));
     let whole = scan_file(&data, 0);
     assert_eq!(offsets(&whole.records), (0..6).collect::<Vec<_>>());
     assert_eq!(
@@ -462,12 +462,14 @@ fn producer_entries_replay_their_batch_identity_beyond_the_committed_offset() {
             ProducerWrite {
                 batch: p(0),
                 base_offset: 0,
-                count: 2
+                count: 2,
+                written_ms: 1_000
             },
             ProducerWrite {
                 batch: p(2),
                 base_offset: 3,
-                count: 3
+                count: 3,
+                written_ms: 2_000
             }
         ]
     );

@@ -1,0 +1,275 @@
+//! Idempotent producers through the engine as a library: an id survives a
+//! restart before it has written anything; a producer idle for longer than
+//! the expiry is forgotten (its id answers NOT_FOUND), in the registry and
+//! in the partition's table, across a restart too; a segment is never in
+//! the bucket without its producer table, and a segment uploaded but not
+//! committed before a crash is adopted with it; an `acks=uploaded` retry
+//! of a committed batch leaves the writer idle.
+
+mod common;
+
+use common::engine::{config, topic};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use streamhouse::engine::ProducerBatch;
+use streamhouse::object_store::{
+    Expect, MemoryStore, ObjectMeta, ObjectStore, StoreResult, Versioned,
+};
+use streamhouse::{Acks, Engine, EngineConfig, Error, Record};
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: format!("v{i}").into_bytes(),
+            headers: vec![],
+        })
+        .collect()
+}
+
+fn send(engine: &Engine, id: (u64, u32), seq: i64, n: usize) -> Result<(i64, bool), Error> {
+    send_with(engine, id, seq, n, Acks::Wal)
+}
+
+fn send_with(
+    engine: &Engine,
+    id: (u64, u32),
+    seq: i64,
+    n: usize,
+    acks: Acks,
+) -> Result<(i64, bool), Error> {
+    send_to(engine, "t", id, seq, n, acks)
+}
+
+fn send_to(
+    engine: &Engine,
+    topic: &str,
+    id: (u64, u32),
+    seq: i64,
+    n: usize,
+    acks: Acks,
+) -> Result<(i64, bool), Error> {
+    let b = ProducerBatch {
+        producer_id: id.0,
+        epoch: id.1,
+        first_sequence: seq,
+    };
+    let rx = engine.produce_idempotent(topic, 0, records(n), acks, b)?;
+    let ack = futures::executor::block_on(rx).expect("answered")?;
+    Ok((ack.base_offset, ack.duplicate))
+}
+
+fn short_expiry(dir: &std::path::Path) -> EngineConfig {
+    let mut c = config(dir);
+    c.producer_expiry = Duration::from_millis(1_000);
+    c.retention_interval = Duration::from_millis(50);
+    c.segment_max_age = Duration::from_millis(50);
+    c
+}
+
+#[test]
+fn an_id_is_known_after_a_restart_before_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let id = engine.init_producer("").unwrap();
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    let engine = Engine::open(config(dir.path()), store).unwrap();
+    assert_eq!(send(&engine, id, 0, 2).unwrap(), (0, false));
+    assert_eq!(send(&engine, id, 0, 2).unwrap(), (0, true));
+    engine.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn an_idle_producer_expires_and_its_id_answers_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(short_expiry(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let idle = engine.init_producer("").unwrap();
+    let busy = engine.init_producer("").unwrap();
+    assert_eq!(send(&engine, idle, 0, 3).unwrap(), (0, false));
+    // `busy` keeps writing (and sealing segments) while `idle` does not.
+    let mut seq = 0;
+    for _ in 0..25 {
+        std::thread::sleep(Duration::from_millis(60));
+        send(&engine, busy, seq, 1).unwrap();
+        seq += 1;
+    }
+    let err = send(&engine, idle, 0, 3).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound(m) if m.contains("unknown producer id")),
+        "{err:?}"
+    );
+    assert!(!send(&engine, busy, seq, 1).unwrap().1, "a new batch");
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    // Gone after a restart too (its metadata row and its partition entry
+    // expired); the active producer is still known.
+    let engine = Engine::open(short_expiry(dir.path()), store).unwrap();
+    assert!(matches!(send(&engine, idle, 3, 1), Err(Error::NotFound(_))));
+    assert!(send(&engine, busy, seq, 1).unwrap().1, "a retry of it");
+    engine.shutdown(Duration::from_secs(5));
+}
+
+/// A memory store that remembers the order of its PUTs.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: MemoryStore,
+    puts: Mutex<Vec<String>>,
+}
+
+impl ObjectStore for Recording {
+    fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
+        self.puts.lock().unwrap().push(key.to_string());
+        self.inner.put(key, data)
+    }
+    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
+        self.inner.put_if(key, data, expect)
+    }
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
+        self.inner.get_versioned(key)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.inner.get_range(key, range)
+    }
+    fn size(&self, key: &str) -> StoreResult<u64> {
+        self.inner.size(key)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "recording memory store".into()
+    }
+}
+
+#[test]
+fn a_segment_is_never_in_the_bucket_before_its_producer_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Recording {
+        inner: MemoryStore::new(),
+        puts: Mutex::default(),
+    });
+    let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let id = engine.init_producer("").unwrap();
+    for i in 0..3 {
+        send_with(&engine, id, i * 2, 2, Acks::Uploaded).unwrap();
+    }
+    engine.shutdown(Duration::from_secs(5));
+    let puts = store.puts.lock().unwrap().clone();
+    let segments: Vec<&String> = puts.iter().filter(|k| k.ends_with(".seg")).collect();
+    assert!(segments.len() >= 3, "{puts:?}");
+    for seg in segments {
+        let table = seg.replace(".seg", ".producers");
+        let (t, s) = (
+            puts.iter().position(|k| *k == table),
+            puts.iter().position(|k| k == seg),
+        );
+        assert!(t.is_some() && t < s, "{table} before {seg}: {puts:?}");
+    }
+}
+
+/// Copies a stopped engine's data directory (a disk image at that moment).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_segment_uploaded_but_not_committed_before_a_crash_is_adopted_with_its_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let slow_seal = |d: &std::path::Path| {
+        let mut c = config(d);
+        c.segment_max_age = Duration::from_secs(3600);
+        c
+    };
+    // The batch is in the WAL only; the disk as it is now is kept.
+    let engine = Engine::open(slow_seal(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let id = engine.init_producer("").unwrap();
+    assert_eq!(send(&engine, id, 0, 4).unwrap(), (0, false));
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    copy_dir(dir.path(), image.path());
+    // The segment and its table go up and are committed...
+    let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
+    assert_eq!(
+        send_with(&engine, id, 0, 4, Acks::Uploaded).unwrap(),
+        (0, true)
+    );
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    // ... but the disk comes back as it was before the commit (a crash
+    // between the upload and the metadata commit): the start adopts the
+    // bucket's segment, and its table, so the WAL's copy is not needed.
+    let engine = Engine::open(config(image.path()), store).unwrap();
+    assert_eq!(
+        send(&engine, id, 0, 4).unwrap(),
+        (0, true),
+        "still a duplicate"
+    );
+    assert_eq!(send(&engine, id, 4, 1).unwrap(), (4, false));
+    engine.shutdown(Duration::from_secs(5));
+}
+
+/// CPU time used so far by this process's threads named `name` (tests of
+/// one binary run in parallel, so the whole process's time would not do).
+fn thread_cpu(name: &str) -> Duration {
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // the thread ended
+        };
+        let (comm, rest) = stat.split_once(") ").unwrap();
+        if comm.ends_with(&format!("({name}")) {
+            let f: Vec<&str> = rest.split(' ').collect();
+            ticks += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        }
+    }
+    Duration::from_millis(ticks * 10) // USER_HZ = 100 on Linux
+}
+
+#[test]
+fn an_uploaded_retry_of_a_committed_batch_leaves_the_writer_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path()), Arc::new(MemoryStore::new())).unwrap();
+    engine.create_topic(&topic("idle", 1)).unwrap();
+    let id = engine.init_producer("").unwrap();
+    let up = Acks::Uploaded;
+    assert_eq!(send_to(&engine, "idle", id, 0, 3, up).unwrap(), (0, false));
+    // Answered at once: its offsets are committed, nothing is waiting.
+    assert_eq!(send_to(&engine, "idle", id, 0, 3, up).unwrap(), (0, true));
+    let before = thread_cpu("writer-idle/0");
+    std::thread::sleep(Duration::from_millis(500));
+    let used = thread_cpu("writer-idle/0") - before;
+    // A writer waking for a seal it cannot make burns a core (~500 ms).
+    assert!(
+        used < Duration::from_millis(100),
+        "{used:?} of CPU while idle"
+    );
+    engine.shutdown(Duration::from_secs(5));
+}
