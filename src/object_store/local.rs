@@ -5,7 +5,7 @@ use super::{
     StoreError, StoreResult, Versioned,
 };
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,7 +100,7 @@ impl ObjectStore for LocalFsStore {
         let result = (|| {
             fs::create_dir_all(&dir)?;
             let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
+            crate::util::fs::write_smoothly(&mut f, data)?;
             f.sync_all()?;
             drop(f);
             fs::rename(&tmp, &path)?;
