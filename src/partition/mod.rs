@@ -71,13 +71,18 @@ pub(crate) struct AppendRequest {
 
 pub(crate) enum WriterMsg {
     Append(AppendRequest),
+    /// The partition's uploads went idle: a seal held back while one was
+    /// in flight can happen now.
+    UploadsIdle,
     Shutdown,
 }
 
 /// A running partition: the handle the engine routes requests through.
 pub struct Partition {
     pub shared: Arc<PartitionShared>,
-    writer_tx: crossbeam_channel::Sender<WriterMsg>,
+    /// Shared (weakly) with the upload queue, which tells the writer when
+    /// it goes idle; dropping the partition still disconnects the writer.
+    writer_tx: Arc<crossbeam_channel::Sender<WriterMsg>>,
     writer: Mutex<Option<Worker>>,
     /// Its sealed segments, uploaded in order by the shared pool (`None`
     /// for a partition that did not open).
@@ -151,7 +156,7 @@ impl Partition {
         let (writer_tx, _) = crossbeam_channel::unbounded();
         Partition {
             shared: Arc::new(shared),
-            writer_tx,
+            writer_tx: Arc::new(writer_tx),
             writer: Mutex::new(None),
             uploads: None,
         }

@@ -8,11 +8,12 @@
 
 use super::uploader::Uploader;
 use super::writer::SealedSegment;
+use super::WriterMsg;
 use crate::util::sync::lock;
 use crate::util::thread::{self, Worker};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
 /// One partition's uploads.
@@ -23,6 +24,9 @@ pub(crate) struct UploadQueue {
     /// flight) or stops.
     idle: Condvar,
     pool: Sender<Option<Arc<UploadQueue>>>,
+    /// The partition's writer, told when the queue goes idle (it holds
+    /// back `acks=uploaded` seals while an upload is in flight).
+    writer: Mutex<Weak<Sender<WriterMsg>>>,
 }
 
 #[derive(Default)]
@@ -35,6 +39,24 @@ struct QueueState {
 }
 
 impl UploadQueue {
+    pub fn notify_when_idle(&self, writer: Weak<Sender<WriterMsg>>) {
+        *lock(&self.writer) = writer;
+    }
+
+    /// Whether a segment is queued or being uploaded.
+    pub fn busy(&self) -> bool {
+        let st = lock(&self.state);
+        st.scheduled || (!st.stopped && !st.segments.is_empty())
+    }
+
+    /// Wakes waiters and the writer: nothing is queued or in flight.
+    fn went_idle(&self) {
+        self.idle.notify_all();
+        if let Some(tx) = lock(&self.writer).upgrade() {
+            let _ = tx.send(WriterMsg::UploadsIdle);
+        }
+    }
+
     /// Queues a sealed segment; it is uploaded after those before it.
     pub fn push(self: &Arc<Self>, seg: SealedSegment) {
         let mut st = lock(&self.state);
@@ -56,7 +78,8 @@ impl UploadQueue {
                 (false, Some(seg)) => seg,
                 _ => {
                     st.scheduled = false;
-                    self.idle.notify_all();
+                    drop(st);
+                    self.went_idle();
                     return;
                 }
             }
@@ -68,14 +91,14 @@ impl UploadQueue {
             st.segments.clear();
             drop(st);
             self.uploader.stopped(why);
-            let mut st = lock(&self.state);
-            st.scheduled = false;
-            self.idle.notify_all();
+            lock(&self.state).scheduled = false;
+            self.went_idle();
             return;
         }
         if st.segments.is_empty() || st.stopped {
             st.scheduled = false;
-            self.idle.notify_all();
+            drop(st);
+            self.went_idle();
         } else {
             let _ = self.pool.send(Some(Arc::clone(self)));
         }
@@ -140,6 +163,7 @@ impl UploadPool {
             state: Mutex::new(QueueState::default()),
             idle: Condvar::new(),
             pool: self.tx.clone(),
+            writer: Mutex::new(Weak::new()),
         })
     }
 

@@ -130,6 +130,8 @@ impl Writer {
                     group_bytes += r.bytes;
                     group.push(r);
                 }
+                // Returning is enough: `run` looks for a seal to make.
+                WriterMsg::UploadsIdle => {}
                 WriterMsg::Shutdown => stopping = true,
             }
             if !stopping && group_bytes < MAX_GROUP_BYTES {
@@ -139,7 +141,9 @@ impl Writer {
         Some((group, stopping))
     }
 
-    /// When the writer must wake up to seal even without requests.
+    /// When the writer must wake up to seal even without requests. While
+    /// an upload is in flight the linger does not count: the uploads going
+    /// idle wake the writer instead.
     fn deadline(&self) -> Option<Instant> {
         let age = self
             .active
@@ -147,6 +151,7 @@ impl Writer {
             .map(|t| t + self.ctx.config.segment_max_age);
         let linger = self
             .uploaded_waiting_since
+            .filter(|_| !self.uploads.busy())
             .map(|t| t + self.ctx.config.uploaded_ack_linger);
         match (age, linger) {
             (Some(a), Some(l)) => Some(a.min(l)),
@@ -435,9 +440,15 @@ impl Writer {
             .active
             .since
             .is_some_and(|t| t.elapsed() >= config.segment_max_age);
+        // Group commit for uploads: `acks=uploaded` requests that arrive
+        // while the partition's previous segment is uploading wait for it
+        // (they would anyway: a partition's segments upload in order), then
+        // share one segment, so objects grow with load instead of one per
+        // linger.
         let lingered = self
             .uploaded_waiting_since
-            .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger);
+            .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger)
+            && !self.uploads.busy();
         if full || old || lingered {
             if let Err(e) = self.seal() {
                 self.fail(e.to_string());
