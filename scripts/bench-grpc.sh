@@ -51,9 +51,10 @@ wait_for() { # file pattern
   echo "timed out waiting for '$2' in $1" >&2; return 1
 }
 
-max_runs() { # label extra-perf-flags... ; prints lines, sets $runs
+max_runs() { # extra-perf-flags... ; prints lines, sets $runs
   runs=()
   for _ in 1 2 3; do
+    [ -n "${METRICS:-}" ] && drain
     line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8 "$@" | head -1)
     echo "   $line"
     runs+=("$(rate_of "$line")")
@@ -61,6 +62,20 @@ max_runs() { # label extra-perf-flags... ; prints lines, sets $runs
 }
 
 scrape() { curl -s "http://$METRICS/metrics" > "$1"; }
+
+# Waits (up to 3 minutes) until what was produced is uploaded, so that each
+# section starts from the same state: on a store slower than produce (the
+# S3 test server on this machine) the backlog would otherwise reach its
+# bound and later sections would measure backpressure.
+drain() {
+  for _ in $(seq 1 1800); do
+    local b
+    b=$(curl -s "http://$METRICS/metrics" | awk '$1 == "streamhouse_backlog_bytes" {print $2}')
+    [ "${b:-0}" -lt $((32 << 20)) ] && return 0
+    sleep 0.1
+  done
+  echo "   (backlog still $b bytes after 3 minutes)"
+}
 
 run_on() { # local|s3
   local store=$1 extra=()
@@ -73,6 +88,7 @@ run_on() { # local|s3
   fi
   echo "### $store store ($(nproc) cores, shared)"
 
+  METRICS=""
   "$NULL" --listen 127.0.0.1:0 > "$work/null" &
   pid=$!
   wait_for "$work/null" "listening on"
@@ -98,14 +114,17 @@ run_on() { # local|s3
   echo "-- idempotent producer vs plain, 3 alternating pairs:"
   plain=(); idem=()
   for _ in 1 2 3; do
+    drain
     line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8)
     plain+=("$(rate_of "$line")"); echo "   plain:      $line"
+    drain
     line=$($ctl perf-produce --topic bench --records 2000000 --record-size 100 --batch 1000 --inflight 8 --idempotent)
     idem+=("$(rate_of "$(head -1 <<< "$line")")"); echo "   idempotent: $(tr '\n' ' ' <<< "$line")"
   done
   pm=$(median "${plain[@]}"); im=$(median "${idem[@]}")
 
   half=$((real_median / 2))
+  drain
   echo "-- at half the median rate ($half records/s) for 5 s, with a subscriber:"
   $ctl perf-consume --topic bench --records $((half * 5)) --subscribe > "$work/sub" &
   sub=$!
@@ -125,6 +144,7 @@ run_on() { # local|s3
   echo "   $($ctl perf-consume --topic bench --records 300000 --fetch-records 100)"
 
   echo "-- acks=uploaded, 4 producers at once, 500,000 records each:"
+  drain
   $ctl topic create up --partitions 1 >/dev/null
   scrape "$work/u0"
   local t0=$(date +%s.%N)
