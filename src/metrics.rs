@@ -118,6 +118,9 @@ pub struct Stages {
     pub wal_write: Histogram,
     /// One group commit's fsync.
     pub wal_fsync: Histogram,
+    /// A seal in the writer thread (sync, the next WAL file created and
+    /// its directory fsynced): requests queue behind it.
+    pub seal: Histogram,
     /// A produce request accepted → acknowledged by the writer (acks=wal
     /// and none; the handler then sends the reply).
     pub produce_ack: Histogram,
@@ -143,6 +146,11 @@ impl Stages {
                 &self.wal_fsync,
                 "wal_fsync",
                 "One group commit's WAL fsync.",
+            ),
+            (
+                &self.seal,
+                "seal",
+                "A segment seal in the writer thread (the next WAL file created).",
             ),
             (
                 &self.produce_ack,

@@ -450,9 +450,11 @@ impl Writer {
             .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger)
             && !self.uploads.busy();
         if full || old || lingered {
+            let started = Instant::now();
             if let Err(e) = self.seal() {
                 self.fail(e.to_string());
             }
+            self.ctx.stages.seal.observe(started.elapsed());
         }
     }
 
