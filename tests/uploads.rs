@@ -15,7 +15,9 @@ use streamhouse::{Acks, Engine, Record};
 fn uploaded_acks_that_arrive_during_an_upload_share_the_next_segment() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new());
-    let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
+    let mut c = config(dir.path());
+    c.segment_max_age = Duration::from_secs(3600); // only the linger seals
+    let engine = Engine::open(c, store.clone()).unwrap();
     engine.create_topic(&topic("t", 1)).unwrap();
     // Every store call now takes 50 ms: an upload (a PUT, the owner check)
     // takes at least 100 ms, twenty lingers.
