@@ -121,6 +121,12 @@ pub struct Stages {
     /// A seal in the writer thread (sync, the next WAL file created and
     /// its directory fsynced): requests queue behind it.
     pub seal: Histogram,
+    /// A sealed segment's encoding, in the uploader.
+    pub upload_encode: Histogram,
+    /// Its PUTs (the producer table and the segment), retries included.
+    pub upload_put: Histogram,
+    /// The owner check and the metadata commit after the PUTs.
+    pub upload_commit: Histogram,
     /// A produce request accepted → acknowledged by the writer (acks=wal
     /// and none; the handler then sends the reply).
     pub produce_ack: Histogram,
@@ -151,6 +157,21 @@ impl Stages {
                 &self.seal,
                 "seal",
                 "A segment seal in the writer thread (the next WAL file created).",
+            ),
+            (
+                &self.upload_encode,
+                "upload_encode",
+                "A sealed segment's encoding in the uploader.",
+            ),
+            (
+                &self.upload_put,
+                "upload_put",
+                "A sealed segment's PUTs (its producer table and the segment), retries included.",
+            ),
+            (
+                &self.upload_commit,
+                "upload_commit",
+                "The owner check and metadata commit after a segment's PUTs.",
             ),
             (
                 &self.produce_ack,

@@ -24,6 +24,7 @@ use crate::util::clock::now_ms;
 use crate::util::sync::StopSignal;
 use crate::wal::WalDir;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub(crate) struct Uploader {
     pub shared: Arc<PartitionShared>,
@@ -70,6 +71,8 @@ impl Uploader {
 
     pub fn upload(&self, seg: SealedSegment) -> Result<(), Stopped> {
         let name = self.shared.name();
+        let stages = &self.ctx.stages;
+        let started = Instant::now();
         let (bytes, summary) = encode_segment(&seg).map_err(|e| {
             // Offsets come from our own writer: this is a bug, and
             // uploading a wrong segment would be worse than stopping.
@@ -93,12 +96,17 @@ impl Uploader {
         // garbage by the next start).
         let producers = (!seg.producers.is_empty())
             .then(|| snapshot::encode(&seg.producers, seg.last_offset + 1));
+        let encoded = Instant::now();
+        stages.upload_encode.observe(encoded - started);
         if let Some(state) = &producers {
             self.put_object(&producer_state_key(&key), state)?;
         }
         self.put_object(&key, &bytes)?;
+        let put = Instant::now();
+        stages.upload_put.observe(put - encoded);
         self.confirm_owner()?;
         self.commit_segment(&seg, &key, &summary, producers.as_deref())?;
+        stages.upload_commit.observe(put.elapsed());
         self.publish_segment(&seg, &key, &summary);
         self.trim_wal(&seg);
         log::debug!(
