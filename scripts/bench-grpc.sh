@@ -163,7 +163,7 @@ run_on() { # local|s3
   puts=$(( $(counter puts "$work/u1") - $(counter puts "$work/u0") ))
   bytes=$(( $(counter bytes_in "$work/u1") - $(counter bytes_in "$work/u0") ))
   per_gb=$(awk -v p="$puts" -v b="$bytes" 'BEGIN {printf "%.0f", p / (b / 1e9)}')
-  python3 scripts/stage-table.py "$work/u0" "$work/u1" | grep -E "histogram|produce_latency|wal_fsync"
+  python3 scripts/stage-table.py "$work/u0" "$work/u1" | grep -E "histogram|produce_latency|wal_fsync|upload_"
 
   echo
   echo "| $store store | measured | goal |"
