@@ -34,6 +34,11 @@ pub struct EngineConfig {
     /// Upload pool threads, shared by every partition (a partition's
     /// segments upload one at a time, in order). They block on PUTs; 8.
     pub upload_threads: usize,
+    /// Segments of one partition whose PUTs may run at once (they still
+    /// commit in offset order). More than one hides a store's PUT latency
+    /// from `acks=uploaded` requests; each in flight holds a segment in
+    /// memory. 2.
+    pub uploads_per_partition: usize,
     /// Largest key + value + headers of one record (with the per-record
     /// and per-header overhead, see `record::RECORD_OVERHEAD`). 1 MiB.
     pub max_record_bytes: usize,
@@ -82,6 +87,7 @@ impl EngineConfig {
             cache_bytes: 256 << 20,
             reader_threads: 8,
             upload_threads: 8,
+            uploads_per_partition: 2,
             max_record_bytes: 1 << 20,
             max_fetch_bytes: 8 << 20,
             max_fetch_records: 50_000,

@@ -71,8 +71,8 @@ pub(crate) struct AppendRequest {
 
 pub(crate) enum WriterMsg {
     Append(AppendRequest),
-    /// The partition's uploads went idle: a seal held back while one was
-    /// in flight can happen now.
+    /// An upload slot of the partition freed up: a seal held back while
+    /// they were all taken can happen now.
     UploadsIdle,
     Shutdown,
 }

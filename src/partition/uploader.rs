@@ -1,8 +1,10 @@
 //! The uploads of one partition, run by the shared upload pool
-//! (`upload_pool.rs`). For each sealed segment, in order:
-//! [`encode_segment`] → [`Uploader::put_object`] (under a key that
-//! carries this node's owner epoch; the producer table beside it first, if
-//! the partition has idempotent producers) → [`Uploader::confirm_owner`] →
+//! (`upload_pool.rs`). For each sealed segment, [`Uploader::put`] (several
+//! segments of a partition at once): [`encode_segment`] →
+//! [`Uploader::put_object`] (under a key that carries this node's owner
+//! epoch; the producer table beside it first, if the partition has
+//! idempotent producers); then [`Uploader::commit`], in offset order:
+//! [`Uploader::confirm_owner`] →
 //! [`Uploader::commit_segment`] (the segment's commit point, with the
 //! producer table in the same transaction) →
 //! [`Uploader::publish_segment`] (readers switch from the tail to the
@@ -32,6 +34,15 @@ pub(crate) struct Uploader {
     pub wal_dir: WalDir,
     /// Raised to end retries: the topic is gone or the node is stopping.
     pub stop: StopSignal,
+}
+
+/// A segment whose objects are in the store, waiting for its turn to be
+/// committed (segments commit in offset order).
+pub(crate) struct PutSegment {
+    seg: SealedSegment,
+    key: String,
+    summary: SegmentSummary,
+    producers: Option<Vec<u8>>,
 }
 
 /// Why an upload did not finish.
@@ -69,7 +80,9 @@ impl Uploader {
         });
     }
 
-    pub fn upload(&self, seg: SealedSegment) -> Result<(), Stopped> {
+    /// The first half of an upload, which may run beside other segments'
+    /// of the partition: encode, then the PUTs.
+    pub fn put(&self, seg: SealedSegment) -> Result<PutSegment, Stopped> {
         let name = self.shared.name();
         let stages = &self.ctx.stages;
         let started = Instant::now();
@@ -102,18 +115,30 @@ impl Uploader {
             self.put_object(&producer_state_key(&key), state)?;
         }
         self.put_object(&key, &bytes)?;
-        let put = Instant::now();
-        stages.upload_put.observe(put - encoded);
+        stages.upload_put.observe(encoded.elapsed());
+        Ok(PutSegment {
+            seg,
+            key,
+            summary,
+            producers,
+        })
+    }
+
+    /// The second half, in offset order: the owner check, the commit point,
+    /// readers switched to the object, the WAL file removed.
+    pub fn commit(&self, p: PutSegment) -> Result<(), Stopped> {
+        let started = Instant::now();
         self.confirm_owner()?;
-        self.commit_segment(&seg, &key, &summary, producers.as_deref())?;
-        stages.upload_commit.observe(put.elapsed());
-        self.publish_segment(&seg, &key, &summary);
-        self.trim_wal(&seg);
+        self.commit_segment(&p.seg, &p.key, &p.summary, p.producers.as_deref())?;
+        self.ctx.stages.upload_commit.observe(started.elapsed());
+        self.publish_segment(&p.seg, &p.key, &p.summary);
+        self.trim_wal(&p.seg);
         log::debug!(
-            "partition {name}: committed segment {}..={} ({} bytes)",
-            seg.base_offset,
-            seg.last_offset,
-            bytes.len()
+            "partition {}: committed segment {}..={} ({} bytes)",
+            self.shared.name(),
+            p.seg.base_offset,
+            p.seg.last_offset,
+            p.summary.size_bytes
         );
         Ok(())
     }

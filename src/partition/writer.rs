@@ -142,8 +142,8 @@ impl Writer {
     }
 
     /// When the writer must wake up to seal even without requests. While
-    /// an upload is in flight the linger does not count: the uploads going
-    /// idle wake the writer instead.
+    /// every upload slot is taken the linger does not count: a slot freeing
+    /// up wakes the writer instead.
     fn deadline(&self) -> Option<Instant> {
         let age = self
             .active
@@ -151,7 +151,7 @@ impl Writer {
             .map(|t| t + self.ctx.config.segment_max_age);
         let linger = self
             .uploaded_waiting_since
-            .filter(|_| !self.uploads.busy())
+            .filter(|_| !self.uploads.full())
             .map(|t| t + self.ctx.config.uploaded_ack_linger);
         match (age, linger) {
             (Some(a), Some(l)) => Some(a.min(l)),
@@ -441,14 +441,13 @@ impl Writer {
             .since
             .is_some_and(|t| t.elapsed() >= config.segment_max_age);
         // Group commit for uploads: `acks=uploaded` requests that arrive
-        // while the partition's previous segment is uploading wait for it
-        // (they would anyway: a partition's segments upload in order), then
-        // share one segment, so objects grow with load instead of one per
-        // linger.
+        // while every upload slot of the partition is taken wait for one
+        // (a new segment would wait in line anyway), then share one
+        // segment, so objects grow with load instead of one per linger.
         let lingered = self
             .uploaded_waiting_since
             .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger)
-            && !self.uploads.busy();
+            && !self.uploads.full();
         if full || old || lingered {
             let started = Instant::now();
             if let Err(e) = self.seal() {

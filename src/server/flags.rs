@@ -133,6 +133,13 @@ pub const FLAGS: &[Flag] = &[
         help: "upload pool threads, shared by every partition (1-256)",
     },
     Flag {
+        name: "--uploads-per-partition",
+        env: "STREAMHOUSE_UPLOADS_PER_PARTITION",
+        value: "N",
+        default: |c| Some(c.uploads_per_partition.to_string()),
+        help: "segments of one partition whose PUTs may run at once (commits stay in order)",
+    },
+    Flag {
         name: "--max-record-bytes",
         env: "STREAMHOUSE_MAX_RECORD_BYTES",
         value: "N",
@@ -287,6 +294,18 @@ impl Values {
             .transpose()
     }
 
+    /// A count from 1 to `max`.
+    fn count(&self, flag: &str, max: usize) -> Result<Option<usize>, String> {
+        match self.number::<usize>(flag, "a number") {
+            Ok(Some(n)) if (1..=max).contains(&n) => Ok(Some(n)),
+            Ok(None) => Ok(None),
+            _ => Err(format!(
+                "{flag}: {:?} must be a number from 1 to {max}",
+                self.text(flag).unwrap_or_default()
+            )),
+        }
+    }
+
     fn number<T: std::str::FromStr>(&self, flag: &str, what: &str) -> Result<Option<T>, String> {
         self.0
             .get(flag)
@@ -380,26 +399,14 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
     if let Some(n) = v.size("--cache-bytes")? {
         engine.cache_bytes = n;
     }
-    let threads = v.number::<usize>("--reader-threads", "a number from 1 to 256");
-    match threads {
-        Ok(Some(n)) if (1..=256).contains(&n) => engine.reader_threads = n,
-        Ok(None) => {}
-        _ => {
-            return Err(format!(
-                "--reader-threads: {:?} must be a number from 1 to 256",
-                v.text("--reader-threads").unwrap_or_default()
-            ))
-        }
+    if let Some(n) = v.count("--reader-threads", 256)? {
+        engine.reader_threads = n;
     }
-    match v.number::<usize>("--upload-threads", "a number from 1 to 256") {
-        Ok(Some(n)) if (1..=256).contains(&n) => engine.upload_threads = n,
-        Ok(None) => {}
-        _ => {
-            return Err(format!(
-                "--upload-threads: {:?} must be a number from 1 to 256",
-                v.text("--upload-threads").unwrap_or_default()
-            ))
-        }
+    if let Some(n) = v.count("--upload-threads", 256)? {
+        engine.upload_threads = n;
+    }
+    if let Some(n) = v.count("--uploads-per-partition", 16)? {
+        engine.uploads_per_partition = n;
     }
     if let Some(n) = v.size("--max-record-bytes")? {
         if n == 0 || n > 64 << 20 {
