@@ -32,12 +32,12 @@ pub struct EngineConfig {
     /// cores; 8.
     pub reader_threads: usize,
     /// Upload pool threads, shared by every partition (a partition's
-    /// segments upload one at a time, in order). They block on PUTs; 8.
+    /// segments commit one at a time, in order). They block on PUTs; 8.
     pub upload_threads: usize,
     /// Segments of one partition whose PUTs may run at once (they still
-    /// commit in offset order). More than one hides a store's PUT latency
-    /// from `acks=uploaded` requests; each in flight holds a segment in
-    /// memory. 2.
+    /// commit in offset order; capped at `upload_threads`). More than one
+    /// hides a store's PUT latency from `acks=uploaded` requests; each in
+    /// flight holds its encoded segment in memory. 2.
     pub uploads_per_partition: usize,
     /// Largest key + value + headers of one record (with the per-record
     /// and per-header overhead, see `record::RECORD_OVERHEAD`). 1 MiB.

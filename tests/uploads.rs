@@ -9,7 +9,7 @@ mod common;
 use common::engine::{config, fetch_all, topic};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use streamhouse::object_store::{Faults, MemoryStore};
+use streamhouse::object_store::{Faults, MemoryStore, ObjectStore};
 use streamhouse::{Acks, Engine, Record};
 
 #[test]
@@ -111,5 +111,113 @@ fn parallel_puts_that_finish_out_of_order_commit_in_offset_order() {
     assert_eq!(got, want);
     let info = engine.describe_topic("t").unwrap();
     assert_eq!(info.partition_info[0].segment_count as u64, sealed);
+    engine.shutdown(Duration::from_secs(5));
+}
+
+/// A memory store whose PUTs of keys containing `hold` wait while `held`
+/// is set (at most 10 s).
+#[derive(Debug)]
+struct Holding {
+    inner: MemoryStore,
+    hold: String,
+    held: std::sync::atomic::AtomicBool,
+}
+
+impl ObjectStore for Holding {
+    fn put(&self, key: &str, data: &[u8]) -> streamhouse::object_store::StoreResult<()> {
+        let t = Instant::now();
+        while key.contains(&self.hold)
+            && self.held.load(std::sync::atomic::Ordering::SeqCst)
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.inner.put(key, data)
+    }
+    fn put_if(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: streamhouse::object_store::Expect<'_>,
+    ) -> streamhouse::object_store::StoreResult<()> {
+        self.inner.put_if(key, data, expect)
+    }
+    fn get(&self, key: &str) -> streamhouse::object_store::StoreResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_versioned(
+        &self,
+        key: &str,
+    ) -> streamhouse::object_store::StoreResult<streamhouse::object_store::Versioned> {
+        self.inner.get_versioned(key)
+    }
+    fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> streamhouse::object_store::StoreResult<Vec<u8>> {
+        self.inner.get_range(key, range)
+    }
+    fn size(&self, key: &str) -> streamhouse::object_store::StoreResult<u64> {
+        self.inner.size(key)
+    }
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> streamhouse::object_store::StoreResult<Vec<streamhouse::object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &str) -> streamhouse::object_store::StoreResult<()> {
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "holding memory store".into()
+    }
+}
+
+#[test]
+fn a_later_segment_in_the_bucket_before_an_earlier_one_loses_nothing_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Holding {
+        inner: MemoryStore::new(),
+        // The first segment's object (base offset 0).
+        hold: "/00000000000000000000-".into(),
+        held: true.into(),
+    });
+    let mut c = config(dir.path());
+    c.uploads_per_partition = 2;
+    c.segment_max_bytes = 64; // every produce below seals a segment
+    c.segment_max_age = Duration::from_secs(3600);
+    let engine = Engine::open(c.clone(), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let batch = |from: usize| (from..from + 4).map(record).collect::<Vec<_>>();
+    engine.produce_sync("t", 0, batch(0), Acks::Wal).unwrap();
+    engine.produce_sync("t", 0, batch(4), Acks::Wal).unwrap();
+    // The second segment's PUT finishes; the first one's hangs.
+    let second = Instant::now();
+    while !store
+        .inner
+        .list("")
+        .unwrap()
+        .iter()
+        .any(|o| o.key.contains("/00000000000000000004-"))
+    {
+        assert!(
+            second.elapsed() < Duration::from_secs(5),
+            "second PUT never landed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    engine.shutdown(Duration::from_millis(100));
+    drop(engine);
+    store.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The bucket has offsets 4.. but not 0..4, which are in the WAL: the
+    // start must not take the gap for retention's doing.
+    let engine = Engine::open(c, store).unwrap();
+    let values: Vec<Vec<u8>> = fetch_all(&engine, "t", 0, 0)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(values, (0..8).map(|i| record(i).value).collect::<Vec<_>>());
     engine.shutdown(Duration::from_secs(5));
 }

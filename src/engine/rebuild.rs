@@ -175,6 +175,18 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         return Ok(0);
     };
     if first.base_offset > next {
+        if let Some(wal) = local_wal_below(ctx, &t.name, p, first.base_offset) {
+            // A later segment's PUT finished before an earlier one's (they
+            // run side by side) and the node stopped: the earlier records
+            // are in this WAL, uploaded after recovery, and the later
+            // segment is uploaded again after them.
+            log::info!(
+                "partition {name}: the bucket's segment at {} waits for the records before it in {}",
+                first.base_offset,
+                wal.display()
+            );
+            return Ok(0);
+        }
         if ctx.meta.segments(&t.name, p)?.is_empty() {
             // Everything before it was removed by retention.
             ctx.meta
@@ -216,6 +228,18 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         chain.len()
     );
     Ok(chain.len())
+}
+
+/// A non-empty WAL file of the partition that starts below `offset`: local
+/// records that precede the bucket's next segment, so the gap before that
+/// segment is not retention's doing.
+fn local_wal_below(ctx: &Context, topic: &str, p: u32, offset: i64) -> Option<std::path::PathBuf> {
+    let dir = layout::partition_wal_dir(&ctx.config.data_dir, topic, p);
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let first = layout::parse_wal_file_name(&e.file_name().to_string_lossy())?;
+        let len = e.metadata().ok()?.len();
+        (first < offset && len > 0).then(|| e.path())
+    })
 }
 
 /// The partition's producer table as of the newest adopted segment

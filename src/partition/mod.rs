@@ -73,7 +73,7 @@ pub(crate) enum WriterMsg {
     Append(AppendRequest),
     /// An upload slot of the partition freed up: a seal held back while
     /// they were all taken can happen now.
-    UploadsIdle,
+    UploadSlotFree,
     Shutdown,
 }
 
@@ -81,10 +81,11 @@ pub(crate) enum WriterMsg {
 pub struct Partition {
     pub shared: Arc<PartitionShared>,
     /// Shared (weakly) with the upload queue, which tells the writer when
-    /// it goes idle; dropping the partition still disconnects the writer.
+    /// an upload slot frees; dropping the partition still disconnects the
+    /// writer.
     writer_tx: Arc<crossbeam_channel::Sender<WriterMsg>>,
     writer: Mutex<Option<Worker>>,
-    /// Its sealed segments, uploaded in order by the shared pool (`None`
+    /// Its sealed segments, committed in order by the shared pool (`None`
     /// for a partition that did not open).
     uploads: Option<Arc<UploadQueue>>,
 }

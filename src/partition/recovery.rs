@@ -300,7 +300,7 @@ fn start(
     // queued), not by a count of requests.
     let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
     let writer_tx = Arc::new(writer_tx);
-    uploads.notify_when_idle(Arc::downgrade(&writer_tx));
+    uploads.notify_writer(Arc::downgrade(&writer_tx));
     let writer = thread::spawn(format!("writer-{name}"), move || writer.run(writer_rx))
         .map_err(|e| Error::io(format!("spawn the writer thread of {name}"), e))?;
     Ok(Partition {

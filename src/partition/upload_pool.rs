@@ -55,10 +55,32 @@ impl QueueState {
     fn busy(&self) -> bool {
         !self.started.is_empty() || (!self.stopped && !self.waiting.is_empty())
     }
+
+    /// Every slot is taken or promised: a segment sealed now would wait.
+    /// (A segment moving from `waiting` to `started` leaves this as it is,
+    /// so only commits and drops free a slot, and they tell the writer.)
+    fn full(&self, parallel: usize) -> bool {
+        self.waiting.len() + self.started.len() >= parallel
+    }
+
+    /// Ends the uploads (under the lock, in the same step that found the
+    /// failure, so no other worker starts or commits in between). True
+    /// the first time, when the reason is to be acted on.
+    fn stop(&mut self) -> bool {
+        self.stopped = true;
+        self.waiting.clear();
+        // What was PUT and not committed stays in the WAL; entries whose
+        // PUT runs are dropped by their workers, the head being committed
+        // by its committer.
+        if !self.committing {
+            self.started.retain(|(_, p)| p.is_none());
+        }
+        !std::mem::replace(&mut self.reported, true)
+    }
 }
 
 impl UploadQueue {
-    pub fn notify_when_idle(&self, writer: Weak<Sender<WriterMsg>>) {
+    pub fn notify_writer(&self, writer: Weak<Sender<WriterMsg>>) {
         *lock(&self.writer) = writer;
     }
 
@@ -66,8 +88,7 @@ impl UploadQueue {
     /// writer then holds back `acks=uploaded` seals, so that requests
     /// arriving meanwhile share one segment (group commit for uploads).
     pub fn full(&self) -> bool {
-        let st = lock(&self.state);
-        !st.waiting.is_empty() || st.started.len() >= self.parallel
+        lock(&self.state).full(self.parallel)
     }
 
     /// Queues a sealed segment; it is committed after those before it.
@@ -95,49 +116,54 @@ impl UploadQueue {
         let seg = {
             let mut st = lock(&self.state);
             st.dispatched -= 1;
+            // `dispatch` promises a slot to every dispatch in line.
             let free = st.started.len() < self.parallel;
-            match st.waiting.pop_front().filter(|_| free && !st.stopped) {
-                Some(seg) => {
+            debug_assert!(free || st.waiting.is_empty() || st.stopped);
+            if free && !st.stopped {
+                st.waiting.pop_front().inspect(|seg| {
                     st.started.push_back((seg.base_offset, None));
-                    Some(seg)
-                }
-                None => None,
+                })
+            } else {
+                None
             }
         };
         if let Some(seg) = seg {
-            let base = seg.base_offset;
-            let result = self.uploader.put(seg);
-            let mut st = lock(&self.state);
-            let position = st.started.iter().position(|(b, _)| *b == base);
-            match (result, position) {
-                (Ok(put), Some(i)) if !st.stopped => st.started[i].1 = Some(put),
-                (result, position) => {
-                    // Stopped meanwhile, or this PUT failed: it is not
-                    // committed (its WAL file stays for the next start).
-                    if let Some(i) = position {
-                        st.started.remove(i);
-                    }
+            self.put(seg);
+        }
+        self.commit_ready();
+        self.settle();
+    }
+
+    /// PUTs one segment and marks it ready for its turn. If the PUT failed,
+    /// or the uploads stopped meanwhile, it is dropped (its WAL file stays
+    /// for the next start) and the uploads stop, in the same step, so no
+    /// other worker starts or commits in between.
+    fn put(&self, seg: SealedSegment) {
+        let base = seg.base_offset;
+        let result = self.uploader.put(seg);
+        let mut st = lock(&self.state);
+        let i = st.started.iter().position(|(b, _)| *b == base);
+        match (result, i) {
+            (Ok(put), Some(i)) if !st.stopped => st.started[i].1 = Some(put),
+            (result, i) => {
+                if let Some(i) = i {
+                    st.started.remove(i);
+                }
+                if st.stop() {
                     drop(st);
-                    if let Err(why) = result {
-                        return self.stop_after(why);
-                    }
-                    return self.settle();
+                    self.report(result.err().unwrap_or(Stopped::Asked));
                 }
             }
         }
-        if let Err(why) = self.commit_ready() {
-            return self.stop_after(why);
-        }
-        self.settle();
     }
 
     /// Commits, in order, the segments at the head whose PUTs are done.
     /// One worker at a time does this; the others leave theirs for it.
-    fn commit_ready(&self) -> Result<(), Stopped> {
+    fn commit_ready(self: &Arc<Self>) {
         {
             let mut st = lock(&self.state);
             if st.committing {
-                return Ok(());
+                return;
             }
             st.committing = true;
         }
@@ -148,13 +174,11 @@ impl UploadQueue {
                 match ready.then(|| st.started.front_mut().and_then(|(_, p)| p.take())) {
                     Some(Some(put)) => put,
                     _ => {
+                        st.committing = false;
                         if st.stopped {
-                            // Told to stop: what was PUT is not committed
-                            // now; the WAL keeps it for the next start.
                             st.started.retain(|(_, p)| p.is_none());
                         }
-                        st.committing = false;
-                        return Ok(());
+                        return;
                     }
                 }
             };
@@ -163,8 +187,25 @@ impl UploadQueue {
             st.started.pop_front();
             if let Err(why) = result {
                 st.committing = false;
-                return Err(why);
+                if st.stop() {
+                    drop(st);
+                    self.report(why);
+                }
+                return; // `work` settles
             }
+            // A slot freed: start the next PUT now, not after the loop.
+            self.dispatch(&mut st);
+            let free = !st.full(self.parallel);
+            drop(st);
+            if free {
+                self.wake_writer();
+            }
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(tx) = lock(&self.writer).upgrade() {
+            let _ = tx.send(WriterMsg::UploadSlotFree);
         }
     }
 
@@ -174,43 +215,21 @@ impl UploadQueue {
         let (idle, free) = {
             let mut st = lock(&self.state);
             self.dispatch(&mut st);
-            (
-                !st.busy(),
-                st.waiting.is_empty() && st.started.len() < self.parallel,
-            )
+            (!st.busy(), !st.full(self.parallel))
         };
         if idle {
             self.idle.notify_all();
         }
         if free {
-            if let Some(tx) = lock(&self.writer).upgrade() {
-                let _ = tx.send(WriterMsg::UploadsIdle);
-            }
+            self.wake_writer();
         }
     }
 
-    /// An upload failed or was told to stop: nothing more starts or
-    /// commits (the WAL keeps every segment not committed), the waiting
-    /// `acks=uploaded` requests are answered, waiters are woken.
-    fn stop_after(self: &Arc<Self>, why: Stopped) {
-        let first = {
-            let mut st = lock(&self.state);
-            let first = !st.reported;
-            st.reported = true;
-            st.stopped = true;
-            st.waiting.clear();
-            first
-        };
-        // PUTs still running beside it end their retries.
+    /// Acts on why the uploads ended (once): PUTs still running end their
+    /// retries, the waiting `acks=uploaded` requests are answered.
+    fn report(&self, why: Stopped) {
         self.uploader.stop.raise();
-        if first {
-            self.uploader.stopped(why);
-        }
-        // Segments whose PUT ran beside the failed one are dropped (their
-        // WAL files stay); a PUT still running finds the queue stopped and
-        // drops its own.
-        lock(&self.state).started.retain(|(_, p)| p.is_none());
-        self.settle();
+        self.uploader.stopped(why);
     }
 
     /// Waits until nothing is queued or in flight, or `deadline`; true if
@@ -234,13 +253,10 @@ impl UploadQueue {
     /// No more uploads: those in flight end their retries, queued ones
     /// stay in the WAL for the next start.
     pub fn stop(&self) {
-        let mut st = lock(&self.state);
-        st.stopped = true;
-        if !st.committing {
-            st.started.retain(|(_, p)| p.is_none());
+        let first = lock(&self.state).stop();
+        if first {
+            self.report(Stopped::Asked);
         }
-        drop(st);
-        self.uploader.stop.raise();
         self.idle.notify_all();
     }
 }
@@ -274,7 +290,11 @@ impl UploadPool {
 
     pub(crate) fn queue(&self, uploader: Uploader) -> Arc<UploadQueue> {
         Arc::new(UploadQueue {
-            parallel: uploader.ctx.config.uploads_per_partition.max(1),
+            // More slots than pool threads would let one slow partition
+            // hold every thread.
+            parallel: (uploader.ctx.config.uploads_per_partition)
+                .min(uploader.ctx.config.upload_threads)
+                .max(1),
             uploader,
             state: Mutex::new(QueueState::default()),
             idle: Condvar::new(),

@@ -131,7 +131,7 @@ impl Writer {
                     group.push(r);
                 }
                 // Returning is enough: `run` looks for a seal to make.
-                WriterMsg::UploadsIdle => {}
+                WriterMsg::UploadSlotFree => {}
                 WriterMsg::Shutdown => stopping = true,
             }
             if !stopping && group_bytes < MAX_GROUP_BYTES {
@@ -432,6 +432,10 @@ impl Writer {
             return;
         }
         if self.shared.view().status != Status::Open {
+            // It will not seal again: no deadline may stay armed (it would
+            // be in the past, and the writer would spin).
+            self.active.since = None;
+            self.uploaded_waiting_since = None;
             return;
         }
         let config = &self.ctx.config;
