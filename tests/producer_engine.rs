@@ -9,14 +9,12 @@
 mod common;
 
 use common::engine::{config, topic};
-use std::ops::Range;
+use common::store::HookedStore;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use streamhouse::engine::ProducerBatch;
-use streamhouse::object_store::{
-    Expect, MemoryStore, ObjectMeta, ObjectStore, StoreResult, Versioned,
-};
+use streamhouse::object_store::MemoryStore;
 use streamhouse::{Acks, Engine, EngineConfig, Error, Record};
 
 fn records(n: usize) -> Vec<Record> {
@@ -118,51 +116,14 @@ fn an_idle_producer_expires_and_its_id_answers_not_found() {
     engine.shutdown(Duration::from_secs(5));
 }
 
-/// A memory store that remembers the order of its PUTs.
-#[derive(Debug, Default)]
-struct Recording {
-    inner: MemoryStore,
-    puts: Mutex<Vec<String>>,
-}
-
-impl ObjectStore for Recording {
-    fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
-        self.puts.lock().unwrap().push(key.to_string());
-        self.inner.put(key, data)
-    }
-    fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
-        self.inner.put_if(key, data, expect)
-    }
-    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn get_versioned(&self, key: &str) -> StoreResult<Versioned> {
-        self.inner.get_versioned(key)
-    }
-    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
-        self.inner.get_range(key, range)
-    }
-    fn size(&self, key: &str) -> StoreResult<u64> {
-        self.inner.size(key)
-    }
-    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key)
-    }
-    fn describe(&self) -> String {
-        "recording memory store".into()
-    }
-}
-
 #[test]
 fn a_segment_is_never_in_the_bucket_before_its_producer_table() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Recording {
-        inner: MemoryStore::new(),
-        puts: Mutex::default(),
-    });
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::new(HookedStore::new({
+        let puts = Arc::clone(&puts);
+        move |key| puts.lock().unwrap().push(key.to_string())
+    }));
     let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
     engine.create_topic(&topic("t", 1)).unwrap();
     let id = engine.init_producer("").unwrap();
@@ -170,7 +131,7 @@ fn a_segment_is_never_in_the_bucket_before_its_producer_table() {
         send_with(&engine, id, i * 2, 2, Acks::Uploaded).unwrap();
     }
     engine.shutdown(Duration::from_secs(5));
-    let puts = store.puts.lock().unwrap().clone();
+    let puts = puts.lock().unwrap().clone();
     let segments: Vec<&String> = puts.iter().filter(|k| k.ends_with(".seg")).collect();
     assert!(segments.len() >= 3, "{puts:?}");
     for seg in segments {

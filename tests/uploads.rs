@@ -7,6 +7,8 @@
 mod common;
 
 use common::engine::{config, fetch_all, topic};
+use common::store::HookedStore;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use streamhouse::object_store::{Faults, MemoryStore, ObjectStore};
@@ -114,76 +116,23 @@ fn parallel_puts_that_finish_out_of_order_commit_in_offset_order() {
     engine.shutdown(Duration::from_secs(5));
 }
 
-/// A memory store whose PUTs of keys containing `hold` wait while `held`
-/// is set (at most 10 s).
-#[derive(Debug)]
-struct Holding {
-    inner: MemoryStore,
-    hold: String,
-    held: std::sync::atomic::AtomicBool,
-}
-
-impl ObjectStore for Holding {
-    fn put(&self, key: &str, data: &[u8]) -> streamhouse::object_store::StoreResult<()> {
-        let t = Instant::now();
-        while key.contains(&self.hold)
-            && self.held.load(std::sync::atomic::Ordering::SeqCst)
-            && t.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.inner.put(key, data)
-    }
-    fn put_if(
-        &self,
-        key: &str,
-        data: &[u8],
-        expect: streamhouse::object_store::Expect<'_>,
-    ) -> streamhouse::object_store::StoreResult<()> {
-        self.inner.put_if(key, data, expect)
-    }
-    fn get(&self, key: &str) -> streamhouse::object_store::StoreResult<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn get_versioned(
-        &self,
-        key: &str,
-    ) -> streamhouse::object_store::StoreResult<streamhouse::object_store::Versioned> {
-        self.inner.get_versioned(key)
-    }
-    fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> streamhouse::object_store::StoreResult<Vec<u8>> {
-        self.inner.get_range(key, range)
-    }
-    fn size(&self, key: &str) -> streamhouse::object_store::StoreResult<u64> {
-        self.inner.size(key)
-    }
-    fn list(
-        &self,
-        prefix: &str,
-    ) -> streamhouse::object_store::StoreResult<Vec<streamhouse::object_store::ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &str) -> streamhouse::object_store::StoreResult<()> {
-        self.inner.delete(key)
-    }
-    fn describe(&self) -> String {
-        "holding memory store".into()
-    }
-}
-
 #[test]
 fn a_later_segment_in_the_bucket_before_an_earlier_one_loses_nothing_at_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Holding {
-        inner: MemoryStore::new(),
-        // The first segment's object (base offset 0).
-        hold: "/00000000000000000000-".into(),
-        held: true.into(),
-    });
+    // PUTs of the first segment's object (base offset 0) wait while held.
+    let held = Arc::new(AtomicBool::new(true));
+    let store = Arc::new(HookedStore::new({
+        let held = Arc::clone(&held);
+        move |key| {
+            let t = Instant::now();
+            while key.contains("/00000000000000000000-")
+                && held.load(Ordering::SeqCst)
+                && t.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }));
     let mut c = config(dir.path());
     c.uploads_per_partition = 2;
     c.segment_max_bytes = 64; // every produce below seals a segment
@@ -210,7 +159,7 @@ fn a_later_segment_in_the_bucket_before_an_earlier_one_loses_nothing_at_restart(
     }
     engine.shutdown(Duration::from_millis(100));
     drop(engine);
-    store.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    held.store(false, Ordering::SeqCst);
     // The bucket has offsets 4.. but not 0..4, which are in the WAL: the
     // start must not take the gap for retention's doing.
     let engine = Engine::open(c, store).unwrap();

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod grpc;
 pub mod s3;
+pub mod store;
 
 use grpcio::{ChannelBuilder, Environment};
 use std::io::{BufRead, BufReader};
