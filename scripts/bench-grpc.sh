@@ -63,15 +63,17 @@ max_runs() { # extra-perf-flags... ; prints lines, sets $runs
 
 scrape() { curl -s "http://$METRICS/metrics" > "$1"; }
 
-# Waits (up to 3 minutes) until what was produced is uploaded, so that each
-# section starts from the same state: on a store slower than produce (the
-# S3 test server on this machine) the backlog would otherwise reach its
-# bound and later sections would measure backpressure.
+# Waits (up to 3 minutes) until everything produced is uploaded (the
+# active segment seals by age within 2 s), so that each section starts from
+# the same state: on a store slower than produce (the S3 test server on
+# this machine) the backlog would otherwise reach its bound and later
+# sections would measure backpressure, and uploads left over from one
+# section would slow the next.
 drain() {
   for _ in $(seq 1 1800); do
     local b
     b=$(curl -s "http://$METRICS/metrics" | awk '$1 == "streamhouse_backlog_bytes" {print $2}')
-    [ "${b:-0}" -lt $((32 << 20)) ] && return 0
+    [ "${b:-0}" -eq 0 ] && return 0
     sleep 0.1
   done
   echo "   (backlog still $b bytes after 3 minutes)"
