@@ -170,3 +170,34 @@ fn a_later_segment_in_the_bucket_before_an_earlier_one_loses_nothing_at_restart(
     assert_eq!(values, (0..8).map(|i| record(i).value).collect::<Vec<_>>());
     engine.shutdown(Duration::from_secs(5));
 }
+
+#[test]
+fn a_panic_in_an_upload_stops_that_partition_and_answers_its_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first PUT of a segment of topic "bad" panics.
+    let panicked = Arc::new(AtomicBool::new(false));
+    let store = Arc::new(HookedStore::new({
+        let panicked = Arc::clone(&panicked);
+        move |key| {
+            if key.contains("topics/bad/")
+                && key.ends_with(".seg")
+                && !panicked.swap(true, Ordering::SeqCst)
+            {
+                panic!("injected upload panic");
+            }
+        }
+    }));
+    let engine = Engine::open(config(dir.path()), store).unwrap();
+    engine.create_topic(&topic("bad", 1)).unwrap();
+    engine.create_topic(&topic("good", 1)).unwrap();
+    let err = engine
+        .produce_sync("bad", 0, vec![record(0)], Acks::Uploaded)
+        .unwrap_err();
+    assert!(matches!(err, streamhouse::Error::Unavailable(_)), "{err:?}");
+    assert!(panicked.load(Ordering::SeqCst));
+    // The pool serves the other topic.
+    engine
+        .produce_sync("good", 0, vec![record(1)], Acks::Uploaded)
+        .unwrap();
+    engine.shutdown(Duration::from_secs(5));
+}

@@ -225,6 +225,26 @@ impl UploadQueue {
         }
     }
 
+    /// An upload panicked: its partition's uploads stop as after a failure
+    /// (the WAL keeps what is not committed), and nothing is left in
+    /// flight.
+    fn after_panic(self: &Arc<Self>) {
+        log::error!(
+            "partition {}: an upload panicked (a bug); its uploads stop until a restart",
+            self.uploader.shared.name()
+        );
+        let first = {
+            let mut st = lock(&self.state);
+            st.committing = false;
+            st.started.clear();
+            st.stop()
+        };
+        if first {
+            self.report(Stopped::Failed);
+        }
+        self.settle();
+    }
+
     /// Acts on why the uploads ended (once): PUTs still running end their
     /// retries, the waiting `acks=uploaded` requests are answered.
     fn report(&self, why: Stopped) {
@@ -277,7 +297,13 @@ impl UploadPool {
                 thread::spawn(format!("upload-{i}"), move || {
                     super::uploader::lower_thread_priority();
                     while let Ok(Some(queue)) = rx.recv() {
-                        queue.work();
+                        // A bug in an upload must not wedge its partition
+                        // (an entry left in flight forever) or take a pool
+                        // thread with it.
+                        let work = std::panic::AssertUnwindSafe(|| queue.work());
+                        if std::panic::catch_unwind(work).is_err() {
+                            queue.after_panic();
+                        }
                     }
                 })
             })
