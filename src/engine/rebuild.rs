@@ -175,7 +175,7 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         return Ok(0);
     };
     if first.base_offset > next {
-        if let Some(wal) = local_wal_below(ctx, &t.name, p, first.base_offset) {
+        if let Some(wal) = local_wal_between(ctx, &t.name, p, next, first.base_offset) {
             // A later segment's PUT finished before an earlier one's (they
             // run side by side) and the node stopped: the earlier records
             // are in this WAL, uploaded after recovery, and the later
@@ -230,15 +230,23 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
     Ok(chain.len())
 }
 
-/// A non-empty WAL file of the partition that starts below `offset`: local
-/// records that precede the bucket's next segment, so the gap before that
-/// segment is not retention's doing.
-fn local_wal_below(ctx: &Context, topic: &str, p: u32, offset: i64) -> Option<std::path::PathBuf> {
+/// A non-empty WAL file of the partition that starts in `from..to` (at or
+/// after the committed offset, before the bucket's next segment): local
+/// records that precede that segment, so the gap before it is not
+/// retention's doing. (Files below the committed offset are obsolete ones a
+/// crash left behind; recovery deletes them.)
+fn local_wal_between(
+    ctx: &Context,
+    topic: &str,
+    p: u32,
+    from: i64,
+    to: i64,
+) -> Option<std::path::PathBuf> {
     let dir = layout::partition_wal_dir(&ctx.config.data_dir, topic, p);
     std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         let first = layout::parse_wal_file_name(&e.file_name().to_string_lossy())?;
         let len = e.metadata().ok()?.len();
-        (first < offset && len > 0).then(|| e.path())
+        ((from..to).contains(&first) && len > 0).then(|| e.path())
     })
 }
 
