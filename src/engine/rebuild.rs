@@ -27,7 +27,9 @@ use crate::producer;
 use crate::read::source::{read_footer, StoredObject};
 use crate::util::clock::now_ms;
 use crate::util::fs::remove_dir_all_if_exists;
+use crate::wal::{scan_wal, ScanError, WalDir};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -175,15 +177,14 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
         return Ok(0);
     };
     if first.base_offset > next {
-        if let Some(wal) = local_wal_between(ctx, &t.name, p, next, first.base_offset) {
+        if local_wal_reaches(ctx, &t.name, p, next, first.base_offset)? {
             // A later segment's PUT finished before an earlier one's (they
             // run side by side) and the node stopped: the earlier records
-            // are in this WAL, uploaded after recovery, and the later
+            // are in the local WAL, uploaded after recovery, and the later
             // segment is uploaded again after them.
             log::info!(
-                "partition {name}: the bucket's segment at {} waits for the records before it in {}",
-                first.base_offset,
-                wal.display()
+                "partition {name}: the bucket's segment at {} waits for the records before it, in the local WAL",
+                first.base_offset
             );
             return Ok(0);
         }
@@ -230,24 +231,27 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
     Ok(chain.len())
 }
 
-/// A non-empty WAL file of the partition that starts in `from..to` (at or
-/// after the committed offset, before the bucket's next segment): local
-/// records that precede that segment, so the gap before it is not
-/// retention's doing. (Files below the committed offset are obsolete ones a
-/// crash left behind; recovery deletes them.)
-fn local_wal_between(
-    ctx: &Context,
-    topic: &str,
-    p: u32,
-    from: i64,
-    to: i64,
-) -> Option<std::path::PathBuf> {
+/// Whether the partition's local WAL holds records from the committed
+/// offset `from` on, continuously, up to `to` (the bucket's next segment):
+/// then the gap before that segment is in the WAL, not retention's doing.
+/// A scan, as recovery does it, not a guess from file names (a file left
+/// behind by a failed trim would be taken for evidence and keep the
+/// partition from opening). Read errors are errors.
+fn local_wal_reaches(ctx: &Context, topic: &str, p: u32, from: i64, to: i64) -> Result<bool> {
     let dir = layout::partition_wal_dir(&ctx.config.data_dir, topic, p);
-    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
-        let first = layout::parse_wal_file_name(&e.file_name().to_string_lossy())?;
-        let len = e.metadata().ok()?.len();
-        ((from..to).contains(&first) && len > 0).then(|| e.path())
-    })
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let wal = WalDir::open(dir, Arc::clone(&ctx.config.wal_fs))?;
+    let files = wal.read_all()?;
+    let reaches = match scan_wal(from, files) {
+        Ok(scanned) => scanned.next_offset >= to,
+        Err(ScanError::Read(e)) => return Err(e.into()),
+        // Not continuous from the committed offset: no evidence (recovery
+        // reports the gap).
+        Err(ScanError::Gap { .. }) => false,
+    };
+    Ok(reaches)
 }
 
 /// The partition's producer table as of the newest adopted segment

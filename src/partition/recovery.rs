@@ -272,10 +272,11 @@ fn start(
             } else {
                 a.good_len
             };
-            (wal_dir.reopen(&a.path, keep)?, segment)
+            let wal = wal_dir.reopen(&a.path, keep);
+            (wal.inspect_err(|_| uploads.stop())?, segment)
         }
         None => (
-            wal_dir.create(high)?,
+            wal_dir.create(high).inspect_err(|_| uploads.stop())?,
             ActiveSegment {
                 base: high,
                 batches: Vec::new(),
@@ -301,8 +302,13 @@ fn start(
     let (writer_tx, writer_rx) = crossbeam_channel::unbounded();
     let writer_tx = Arc::new(writer_tx);
     uploads.notify_writer(Arc::downgrade(&writer_tx));
-    let writer = thread::spawn(format!("writer-{name}"), move || writer.run(writer_rx))
-        .map_err(|e| Error::io(format!("spawn the writer thread of {name}"), e))?;
+    let writer =
+        thread::spawn(format!("writer-{name}"), move || writer.run(writer_rx)).map_err(|e| {
+            // The partition will not open: its queued uploads must not go
+            // on without it (they are in the WAL for the next start).
+            uploads.stop();
+            Error::io(format!("spawn the writer thread of {name}"), e)
+        })?;
     Ok(Partition {
         shared,
         writer_tx,

@@ -81,6 +81,15 @@ pub trait Waiter: Send + Sync {
     fn is_done(&self) -> bool;
 }
 
+/// `acks=uploaded` replies waiting for their records to be committed.
+#[derive(Default)]
+struct UploadedAcks {
+    pending: Vec<PendingUploadedAck>,
+    /// Set when the partition's uploads ended (stopped, failed, fenced):
+    /// why, for a reply that would otherwise be parked forever.
+    ended: Option<String>,
+}
+
 pub(crate) struct PendingUploadedAck {
     pub last_offset: i64,
     pub ack: AppendAck,
@@ -96,7 +105,7 @@ pub struct PartitionShared {
     pub partition: u32,
     view: RwLock<PartitionView>,
     waiters: Mutex<Vec<Arc<dyn Waiter>>>,
-    uploaded_acks: Mutex<Vec<PendingUploadedAck>>,
+    uploaded_acks: Mutex<UploadedAcks>,
     /// Bytes of records in the tail (accepted, not yet committed).
     pub(crate) backlog: Backlog,
     /// Appends so far; a long poll parks against the count it saw, so an
@@ -118,7 +127,7 @@ impl PartitionShared {
             partition,
             view: RwLock::new(view),
             waiters: Mutex::new(Vec::new()),
-            uploaded_acks: Mutex::new(Vec::new()),
+            uploaded_acks: Mutex::default(),
             backlog,
             appends: AtomicU64::new(0),
         }
@@ -202,36 +211,48 @@ impl PartitionShared {
 
     /// Parks an `acks=uploaded` reply until its records are committed
     /// (true), or answers it now if they are (a duplicate batch written
-    /// long ago) or never will be (the partition stopped). The committed offset is read under the acks lock: the
-    /// uploader raises it before it takes that lock to resolve, so a reply
-    /// parked here is never missed.
+    /// long ago) or never will be (the uploads ended). The committed offset
+    /// is read under the acks lock: the uploader raises it before it takes
+    /// that lock to resolve, so a reply parked here is never missed; the
+    /// end of the uploads is recorded under that lock too.
     pub(crate) fn add_uploaded_ack(&self, pending: PendingUploadedAck) -> bool {
         let mut acks = lock(&self.uploaded_acks);
-        if pending.last_offset < self.view().committed_next {
-            drop(acks);
-            let _ = pending.reply.send(Ok(pending.ack));
-            return false;
+        let answer = if pending.last_offset < self.view().committed_next {
+            Ok(pending.ack)
+        } else if let Some(why) = &acks.ended {
+            Err(Error::Unavailable(why.clone()))
+        } else if let Some(e) = self.refusal(None) {
+            Err(e)
+        } else {
+            acks.pending.push(pending);
+            return true;
+        };
+        drop(acks);
+        let _ = pending.reply.send(answer);
+        false
+    }
+
+    /// The partition's uploads ended: every waiting `acks=uploaded` reply,
+    /// and every one parked later, is answered UNAVAILABLE with `why`.
+    pub(crate) fn end_uploads(&self, why: String) {
+        let failed = {
+            let mut acks = lock(&self.uploaded_acks);
+            acks.ended.get_or_insert(why.clone());
+            std::mem::take(&mut acks.pending)
+        };
+        for a in failed {
+            let _ = a.reply.send(Err(Error::Unavailable(why.clone())));
         }
-        // Uploads stopped (failed, deleted) after answering the waiting
-        // replies: this one would wait forever. Status is set before those
-        // replies are failed under this lock, so checking here suffices.
-        if let Some(e) = self.refusal(None) {
-            drop(acks);
-            let _ = pending.reply.send(Err(e));
-            return false;
-        }
-        acks.push(pending);
-        true
     }
 
     /// Answers the `acks=uploaded` requests whose records are now committed.
     pub(crate) fn resolve_uploaded_acks(&self, committed_through: i64) {
         let ready: Vec<PendingUploadedAck> = {
             let mut acks = lock(&self.uploaded_acks);
-            let (ready, waiting) = std::mem::take(&mut *acks)
+            let (ready, waiting) = std::mem::take(&mut acks.pending)
                 .into_iter()
                 .partition(|a| a.last_offset <= committed_through);
-            *acks = waiting;
+            acks.pending = waiting;
             ready
         };
         for a in ready {
@@ -244,10 +265,10 @@ impl PartitionShared {
     pub(crate) fn fail_uploaded_acks(&self, from_offset: i64, err: impl Fn() -> Error) {
         let failed: Vec<PendingUploadedAck> = {
             let mut acks = lock(&self.uploaded_acks);
-            let (failed, waiting) = std::mem::take(&mut *acks)
+            let (failed, waiting) = std::mem::take(&mut acks.pending)
                 .into_iter()
                 .partition(|a| a.last_offset >= from_offset);
-            *acks = waiting;
+            acks.pending = waiting;
             failed
         };
         for a in failed {

@@ -140,7 +140,7 @@ impl UploadQueue {
     /// other worker starts or commits in between.
     fn put(&self, seg: SealedSegment) {
         let base = seg.base_offset;
-        let result = self.uploader.put(seg);
+        let result = self.guard(|| self.uploader.put(seg));
         let mut st = lock(&self.state);
         let i = st.started.iter().position(|(b, _)| *b == base);
         match (result, i) {
@@ -182,7 +182,7 @@ impl UploadQueue {
                     }
                 }
             };
-            let result = self.uploader.commit(next);
+            let result = self.guard(|| self.uploader.commit(next));
             let mut st = lock(&self.state);
             st.started.pop_front();
             if let Err(why) = result {
@@ -225,24 +225,17 @@ impl UploadQueue {
         }
     }
 
-    /// An upload panicked: its partition's uploads stop as after a failure
-    /// (the WAL keeps what is not committed), and nothing is left in
-    /// flight.
-    fn after_panic(self: &Arc<Self>) {
-        log::error!(
-            "partition {}: an upload panicked (a bug); its uploads stop until a restart",
-            self.uploader.shared.name()
-        );
-        let first = {
-            let mut st = lock(&self.state);
-            st.committing = false;
-            st.started.clear();
-            st.stop()
-        };
-        if first {
-            self.report(Stopped::Failed);
-        }
-        self.settle();
+    /// Runs one half of an upload; a panic (a bug) ends the partition's
+    /// uploads as a failure instead of leaving its entry in flight forever
+    /// and taking a pool thread with it.
+    fn guard<T>(&self, f: impl FnOnce() -> Result<T, Stopped>) -> Result<T, Stopped> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            log::error!(
+                "partition {}: an upload panicked (a bug); its uploads stop until a restart",
+                self.uploader.shared.name()
+            );
+            Err(Stopped::Failed)
+        })
     }
 
     /// Acts on why the uploads ended (once): PUTs still running end their
@@ -297,13 +290,7 @@ impl UploadPool {
                 thread::spawn(format!("upload-{i}"), move || {
                     super::uploader::lower_thread_priority();
                     while let Ok(Some(queue)) = rx.recv() {
-                        // A bug in an upload must not wedge its partition
-                        // (an entry left in flight forever) or take a pool
-                        // thread with it.
-                        let work = std::panic::AssertUnwindSafe(|| queue.work());
-                        if std::panic::catch_unwind(work).is_err() {
-                            queue.after_panic();
-                        }
+                        queue.work();
                     }
                 })
             })
@@ -316,8 +303,8 @@ impl UploadPool {
 
     pub(crate) fn queue(&self, uploader: Uploader) -> Arc<UploadQueue> {
         Arc::new(UploadQueue {
-            // More slots than pool threads would let one slow partition
-            // hold every thread.
+            // No more slots than pool threads (one slow partition can still
+            // hold them all when the two are equal).
             parallel: (uploader.ctx.config.uploads_per_partition)
                 .min(uploader.ctx.config.upload_threads)
                 .max(1),

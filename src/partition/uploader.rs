@@ -69,15 +69,17 @@ impl Uploader {
             ),
             Stopped::Failed => {
                 let why = format!("partition {name}: its uploads failed and cannot be retried (see the log); restart the server");
-                self.shared.view_mut().status = Status::Failed(why.clone());
+                let mut view = self.shared.view_mut();
+                // A deleted or damaged partition keeps saying so.
+                if view.status == Status::Open {
+                    view.status = Status::Failed(why.clone());
+                }
                 why
             }
         };
-        self.shared.fail_uploaded_acks(0, || {
-            Error::Unavailable(format!(
-                "{reason}; the records are in the write-ahead log and will be uploaded after a restart"
-            ))
-        });
+        self.shared.end_uploads(format!(
+            "{reason}; the records are in the write-ahead log and will be uploaded after a restart"
+        ));
     }
 
     /// The first half of an upload, which may run beside other segments'
@@ -158,7 +160,7 @@ impl Uploader {
         match result {
             Ok(()) => Ok(()),
             Err(OwnershipError::Fenced(owner)) => {
-                self.shared.fail_uploaded_acks(0, || fenced_error(&owner));
+                self.shared.end_uploads(fenced_error(&owner).to_string());
                 Err(Stopped::Fenced)
             }
             Err(e) => {

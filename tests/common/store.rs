@@ -54,7 +54,8 @@ impl ObjectStore for HookedStore {
     fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key)
     }
+    /// The same store as `inner` (a data directory may move between them).
     fn describe(&self) -> String {
-        "hooked memory store".into()
+        self.inner.describe()
     }
 }
