@@ -369,14 +369,9 @@ fn section_fetch(values: &[Vec<u8>]) {
     println!("| store | cache | n | p50 ms | p99 ms | GETs |");
     println!("|---|---|---|---|---|---|");
     let records = 1_000_000usize;
-    let mut x: u64 = 0x9e37_79b9;
+    let mut rng = streamhouse::util::xorshift::XorShift64::new(0x9e37_79b9);
     let offsets: Vec<i64> = (0..300)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % (records as u64 - 100)) as i64
-        })
+        .map(|_| (rng.next_u64() % (records as u64 - 100)) as i64)
         .collect();
     let mut stores: Vec<(&str, Option<Arc<dyn ObjectStore>>)> = vec![("local", None)];
     match s3_store("fetch") {

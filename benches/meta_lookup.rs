@@ -48,13 +48,8 @@ fn main() {
         .expect("commit");
         commit.push(micros(t.elapsed()));
     }
-    let mut x: u64 = 0x1234_5678;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = streamhouse::util::xorshift::XorShift64::new(0x1234_5678);
+    let mut next = || rng.next_u64();
     let mut by_offset = Vec::with_capacity(LOOKUPS);
     for _ in 0..LOOKUPS {
         let offset = (next() % (SEGMENTS * PER_SEGMENT) as u64) as i64;

@@ -198,21 +198,24 @@ pub enum TopicObject<'a> {
         topic: &'a str,
         incarnation: i64,
     },
+    /// A segment object, or the producer table put beside it (same stem).
     Segment {
         topic: &'a str,
         incarnation: i64,
         partition: u32,
         base_offset: i64,
         epoch: u64,
+        file: SegmentFile,
     },
-    /// The producer table put beside the segment with the same stem.
-    ProducerState {
-        topic: &'a str,
-        incarnation: i64,
-        partition: u32,
-        base_offset: i64,
-        epoch: u64,
-    },
+}
+
+/// Which of the objects that share a segment's stem a key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentFile {
+    /// `.seg`: the records.
+    Records,
+    /// `.producers`: the partition's producer table as of its end.
+    ProducerState,
 }
 
 /// Takes a key under [`TOPICS_PREFIX`] apart; `None` for keys that are not
@@ -226,31 +229,21 @@ pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
         ("manifest", None) => TopicObject::Manifest { topic, incarnation },
         ("deleted", None) => TopicObject::Tombstone { topic, incarnation },
         (partition, Some(file)) => {
-            let (stem, is_segment) = match file.strip_suffix(".seg") {
-                Some(stem) => (stem, true),
-                None => (file.strip_suffix(".producers")?, false),
+            let (stem, file) = match file.strip_suffix(".seg") {
+                Some(stem) => (stem, SegmentFile::Records),
+                None => (file.strip_suffix(".producers")?, SegmentFile::ProducerState),
             };
             let (base, epoch) = match stem.split_once('-') {
                 Some((base, epoch)) => (base, epoch.parse().ok()?),
                 None => (stem, 0),
             };
-            let (partition, base_offset) = (partition.parse().ok()?, base.parse().ok()?);
-            if is_segment {
-                TopicObject::Segment {
-                    topic,
-                    incarnation,
-                    partition,
-                    base_offset,
-                    epoch,
-                }
-            } else {
-                TopicObject::ProducerState {
-                    topic,
-                    incarnation,
-                    partition,
-                    base_offset,
-                    epoch,
-                }
+            TopicObject::Segment {
+                topic,
+                incarnation,
+                partition: partition.parse().ok()?,
+                base_offset: base.parse().ok()?,
+                epoch,
+                file,
             }
         }
         _ => return None,
@@ -274,7 +267,8 @@ mod tests {
                 incarnation: 1700,
                 partition: 3,
                 base_offset: 42,
-                epoch: 7
+                epoch: 7,
+                file: SegmentFile::Records
             })
         );
         assert_eq!(
@@ -284,7 +278,8 @@ mod tests {
                 incarnation: 1,
                 partition: 0,
                 base_offset: 42,
-                epoch: 0
+                epoch: 0,
+                file: SegmentFile::Records
             }),
             "keys from before epochs"
         );
@@ -320,12 +315,13 @@ mod tests {
         );
         assert_eq!(
             parse_topic_key(&state),
-            Some(TopicObject::ProducerState {
+            Some(TopicObject::Segment {
                 topic: "orders.v1",
                 incarnation: 1700,
                 partition: 3,
                 base_offset: 42,
-                epoch: 7
+                epoch: 7,
+                file: SegmentFile::ProducerState
             })
         );
     }

@@ -111,13 +111,8 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("kill -9 test: seed {seed}");
-    let mut rng = seed | 1;
-    let mut next_rand = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = streamhouse::util::xorshift::XorShift64::new(seed | 1);
+    let mut next_rand = move || rng.next_u64();
     // (partition, offset) -> value acknowledged there
     let mut acked: HashMap<(u32, i64), String> = HashMap::new();
     let mut total_acks = 0usize;

@@ -23,7 +23,7 @@ pub(crate) use groups::{decode_group_offsets, encode_group_offsets};
 pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
 pub(crate) use owner::{Ownership, OwnershipError};
 
-use crate::layout::{self, TopicObject};
+use crate::layout::{self, SegmentFile, TopicObject};
 use crate::object_store::{ObjectStore, StoreResult};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,7 +79,7 @@ impl BucketTopics {
 /// Objects that are not ours are left out.
 pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> {
     let mut out = BucketTopics::default();
-    let mut states = Vec::new();
+    let mut states = BTreeMap::new();
     for obj in store.list(layout::TOPICS_PREFIX)? {
         let Some(parsed) = layout::parse_topic_key(&obj.key) else {
             continue;
@@ -99,55 +99,34 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                 partition,
                 base_offset,
                 epoch,
+                file,
             } => {
                 out.max_incarnation = out.max_incarnation.max(incarnation);
-                out.segments
-                    .entry((topic.to_string(), incarnation, partition))
-                    .or_default()
-                    .push(ListedSegment {
-                        base_offset,
-                        epoch,
-                        key: obj.key.clone(),
-                        size: obj.size,
-                        producer_state: None,
-                    });
+                let id = (topic.to_string(), incarnation, partition);
+                if file == SegmentFile::ProducerState {
+                    states.insert(obj.key.clone(), (id, base_offset));
+                    continue;
+                }
+                out.segments.entry(id).or_default().push(ListedSegment {
+                    base_offset,
+                    epoch,
+                    key: obj.key.clone(),
+                    size: obj.size,
+                    producer_state: None,
+                });
             }
-            TopicObject::ProducerState {
-                topic,
-                incarnation,
-                partition,
-                base_offset,
-                ..
-            } => states.push((
-                (topic.to_string(), incarnation, partition),
-                base_offset,
-                obj.key.clone(),
-            )),
         }
     }
     // A producer table belongs to the segment with its stem; one without
     // its segment (an upload cut short) is an orphan.
-    let attached: BTreeSet<String> = out
-        .segments
-        .values()
-        .flatten()
-        .map(|s| layout::producer_state_key(&s.key))
-        .collect();
-    let state_keys: BTreeSet<&str> = states.iter().map(|(_, _, k)| k.as_str()).collect();
     for s in out.segments.values_mut().flatten() {
         let key = layout::producer_state_key(&s.key);
-        if state_keys.contains(key.as_str()) {
+        if states.remove(&key).is_some() {
             s.producer_state = Some(key);
         }
     }
-    drop(state_keys);
-    for (partition, base, key) in states {
-        if !attached.contains(&key) {
-            out.orphan_states
-                .entry(partition)
-                .or_default()
-                .push((base, key));
-        }
+    for (key, (id, base)) in states {
+        out.orphan_states.entry(id).or_default().push((base, key));
     }
     // Offset order; at one base offset the newest owner's first.
     for segs in out.segments.values_mut() {

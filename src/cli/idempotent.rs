@@ -6,6 +6,7 @@
 use super::args::CliResult;
 use super::client::{Client, CALL_TIMEOUT};
 use crate::proto as pb;
+use crate::util::xorshift::XorShift64;
 use grpcio::RpcStatusCode;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,15 +64,18 @@ pub(super) fn retryable(e: &grpcio::Error) -> bool {
 /// Exponential backoff with jitter: 50 ms doubling to 2 s.
 pub(super) struct Backoff {
     attempt: u32,
-    seed: u64,
+    rng: XorShift64,
 }
 
 impl Backoff {
     pub fn new() -> Backoff {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.subsec_nanos() as u64 | 1);
-        Backoff { attempt: 0, seed }
+            .map_or(1, |d| u64::from(d.subsec_nanos()));
+        Backoff {
+            attempt: 0,
+            rng: XorShift64::new(seed),
+        }
     }
 
     pub fn attempts(&self) -> u32 {
@@ -83,10 +87,7 @@ impl Backoff {
     pub fn next_wait(&mut self) -> Duration {
         let cap_ms = (50u64 << self.attempt.min(6)).min(2_000);
         self.attempt += 1;
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        Duration::from_millis(cap_ms / 2 + self.seed % (cap_ms / 2 + 1))
+        Duration::from_millis(cap_ms / 2 + self.rng.next_u64() % (cap_ms / 2 + 1))
     }
 }
 

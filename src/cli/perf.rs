@@ -7,6 +7,7 @@ use super::consume::list_offset;
 use super::idempotent::Session;
 use super::produce::parse_acks;
 use crate::proto::{self as pb};
+use crate::util::xorshift::XorShift64;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -59,19 +60,8 @@ fn payloads(file: Option<&str>, size: usize) -> CliResult<Vec<Vec<u8>>> {
             Ok(lines)
         }
         None => {
-            let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-            Ok((0..1024)
-                .map(|_| {
-                    (0..size)
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            x as u8
-                        })
-                        .collect()
-                })
-                .collect())
+            let mut rng = XorShift64::new(0x2545_f491_4f6c_dd1d);
+            Ok((0..1024).map(|_| rng.bytes(size)).collect())
         }
     }
 }

@@ -8,3 +8,4 @@ pub mod rlimit;
 pub mod size;
 pub mod sync;
 pub mod thread;
+pub mod xorshift;

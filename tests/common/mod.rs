@@ -170,13 +170,5 @@ pub fn project_path(rel: &str) -> std::path::PathBuf {
 
 /// Deterministic bytes that do not compress (xorshift), different per seed.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    streamhouse::util::xorshift::XorShift64::new(seed | 1).bytes(len)
 }
