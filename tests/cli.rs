@@ -161,6 +161,10 @@ fn topics_produce_and_consume_byte_exact() {
     ]));
     assert!(second.starts_with("1:5\t"), "{second}");
     assert!(ok(s.ctl().args(["group", "get", "g"])).contains("movies  1          6"));
+    // Lag is the partition's high watermark minus the committed offset.
+    let (hw, lag) = group_lag(&s, "g", 1);
+    assert!(hw > 6, "partition 1 holds more than 6 records: {hw}");
+    assert_eq!(lag, hw - 6);
     assert_eq!(ok(s.ctl().args(["group", "list"])), "g\n");
     ok(s.ctl().args([
         "group",
@@ -185,6 +189,20 @@ fn topics_produce_and_consume_byte_exact() {
         "--print-offset",
     ]));
     assert!(third.starts_with("1:100\t"), "{third}");
+    assert_eq!(group_lag(&s, "g", 1), (hw, hw - 101));
+    // Committed past the end: nothing left to read, not a negative lag.
+    ok(s.ctl().args([
+        "group",
+        "commit",
+        "g",
+        "--topic",
+        "movies",
+        "--partition",
+        "1",
+        "--offset",
+        "1000000",
+    ]));
+    assert_eq!(group_lag(&s, "g", 1), (hw, 0));
 
     // By time: everything is newer than 2020.
     let t = ok(s.ctl().args([
@@ -321,4 +339,19 @@ fn streamhoused_flags_are_checked() {
         .output()
         .unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--s3-endpoint"));
+}
+
+/// (high watermark, lag) of one partition from `group get --format json`.
+fn group_lag(s: &TestServer, group: &str, partition: u32) -> (i64, i64) {
+    let json = ok(s.ctl().args(["group", "get", group, "--format", "json"]));
+    let at = format!("\"partition\":{partition},");
+    let item = json
+        .split("{\"topic\"")
+        .find(|i| i.contains(&at))
+        .unwrap_or_else(|| panic!("no partition {partition} in {json}"));
+    let field = |name: &str| -> i64 {
+        let rest = item.split(&format!("\"{name}\":")).nth(1).unwrap();
+        rest.split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    (field("high_watermark"), field("lag"))
 }
