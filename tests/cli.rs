@@ -355,3 +355,57 @@ fn group_lag(s: &TestServer, group: &str, partition: u32) -> (i64, i64) {
     };
     (field("high_watermark"), field("lag"))
 }
+
+#[test]
+fn the_shell_runs_commands_keeps_history_and_survives_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let script = "\
+topic create notes --partitions 1
+# a comment, skipped
+produce notes --partition 0 --value 'first note' --key k
+produce notes --partition 0
+no-such-command
+consume notes --partition 0 --from-beginning --limit 1 --format json
+!2
+consume notes --partition 0 --from-beginning --limit 5 --print-offset
+history
+help group
+exit
+topic list
+";
+    let out = run(
+        s.ctl().arg("shell").env("HOME", &home),
+        Some(script.as_bytes()),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // Errors are printed and the shell goes on; the exit code is the last
+    // command's (consume, help: fine).
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("produce needs --value V or --file F"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown command \"no-such-command\""),
+        "{stderr}"
+    );
+    assert!(stdout.contains("\"key\":\"k\""), "{stdout}");
+    assert!(stdout.contains("\"value\":\"first note\""), "{stdout}");
+    // `!2` ran line 2 of the history again (comments are not kept): a second record.
+    assert!(stdout.contains("partition 0 offset 1\n"), "{stdout}");
+    assert!(stdout.contains("0:1\tfirst note\n"), "{stdout}");
+    assert!(stdout.contains("    2  produce notes --partition 0 --value 'first note' --key k\n"));
+    assert!(stdout.contains("streamctl group get GROUP"), "{stdout}");
+    // Nothing after `exit` ran.
+    assert!(!stdout.contains("notes  1"), "{stdout}");
+    // History is kept across sessions; a failed last command is the exit code.
+    let kept = std::fs::read_to_string(home.join(".streamctl_history")).unwrap();
+    assert_eq!(kept.lines().count(), 9, "{kept}");
+    let out = run(s.ctl().arg("shell").env("HOME", &home), Some(b"!1\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}

@@ -3,7 +3,7 @@
 //! stderr and an exit code (1 runtime, 2 usage).
 //!
 //! One file per command ([`topic`], [`produce`], [`consume`], [`group`],
-//! [`perf`]); [`args`] parses, [`client`] connects, [`output`] formats.
+//! [`perf`], [`shell`]); [`args`] parses, [`client`] connects, [`output`] formats.
 
 mod args;
 mod client;
@@ -13,6 +13,7 @@ mod idempotent;
 mod output;
 mod perf;
 mod produce;
+mod shell;
 mod time;
 mod topic;
 
@@ -48,12 +49,18 @@ COMMANDS:
     perf-produce --topic T --records N --record-size B [--batch N] [--acks A]
                  [--throughput R] [--payload-file F] [--partition P]
     perf-consume --topic T --records N [--partition P]
+    shell                the same commands, one per line, with history and help
 ";
 
 /// Runs streamctl with `args` (without the program name); returns the exit
 /// code after printing any error.
 pub fn run(args: Vec<OsString>) -> i32 {
-    match dispatch(args) {
+    exit_code(dispatch(args))
+}
+
+/// Prints a failure as one line on stderr; the exit code it earns.
+fn exit_code(result: CliResult) -> i32 {
+    match result {
         Ok(()) | Err(CliError::BrokenPipe) => 0,
         Err(CliError::Usage(m)) => {
             eprintln!("streamctl: {m}");
@@ -73,12 +80,7 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
         .or_else(|| env_var("STREAMHOUSE_ADDR"))
         .unwrap_or_else(|| "127.0.0.1:50051".to_string());
     let token = opt_str(&mut a, "--token")?.or_else(|| env_var("STREAMHOUSE_TOKEN"));
-    let format = match opt_str(&mut a, "--format")?.as_deref() {
-        None | Some("text") => Format::Text,
-        Some("json") => Format::Json,
-        Some("raw") => Format::Raw,
-        Some(other) => return Err(usage(format!("--format: {other:?}; use text, json or raw"))),
-    };
+    let format = parse_format(&mut a)?;
     let help = a.contains(["-h", "--help"]);
     let command = a.subcommand().map_err(|e| usage(e.to_string()))?;
     let Some(command) = command else {
@@ -88,26 +90,52 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
         }
         return Err(usage("no command given"));
     };
-    let section = match command.as_str() {
-        "topic" => topic::HELP,
-        "produce" => produce::HELP,
-        "consume" => consume::HELP,
-        "group" => group::HELP,
-        "perf-produce" | "perf-consume" => perf::HELP,
-        other => return Err(usage(format!("unknown command {other:?}"))),
-    };
+    if command == "shell" {
+        if help {
+            print!("{}", shell::HELP);
+            return Ok(());
+        }
+        args::finish(a)?;
+        return shell::run(&Client::connect(&server, token));
+    }
+    let section = help_section(&command)?;
     if help {
         print!("{section}");
         return Ok(());
     }
-    let client = Client::connect(&server, token);
-    match command.as_str() {
-        "topic" => topic::run(&client, a, format),
-        "produce" => produce::run(&client, a, format),
-        "consume" => consume::run(&client, a, format),
-        "group" => group::run(&client, a, format),
-        "perf-produce" => perf::produce(&client, a, format == Format::Json),
-        "perf-consume" => perf::consume(&client, a, format == Format::Json),
-        _ => unreachable!("checked above"),
+    execute(&Client::connect(&server, token), &command, a, format)
+}
+
+fn parse_format(a: &mut pico_args::Arguments) -> CliResult<Format> {
+    match opt_str(a, "--format")?.as_deref() {
+        None | Some("text") => Ok(Format::Text),
+        Some("json") => Ok(Format::Json),
+        Some("raw") => Ok(Format::Raw),
+        Some(other) => Err(usage(format!("--format: {other:?}; use text, json or raw"))),
+    }
+}
+
+/// The help text of a command, or a usage error naming an unknown one.
+fn help_section(command: &str) -> CliResult<&'static str> {
+    match command {
+        "topic" => Ok(topic::HELP),
+        "produce" => Ok(produce::HELP),
+        "consume" => Ok(consume::HELP),
+        "group" => Ok(group::HELP),
+        "perf-produce" | "perf-consume" => Ok(perf::HELP),
+        other => Err(usage(format!("unknown command {other:?}"))),
+    }
+}
+
+/// Runs one command over an open connection: the shell's path as well.
+fn execute(client: &Client, command: &str, a: pico_args::Arguments, format: Format) -> CliResult {
+    match command {
+        "topic" => topic::run(client, a, format),
+        "produce" => produce::run(client, a, format),
+        "consume" => consume::run(client, a, format),
+        "group" => group::run(client, a, format),
+        "perf-produce" => perf::produce(client, a, format == Format::Json),
+        "perf-consume" => perf::consume(client, a, format == Format::Json),
+        other => Err(usage(format!("unknown command {other:?}"))),
     }
 }
