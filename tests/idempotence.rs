@@ -150,10 +150,18 @@ fn fenced_epochs_gaps_and_unknown_ids_get_their_status_codes() {
     let (st, msg) = fail(&batch("t", 0, (id, 7), 1, 1, wal));
     assert_eq!(st, RpcStatusCode::INVALID_ARGUMENT, "{msg}");
 
-    // A sequence that skips ahead.
+    // A sequence that skips ahead. The first batch on a partition starts
+    // at 0: one that overtook it in flight is refused, so the batch at 0
+    // is then written rather than taken for written (which lost it).
     let p = init(&c, "");
     assert_ne!(p.0, id);
-    send(&c, &batch("t", 1, p, 0, 3, wal)).unwrap();
+    let (st, msg) = fail(&batch("t", 1, p, 3, 1, wal));
+    assert_eq!(st, RpcStatusCode::FAILED_PRECONDITION, "{msg}");
+    assert!(msg.contains("expected is 0"), "{msg}");
+    assert_eq!(
+        send(&c, &batch("t", 1, p, 0, 3, wal)).unwrap(),
+        (0, 3, false)
+    );
     let (st, msg) = fail(&batch("t", 1, p, 5, 1, wal));
     assert_eq!(st, RpcStatusCode::FAILED_PRECONDITION, "{msg}");
     assert!(msg.contains("expected is 3"), "{msg}");

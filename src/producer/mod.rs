@@ -11,7 +11,7 @@
 //! - the last [`KEPT_BATCHES`] batches are remembered with their offsets:
 //!   one of them sent again is a duplicate, not written again;
 //! - an older epoch than the partition has seen is fenced;
-//! - a newer epoch starts afresh (its first batch may carry any sequence).
+//! - a producer new to a partition, or a newer epoch, starts at sequence 0.
 
 mod registry;
 pub mod snapshot;
@@ -87,6 +87,10 @@ impl fmt::Display for SequenceError {
                 f,
                 "producer epoch {epoch} is fenced: epoch {current} of this producer has written since (another instance called InitProducer with its name)"
             ),
+            SequenceError::Gap { expected: 0, got } => write!(
+                f,
+                "sequence gap: the next sequence number expected is 0, the batch starts at {got}; this partition has no batch of this producer epoch: send the batch at sequence 0 first (if the producer was idle longer than the producer expiry, call InitProducer again)"
+            ),
             SequenceError::Gap { expected, got } => write!(
                 f,
                 "sequence gap: the next sequence number expected is {expected}, the batch starts at {got}; a batch before it was not written, send it first"
@@ -131,8 +135,22 @@ impl ProducerTable {
 
     /// Decides what to do with a batch of `count` records.
     pub fn check(&self, b: &ProducerBatch, count: u32) -> Result<Verdict, SequenceError> {
+        // A producer new to this partition, or in a new epoch, starts at
+        // sequence 0. Accepting any first sequence would let a batch that
+        // overtook an earlier one in flight be written first, and the
+        // earlier one then be refused as already written: lost.
+        let first = |b: &ProducerBatch| {
+            if b.first_sequence == 0 {
+                Ok(Verdict::Append)
+            } else {
+                Err(SequenceError::Gap {
+                    expected: 0,
+                    got: b.first_sequence,
+                })
+            }
+        };
         let Some(e) = self.entries.get(&b.producer_id) else {
-            return Ok(Verdict::Append);
+            return first(b);
         };
         if b.epoch < e.epoch {
             return Err(SequenceError::Fenced {
@@ -141,10 +159,10 @@ impl ProducerTable {
             });
         }
         let (Some(oldest), Some(newest)) = (e.batches.front(), e.batches.back()) else {
-            return Ok(Verdict::Append);
+            return first(b);
         };
         if b.epoch > e.epoch {
-            return Ok(Verdict::Append);
+            return first(b);
         }
         let expected = newest.next_sequence();
         if b.first_sequence == expected {

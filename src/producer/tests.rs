@@ -33,8 +33,24 @@ fn the_next_sequence_appends_and_a_kept_batch_is_a_duplicate_with_its_offsets() 
             base_offset: 110
         }))
     );
-    // Unknown producers (to this partition) start anywhere.
-    assert_eq!(t.check(&batch(8, 0, 500), 1), Ok(Verdict::Append));
+    // A producer new to this partition starts at 0: a batch that overtook
+    // the first one is refused, so the first is not then taken for written.
+    assert_eq!(t.check(&batch(8, 0, 0), 1), Ok(Verdict::Append));
+    assert_eq!(
+        t.check(&batch(8, 0, 500), 1),
+        Err(SequenceError::Gap {
+            expected: 0,
+            got: 500
+        })
+    );
+    // So does a newer epoch.
+    assert_eq!(
+        t.check(&batch(7, 2, 30), 1),
+        Err(SequenceError::Gap {
+            expected: 0,
+            got: 30
+        })
+    );
 }
 
 #[test]
