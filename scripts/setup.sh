@@ -10,12 +10,19 @@ for pkg in cmake make gcc g++ pkg-config libssl-dev curl python3 python3-pip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # A python3 from elsewhere (pyenv) counts.
+have_python=0
+have_pip=0
 if command -v python3 >/dev/null 2>&1; then
-  need=("${need[@]/python3}")
-  python3 -m pip --version >/dev/null 2>&1 && need=("${need[@]/python3-pip}")
+  have_python=1
+  python3 -m pip --version >/dev/null 2>&1 && have_pip=1
 fi
 pkgs=()
-for p in "${need[@]}"; do [ -n "$p" ] && pkgs+=("$p"); done
+for p in "${need[@]}"; do
+  # Whole names only: removing "python3" must leave "python3-pip" alone.
+  [ "$p" = python3 ] && [ "$have_python" = 1 ] && continue
+  [ "$p" = python3-pip ] && [ "$have_pip" = 1 ] && continue
+  pkgs+=("$p")
+done
 
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}" >&2

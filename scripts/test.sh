@@ -40,3 +40,9 @@ cargo test --locked
 
 step "integration (streamctl against the S3 test server)"
 scripts/integration.sh
+
+step "python example"
+scripts/python-example.sh
+
+step "fuzz (10 s per target; scripts/fuzz.sh 600 for the long run)"
+scripts/fuzz.sh 10

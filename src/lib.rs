@@ -28,12 +28,16 @@
 #![deny(unsafe_code)]
 
 mod bucket;
+#[cfg(feature = "grpc")]
 pub mod cli;
 mod codec;
 mod config;
 mod context;
 pub mod engine;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod logging;
 pub mod meta;

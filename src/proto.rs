@@ -26,9 +26,11 @@ pub mod streamhouse {
 
 /// grpcio clients and service traits (the generated code refers to its
 /// messages as `super::streamhouse::*`).
+#[cfg(feature = "grpc")]
 pub mod streamhouse_grpc {
     include!(concat!(env!("OUT_DIR"), "/streamhouse_grpc.rs"));
 }
 
 pub use streamhouse::*;
+#[cfg(feature = "grpc")]
 pub use streamhouse_grpc as grpc;

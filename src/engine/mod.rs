@@ -253,7 +253,7 @@ impl Engine {
         let mut targets = Vec::with_capacity(parts.len());
         let mut total = 0u64;
         for (p, records) in &parts {
-            let bytes = self.validate_records(records)?;
+            let bytes = validate_records(records, self.ctx.config.max_record_bytes)?;
             let partition = self.partition(topic, *p)?;
             if let Some(e) = partition.shared.refusal(self.ctx.owner.fenced()) {
                 return Err(e);
@@ -289,40 +289,6 @@ impl Engine {
             receivers.push((p, rx));
         }
         Ok(receivers)
-    }
-
-    /// Checks headers, sizes and timestamps; returns the records' charged
-    /// bytes.
-    fn validate_records(&self, records: &[Record]) -> Result<u64> {
-        if records.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a produce request needs at least one record".to_string(),
-            ));
-        }
-        let max = self.ctx.config.max_record_bytes;
-        let mut bytes = 0u64;
-        for (i, r) in records.iter().enumerate() {
-            if r.headers.len() > MAX_HEADERS {
-                return Err(Error::InvalidArgument(format!(
-                    "record {i} has {} headers; the limit is {MAX_HEADERS}",
-                    r.headers.len()
-                )));
-            }
-            let len = r.accounted_len();
-            if len > max {
-                return Err(Error::InvalidArgument(format!(
-                    "record {i} is {len} bytes (key + value + headers, and {RECORD_OVERHEAD} per record and {HEADER_OVERHEAD} per header); the limit is {max} bytes"
-                )));
-            }
-            if r.timestamp_ms < 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "record {i} has a negative timestamp {}; use 0 for server time",
-                    r.timestamp_ms
-                )));
-            }
-            bytes += len as u64;
-        }
-        Ok(bytes)
     }
 
     /// `produce` and wait for the acknowledgement (tests, tools).
@@ -497,6 +463,40 @@ fn check_store_identity(ctx: &Context) -> Result<()> {
         Some(_) => Ok(()),
         None => Ok(ctx.meta.set_setting("store", &ours)?),
     }
+}
+
+/// Checks headers, sizes and timestamps; returns the records' charged
+/// bytes. Public for the fuzz targets.
+pub fn validate_records(records: &[Record], max_record_bytes: usize) -> Result<u64> {
+    if records.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a produce request needs at least one record".to_string(),
+        ));
+    }
+    let max = max_record_bytes;
+    let mut bytes = 0u64;
+    for (i, r) in records.iter().enumerate() {
+        if r.headers.len() > MAX_HEADERS {
+            return Err(Error::InvalidArgument(format!(
+                "record {i} has {} headers; the limit is {MAX_HEADERS}",
+                r.headers.len()
+            )));
+        }
+        let len = r.accounted_len();
+        if len > max {
+            return Err(Error::InvalidArgument(format!(
+                "record {i} is {len} bytes (key + value + headers, and {RECORD_OVERHEAD} per record and {HEADER_OVERHEAD} per header); the limit is {max} bytes"
+            )));
+        }
+        if r.timestamp_ms < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "record {i} has a negative timestamp {}; use 0 for server time",
+                r.timestamp_ms
+            )));
+        }
+        bytes += len as u64;
+    }
+    Ok(bytes)
 }
 
 /// Blocks on an engine reply (the `_sync` helpers; never on grpcio threads).

@@ -2,69 +2,19 @@
 //! round-robin), hands each part to its partition's writer, and replies
 //! when every part is acknowledged.
 
-use super::convert::{acks_of, to_record};
-use super::partitioner::partition_for_key;
+use super::convert::acks_of;
+use super::request::{split, Routed};
 use super::shared::Shared;
 use super::status::{error_to_status, fail_now};
-use crate::engine::ProducerBatch;
 use crate::error::Error;
 use crate::partition::{AckReceiver, Acks};
 use crate::proto as pb;
 use crate::proto::grpc::ProducerService;
-use crate::record::Record;
 use grpcio::{RpcContext, UnarySink};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// Most records one produce request may carry.
-pub const MAX_BATCH_RECORDS: usize = 100_000;
 
 #[derive(Clone)]
 pub struct Producer(pub Shared);
-
-impl Producer {
-    /// Splits a request into per-partition batches, in request order.
-    fn route(&self, req: &mut pb::ProduceRequest) -> Result<Vec<(u32, Vec<Record>)>, Error> {
-        let topic = req.get_topic().to_string();
-        let n = self.0.engine.partition_count(&topic)?;
-        let records = req.take_records();
-        if records.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a produce request needs at least one record".into(),
-            ));
-        }
-        if records.len() > MAX_BATCH_RECORDS {
-            return Err(Error::InvalidArgument(format!(
-                "{} records in one request; the limit is {MAX_BATCH_RECORDS}",
-                records.len()
-            )));
-        }
-        if req.has_partition() {
-            let p = req.get_partition();
-            if p >= n {
-                return Err(Error::NotFound(format!(
-                    "partition {p} of topic {topic:?} does not exist (it has partitions 0..{n})"
-                )));
-            }
-            return Ok(vec![(p, records.into_iter().map(to_record).collect())]);
-        }
-        let mut groups: Vec<Vec<Record>> = (0..n).map(|_| Vec::new()).collect();
-        for r in records {
-            let r = to_record(r);
-            let p = match &r.key {
-                Some(k) => partition_for_key(k, n),
-                None => self.0.round_robin.fetch_add(1, Ordering::Relaxed) % n,
-            };
-            groups[p as usize].push(r);
-        }
-        Ok(groups
-            .into_iter()
-            .enumerate()
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(p, g)| (p as u32, g))
-            .collect())
-    }
-}
 
 impl Producer {
     /// Validates and queues a request: one idempotent batch (a producer id
@@ -75,20 +25,10 @@ impl Producer {
         acks: Acks,
     ) -> Result<Vec<(u32, AckReceiver)>, Error> {
         let topic = req.get_topic().to_string();
-        let idempotent = req.get_producer_id() != 0;
-        if idempotent && !req.has_partition() {
-            return Err(Error::InvalidArgument(
-                "an idempotent produce (producer_id set) names one partition; split keyed records by partition on the client".into(),
-            ));
-        }
-        let groups = self.route(req)?;
-        if !idempotent {
+        let partitions = self.0.engine.partition_count(&topic)?;
+        let Routed { producer, groups } = split(req, partitions, &self.0.round_robin)?;
+        let Some(producer) = producer else {
             return self.0.engine.produce_batch(&topic, groups, acks);
-        }
-        let producer = ProducerBatch {
-            producer_id: req.get_producer_id(),
-            epoch: req.get_producer_epoch(),
-            first_sequence: req.get_first_sequence(),
         };
         let mut out = Vec::with_capacity(1);
         for (p, records) in groups {

@@ -69,6 +69,16 @@ pub fn encode_skip_entry(out: &mut Vec<u8>, next_offset: i64) {
 }
 
 /// Fills in the length and CRC of the entry that starts at `start`.
+/// Appends `payload` as one entry with a valid length and checksum, so the
+/// fuzz targets reach the payload parser.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn seal_payload_for_fuzzing(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; ENTRY_HEADER_LEN]);
+    out.extend_from_slice(payload);
+    seal_entry(out, start);
+}
+
 fn seal_entry(out: &mut [u8], start: usize) {
     let len = (out.len() - start - ENTRY_HEADER_LEN) as u32;
     out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());

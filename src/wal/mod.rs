@@ -70,10 +70,14 @@ pub(crate) use dir::{WalDir, WalWriter};
 pub(crate) use entry::encode_entry;
 #[cfg(test)]
 use entry::encode_skip_entry;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use entry::seal_payload_for_fuzzing;
 pub use fs::{FaultyWalFs, OsWalFs, WalFaults, WalFile, WalFs};
-#[cfg(test)]
-use scan::{scan_file, FileScan, WalFileRef};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use scan::scan_file;
 pub(crate) use scan::{scan_wal, Damage, ProducerWrite, Recovered, RecoveredFile, ScanError};
+#[cfg(test)]
+use scan::{FileScan, WalFileRef};
 
 #[cfg(test)]
 mod tests;
