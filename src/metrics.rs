@@ -54,6 +54,7 @@ counters! {
     segments_sealed: "Segments sealed by partition writers.",
     segments_dropped: "Segments dropped by retention.",
     duplicate_batches: "Idempotent batches sent again and answered with their original offsets.",
+    wal_disk_full: "Produce groups refused (RESOURCE_EXHAUSTED) because the WAL's disk was full.",
 }
 
 impl Metrics {

@@ -92,6 +92,84 @@ fn a_failed_wal_write_stops_the_partition_and_loses_nothing_acknowledged() {
     assert_eq!(fetch_all(&engine, "t", 1, 0).len(), 3);
 }
 
+/// An idempotent batch through the engine, waiting for its answer.
+fn idempotent(
+    engine: &Engine,
+    (id, epoch): (u64, u32),
+    seq: i64,
+    records: Vec<Record>,
+) -> Result<streamhouse::AppendAck, Error> {
+    let producer = streamhouse::engine::ProducerBatch {
+        producer_id: id,
+        epoch,
+        first_sequence: seq,
+    };
+    let rx = engine.produce_idempotent("t", 0, records, Acks::Wal, producer)?;
+    futures::executor::block_on(rx).expect("answered")
+}
+
+fn backpressure_mentioning(e: Error, needle: &str) {
+    match e {
+        Error::Backpressure(m) => assert!(m.contains(needle), "{m}"),
+        other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_disk_is_backpressure_the_partition_stays_open_and_nothing_is_renumbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, fs) = faulty(dir.path());
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(c.clone(), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    engine
+        .produce_sync("t", 0, batch("a", 5), Acks::Wal)
+        .unwrap();
+    let p = engine.init_producer("").unwrap();
+    let ack = idempotent(&engine, p, 0, batch("p0", 2)).unwrap();
+    assert_eq!((ack.base_offset, ack.duplicate), (5, false));
+
+    // The disk fills: each write leaves half its bytes and fails with ENOSPC.
+    fs.faults.disk_full.store(true, Ordering::SeqCst);
+    for acks in [Acks::Wal, Acks::None, Acks::Uploaded] {
+        let e = engine
+            .produce_sync("t", 0, batch("lost", 5), acks)
+            .unwrap_err();
+        backpressure_mentioning(e, "no space left");
+    }
+    let e = idempotent(&engine, p, 2, batch("p2", 1)).unwrap_err();
+    backpressure_mentioning(e, "nothing of this request was written");
+
+    // Space again: the partition never stopped; the refused idempotent
+    // batch is new (not a duplicate) and takes the next offset; no offset
+    // was used by what was refused.
+    fs.faults.clear();
+    let ack = idempotent(&engine, p, 2, batch("p2", 1)).unwrap();
+    assert_eq!((ack.base_offset, ack.duplicate), (7, false));
+    let next = engine
+        .produce_sync("t", 0, batch("c", 3), Acks::Wal)
+        .unwrap();
+    assert_eq!(next.base_offset, 8);
+    let expected: Vec<String> = [
+        values(&batch("a", 5)),
+        values(&batch("p0", 2)),
+        values(&batch("p2", 1)),
+        values(&batch("c", 3)),
+    ]
+    .concat();
+    assert_eq!(values(&fetch_all(&engine, "t", 0, 0)), expected);
+    drop(engine);
+
+    // The WAL holds exactly that (the torn halves were cut back), and the
+    // producer state agrees: the batch at 2 is a duplicate at offset 7.
+    let engine = Engine::open(c, store).unwrap();
+    let all = fetch_all(&engine, "t", 0, 0);
+    assert_eq!(values(&all), expected);
+    assert!(all.iter().enumerate().all(|(i, r)| r.offset == i as i64));
+    let again = idempotent(&engine, p, 2, batch("p2", 1)).unwrap();
+    assert_eq!((again.base_offset, again.duplicate), (7, true));
+}
+
 #[test]
 fn a_failed_fsync_answers_waiting_uploaded_acks_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

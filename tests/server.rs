@@ -627,6 +627,114 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
 }
 
 #[test]
+fn a_store_outage_under_load_drains_without_a_restart() {
+    let Some(endpoint) = common::s3::endpoint() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = common::s3::Proxy::start(&endpoint);
+    let s = common::s3::Bucket::new(&proxy.endpoint(), "outage").start(
+        dir.path(),
+        &[
+            "--segment-max-bytes",
+            "4KiB",
+            "--segment-max-age-ms",
+            "50",
+            "--max-backlog-bytes",
+            "64KiB",
+        ],
+    );
+    let c = s.clients();
+    create(&c, "t", 2);
+    let batch = |tag: &str| -> Vec<pb::Record> {
+        (0..50)
+            .map(|i| {
+                record(
+                    b"",
+                    format!("{tag}-{i:03}-{}", "x".repeat(80)).as_bytes(),
+                    &[],
+                )
+            })
+            .collect()
+    };
+    // Produce (acks=wal) goes on from the WAL while the store is down,
+    // until the backlog bound; then RESOURCE_EXHAUSTED.
+    proxy.set_up(false);
+    let mut acked: Vec<i64> = vec![0, 0];
+    let mut n = 0;
+    let exhausted = loop {
+        let p = n % 2;
+        match produce(&c, "t", Some(p), batch(&format!("down{n}"))) {
+            Ok(r) => acked[p as usize] += r.get_acks()[0].get_count(),
+            Err(grpcio::Error::RpcFailure(st)) => break st,
+            Err(e) => panic!("{e:?}"),
+        }
+        n += 1;
+        assert!(n < 1000, "backpressure never came");
+    };
+    assert_eq!(exhausted.code(), RpcStatusCode::RESOURCE_EXHAUSTED);
+    assert!(acked[0] > 0 && acked[1] > 0, "{acked:?}");
+
+    // The store comes back: the same server drains its backlog (an
+    // acks=uploaded produce is answered once every segment before it is
+    // committed) and takes writes again.
+    proxy.set_up(true);
+    let back = Instant::now();
+    for p in 0..2u32 {
+        let mut req = pb::ProduceRequest::new();
+        req.set_topic("t".into());
+        req.set_partition(p);
+        req.set_acks(pb::Acks::ACKS_UPLOADED);
+        req.set_records(batch("after").into());
+        let ack = loop {
+            match c.producer.produce(&req) {
+                Ok(r) => break r.get_acks()[0].clone(),
+                Err(grpcio::Error::RpcFailure(st))
+                    if st.code() == RpcStatusCode::RESOURCE_EXHAUSTED =>
+                {
+                    assert!(back.elapsed() < Duration::from_secs(60), "never drained");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+        assert_eq!(ack.get_base_offset(), acked[p as usize]);
+        acked[p as usize] += ack.get_count();
+    }
+    eprintln!("store back to backlog drained: {:?}", back.elapsed());
+    // Everything acknowledged is there once, in order, and in the bucket.
+    let info = c
+        .admin
+        .describe_topic(&{
+            let mut r = pb::DescribeTopicRequest::new();
+            r.set_name("t".into());
+            r
+        })
+        .unwrap();
+    for p in 0..2u32 {
+        let mut seen = 0i64;
+        let mut values = Vec::new();
+        while seen < acked[p as usize] {
+            let f = fetch(&c, "t", p, seen).unwrap();
+            assert!(!f.get_records().is_empty(), "offsets {seen}.. are missing");
+            for r in f.get_records() {
+                assert_eq!(r.get_offset(), values.len() as i64);
+                values.push(String::from_utf8_lossy(r.get_value()).into_owned());
+            }
+            seen = f.get_next_offset();
+        }
+        assert_eq!(values.len() as i64, acked[p as usize]);
+        let mut unique = values.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), values.len(), "a record came back twice");
+        let pi = &info.get_partition_info()[p as usize];
+        assert_eq!(pi.get_high_watermark(), acked[p as usize]);
+        assert!(pi.get_segment_count() > 0);
+    }
+}
+
+#[test]
 fn a_second_server_on_the_same_data_dir_exits_1_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let first = TestServer::start_in(dir.path(), &[]);

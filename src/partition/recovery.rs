@@ -296,6 +296,7 @@ fn start(
         uploads: Arc::clone(&uploads),
         buf: Vec::new(),
         producers: replayed.producers,
+        disk_full_logged: None,
     };
     // Bounded by bytes (the backlog reservation made before a request is
     // queued), not by a count of requests.

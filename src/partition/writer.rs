@@ -14,9 +14,9 @@ use super::{
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::producer::{ProducerTable, SequenceError, Verdict};
+use crate::producer::{ProducerEntry, ProducerTable, SequenceError, Verdict};
 use crate::util::clock::now_ms;
-use crate::wal::{encode_entry, WalDir, WalWriter};
+use crate::wal::{encode_entry, is_disk_full, WalDir, WalWriter};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +67,8 @@ pub(crate) struct Writer {
     /// Idempotent producers' recent batches in this partition; only this
     /// thread reads or changes it (it assigns the offsets it records).
     pub producers: ProducerTable,
+    /// When a full disk was last logged.
+    pub disk_full_logged: Option<Instant>,
 }
 
 /// A request whose records have offsets and are in `buf`.
@@ -77,6 +79,20 @@ struct Accepted {
     received: Instant,
 }
 
+/// What became of a group's WAL write.
+enum Written {
+    /// Durable: these requests are still to answer.
+    Durable(Vec<Accepted>),
+    /// The disk is full; nothing was written and nobody answered yet.
+    DiskFull(Vec<Accepted>, String),
+    /// Another failure: everyone answered, the partition stopped.
+    Failed,
+}
+
+/// A full disk is logged at most this often per partition (every refused
+/// request counts in `streamhouse_wal_disk_full_total`).
+const DISK_FULL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What [`Writer::stage`] made of a group.
 #[derive(Default)]
 struct Staged {
@@ -84,6 +100,10 @@ struct Staged {
     batches: Vec<Arc<TailBatch>>,
     /// False when every request is `acks=none`.
     sync_needed: bool,
+    /// The writer's state before staging, to take the group back when the
+    /// disk is full: the next offset, and each producer entry it changed.
+    next_offset_before: i64,
+    producers_before: Vec<(u64, Option<ProducerEntry>)>,
 }
 
 impl Writer {
@@ -195,12 +215,23 @@ impl Writer {
         if staged.accepted.is_empty() {
             return;
         }
-        let Some(waiting) = self.write_wal(staged.accepted, staged.sync_needed, &staged.batches)
-        else {
-            return;
-        };
-        self.publish(staged.batches);
-        self.acknowledge(waiting);
+        let Staged {
+            accepted,
+            batches,
+            sync_needed,
+            next_offset_before,
+            producers_before,
+        } = staged;
+        match self.write_wal(accepted, sync_needed, &batches) {
+            Written::Durable(waiting) => {
+                self.publish(batches);
+                self.acknowledge(waiting);
+            }
+            Written::DiskFull(refused, e) => {
+                self.take_back(refused, next_offset_before, producers_before, &e);
+            }
+            Written::Failed => {}
+        }
     }
 
     /// Answers the whole group with an error if the partition is deleted
@@ -224,7 +255,10 @@ impl Writer {
     /// group is durable), a refused one at once.
     fn stage(&mut self, group: Vec<AppendRequest>) -> Staged {
         let now = now_ms();
-        let mut staged = Staged::default();
+        let mut staged = Staged {
+            next_offset_before: self.next_offset,
+            ..Staged::default()
+        };
         self.buf.clear();
         for req in group {
             let count = req.records.len() as u32;
@@ -270,6 +304,8 @@ impl Writer {
         let count = req.records.len() as i64;
         self.next_offset += count;
         if let Some(p) = &req.producer {
+            let before = self.producers.entry(p.producer_id).cloned();
+            staged.producers_before.push((p.producer_id, before));
             self.producers.record(p, count as u32, base, now);
         }
         encode_entry(
@@ -314,19 +350,28 @@ impl Writer {
 
     /// Appends `buf` to the WAL and fsyncs it (once, for the whole group).
     /// `acks=none` requests are answered after the write, before the fsync.
-    /// Returns the requests still to answer, or `None` after a failure
-    /// (everyone answered, the partition stopped).
+    /// Returns the requests still to answer; after a full disk, the whole
+    /// group (nothing of it is in the WAL); after any other failure,
+    /// nothing (everyone answered, the partition stopped).
     fn write_wal(
         &mut self,
         accepted: Vec<Accepted>,
         sync_needed: bool,
         batches: &[Arc<TailBatch>],
-    ) -> Option<Vec<Accepted>> {
+    ) -> Written {
         let started = Instant::now();
         let written = self.wal.append(&self.buf);
         let written_len = self.buf.len();
+        self.buf.clear();
+        self.buf.shrink_to(RETAINED_BUFFER_BYTES);
         let stages = &self.ctx.stages;
         stages.wal_write.observe(started.elapsed());
+        if let Err(e) = &written {
+            if is_disk_full(&e.source) {
+                self.release(batches);
+                return Written::DiskFull(accepted, e.to_string());
+            }
+        }
         let mut waiting = Vec::with_capacity(accepted.len());
         for a in accepted {
             if a.acks == Acks::None && written.is_ok() {
@@ -347,19 +392,15 @@ impl Writer {
                 Ok(())
             }
         });
-        self.buf.clear();
-        self.buf.shrink_to(RETAINED_BUFFER_BYTES);
         let Err(e) = durable else {
             Metrics::add(&self.ctx.metrics.wal_bytes, written_len as u64);
-            return Some(waiting);
+            return Written::Durable(waiting);
         };
         // Nothing of this group will be uploaded: give its bytes back. The
         // records may or may not be on disk: the offsets stay used (never
         // reused while this process runs), the callers hear of the failure,
         // and the partition stops until a restart replays what the WAL holds.
-        self.shared
-            .backlog
-            .release(batches.iter().map(|b| b.bytes).sum());
+        self.release(batches);
         self.fail(e.to_string());
         for a in waiting {
             let _ = a.reply.send(Err(Error::Unavailable(format!(
@@ -367,7 +408,49 @@ impl Writer {
                 self.shared.name()
             ))));
         }
-        None
+        Written::Failed
+    }
+
+    fn release(&self, batches: &[Arc<TailBatch>]) {
+        self.shared
+            .backlog
+            .release(batches.iter().map(|b| b.bytes).sum());
+    }
+
+    /// The disk is full and the WAL was cut back: nothing of the group is
+    /// in it. Offsets and producer state go back to before the group, so
+    /// the partition stays open and a request sent again once there is
+    /// space is written as if for the first time (an idempotent batch gets
+    /// the offsets it would have had).
+    fn take_back(
+        &mut self,
+        refused: Vec<Accepted>,
+        next_offset_before: i64,
+        producers_before: Vec<(u64, Option<ProducerEntry>)>,
+        e: &str,
+    ) {
+        self.next_offset = next_offset_before;
+        for (id, entry) in producers_before.into_iter().rev() {
+            self.producers.restore(id, entry);
+        }
+        Metrics::add(&self.ctx.metrics.wal_disk_full, 1);
+        if self
+            .disk_full_logged
+            .is_none_or(|t| t.elapsed() >= DISK_FULL_LOG_EVERY)
+        {
+            log::warn!(
+                "partition {}: the disk is full; produce requests are refused until there is space ({e})",
+                self.shared.name()
+            );
+            self.disk_full_logged = Some(Instant::now());
+        }
+        for a in refused {
+            let _ = a.reply.send(Err(Error::Backpressure(format!(
+                "no space left on the device of partition {}'s write-ahead log; nothing of this \
+                 request was written: send it again once there is space ({e})",
+                self.shared.name()
+            ))));
+        }
     }
 
     /// Makes durable records visible (a reader never sees a record that a

@@ -133,6 +133,21 @@ impl ProducerTable {
         self.entries.get(&producer_id)
     }
 
+    /// Puts back a producer's entry as it was (`None`: unknown): takes back
+    /// a [`record`] whose batch was not written after all.
+    ///
+    /// [`record`]: ProducerTable::record
+    pub fn restore(&mut self, producer_id: u64, entry: Option<ProducerEntry>) {
+        match entry {
+            Some(e) => {
+                self.entries.insert(producer_id, e);
+            }
+            None => {
+                self.entries.remove(&producer_id);
+            }
+        }
+    }
+
     /// Decides what to do with a batch of `count` records.
     pub fn check(&self, b: &ProducerBatch, count: u32) -> Result<Verdict, SequenceError> {
         // A producer new to this partition, or in a new epoch, starts at

@@ -65,7 +65,7 @@ impl WalDir {
             .create(&path)
             .map_err(|e| IoError::new(format!("create WAL {}", path.display()), e))?;
         self.sync_dir()?;
-        Ok(WalWriter { file, path })
+        Ok(WalWriter { file, path, len: 0 })
     }
 
     /// Reopens an existing file for appending after cutting it to
@@ -78,6 +78,7 @@ impl WalDir {
         Ok(WalWriter {
             file,
             path: path.to_path_buf(),
+            len: good_len,
         })
     }
 
@@ -125,6 +126,7 @@ impl WalDir {
         let mut w = WalWriter {
             file,
             path: damage.path.clone(),
+            len: 0,
         };
         w.append(&fresh)?;
         w.sync()?;
@@ -147,6 +149,8 @@ impl WalDir {
 pub struct WalWriter {
     file: Box<dyn WalFile>,
     path: PathBuf,
+    /// Bytes appended so far: where a failed append is cut back to.
+    len: u64,
 }
 
 impl WalWriter {
@@ -154,11 +158,38 @@ impl WalWriter {
         &self.path
     }
 
-    /// Appends encoded entries (not yet durable).
+    /// Appends encoded entries (not yet durable). On a full disk (ENOSPC,
+    /// EDQUOT) the file is cut back to where it was, and the error keeps
+    /// its kind: then nothing of `bytes` is in the file and appending may
+    /// go on once there is space. Any other failure may leave part of
+    /// `bytes` behind.
     pub fn append(&mut self, bytes: &[u8]) -> Result<(), IoError> {
-        self.file
-            .append(bytes)
-            .map_err(|e| IoError::new(format!("write WAL {}", self.path.display()), e))
+        match self.file.append(bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) if is_disk_full(&e) => match self.file.cut(self.len) {
+                Ok(()) => Err(IoError::new(
+                    format!(
+                        "write WAL {} (cut back: nothing written)",
+                        self.path.display()
+                    ),
+                    e,
+                )),
+                Err(cut) => Err(IoError::new(
+                    format!(
+                        "cut back WAL {} after a full disk ({e})",
+                        self.path.display()
+                    ),
+                    io::Error::other(cut),
+                )),
+            },
+            Err(e) => Err(IoError::new(
+                format!("write WAL {}", self.path.display()),
+                e,
+            )),
+        }
     }
 
     /// Makes everything appended so far durable (fdatasync).
@@ -167,4 +198,13 @@ impl WalWriter {
             .sync()
             .map_err(|e| IoError::new(format!("fsync WAL {}", self.path.display()), e))
     }
+}
+
+/// The disk (or the user's quota) has no room: nothing was lost, and a
+/// write may succeed later.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }

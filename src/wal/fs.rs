@@ -6,7 +6,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// An open WAL file, positioned at its end.
@@ -14,6 +14,9 @@ pub trait WalFile: Send + fmt::Debug {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes; appends continue there. Takes
+    /// back what a failed append left (part of its bytes).
+    fn cut(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// Directory and file operations of the WAL.
@@ -46,6 +49,10 @@ impl WalFile for OsFile {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)?;
+        self.0.seek(io::SeekFrom::Start(len)).map(|_| ())
     }
 }
 
@@ -107,6 +114,9 @@ pub struct WalFaults {
     pub fail_writes: AtomicU32,
     pub fail_syncs: AtomicU32,
     pub fail_creates: AtomicU32,
+    /// While set, every append writes half its bytes and fails with
+    /// ENOSPC, as a full disk does.
+    pub disk_full: AtomicBool,
 }
 
 impl WalFaults {
@@ -125,6 +135,7 @@ impl WalFaults {
         for c in [&self.fail_writes, &self.fail_syncs, &self.fail_creates] {
             c.store(0, Ordering::SeqCst);
         }
+        self.disk_full.store(false, Ordering::SeqCst);
     }
 }
 
@@ -147,6 +158,10 @@ struct FaultyFile {
 
 impl WalFile for FaultyFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.faults.disk_full.load(Ordering::SeqCst) {
+            let _ = self.inner.append(&bytes[..bytes.len() / 2]);
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         if WalFaults::take(&self.faults.fail_writes) {
             // A failed write may still have written a part.
             let _ = self.inner.append(&bytes[..bytes.len() / 2]);
@@ -159,6 +174,9 @@ impl WalFile for FaultyFile {
             return Err(injected("fsync"));
         }
         self.inner.sync()
+    }
+    fn cut(&mut self, len: u64) -> io::Result<()> {
+        self.inner.cut(len)
     }
 }
 
