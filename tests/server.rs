@@ -489,6 +489,84 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
 }
 
 #[test]
+fn a_damaged_block_is_data_loss_for_that_block_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(
+        dir.path(),
+        &[
+            "--segment-max-bytes",
+            "8MiB",
+            "--segment-max-age-ms",
+            "60000",
+        ],
+    );
+    let c = s.clients();
+    create(&c, "t", 2);
+    // About 3 MiB of real records in one segment of 1 MiB blocks: the
+    // acks=uploaded batch at the end seals it with everything before.
+    let lines: Vec<String> =
+        std::fs::read_to_string(common::project_path("../shared/data/flights-200k.jsonl"))
+            .unwrap()
+            .lines()
+            .take(70_000)
+            .map(str::to_string)
+            .collect();
+    for chunk in lines.chunks(5000) {
+        let records = chunk
+            .iter()
+            .map(|l| record(b"", l.as_bytes(), &[]))
+            .collect();
+        produce(&c, "t", Some(0), records).unwrap();
+    }
+    common::grpc::uploaded(&c, "t", 0, &["last".to_string()]);
+    common::grpc::uploaded(&c, "t", 1, &["other partition".to_string()]);
+    let mut lines = lines;
+    lines.push("last".to_string());
+    let (_, path) = common::local_segments(dir.path(), "t", 0).remove(0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let blocks: Vec<_> = streamhouse::segment::SegmentBytes::open(&bytes)
+        .unwrap()
+        .footer()
+        .entries()
+        .to_vec();
+    assert!(blocks.len() >= 3, "{} blocks", blocks.len());
+    // A flipped bit in the middle of block 1's frame.
+    let b1 = blocks[1];
+    bytes[(b1.position + u64::from(b1.frame_len) / 2) as usize] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let one = |offset: i64| {
+        let mut req = pb::FetchRequest::new();
+        req.set_topic("t".into());
+        req.set_partition(0);
+        req.set_offset(offset);
+        req.set_max_records(10);
+        c.consumer.fetch(&req)
+    };
+    match one(b1.first_offset + 5) {
+        Err(grpcio::Error::RpcFailure(st)) => {
+            assert_eq!(st.code(), RpcStatusCode::DATA_LOSS, "{}", st.message());
+            assert!(st.message().contains("block 1"), "{}", st.message());
+        }
+        other => panic!("expected DATA_LOSS, got {other:?}"),
+    }
+    // Every other block, the other partition, and new writes are served.
+    for b in [blocks[0], blocks[2], *blocks.last().unwrap()] {
+        for offset in [b.first_offset, b.last_offset] {
+            let f = one(offset).unwrap();
+            assert_eq!(f.get_records()[0].get_offset(), offset);
+            let want = &lines[offset as usize];
+            assert_eq!(f.get_records()[0].get_value(), want.as_bytes());
+        }
+    }
+    assert_eq!(common::grpc::fetch_all(&c, "t", 1, 0).len(), 1);
+    produce(&c, "t", Some(0), vec![record(b"", b"after", &[])]).unwrap();
+    // Again, from the block cache's point of view: still only block 1.
+    assert!(one(b1.last_offset).is_err());
+    assert!(one(blocks[0].first_offset).is_ok());
+}
+
+#[test]
 fn fetch_defaults_long_poll_and_deletion_under_a_stream() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(dir.path(), &[]);
