@@ -222,6 +222,32 @@ pub fn help() -> String {
     s
 }
 
+/// The flag table as Markdown, for README.md (a test keeps the README's
+/// copy equal to this, so it cannot drift from `--help`).
+pub fn markdown() -> String {
+    let defaults = EngineConfig::new(DEFAULT_DATA_DIR);
+    let mut s = String::from(
+        "| flag | environment variable | default | what it sets |\n|---|---|---|---|\n",
+    );
+    for f in FLAGS {
+        let flag = match f.value {
+            "" => format!("`{}`", f.name),
+            v => format!("`{} {v}`", f.name),
+        };
+        let default = (f.default)(&defaults).map_or("—".to_string(), |d| format!("`{d}`"));
+        s.push_str(&format!(
+            "| {flag} | `{}` | {default} | {} |\n",
+            f.env,
+            f.help.replace('|', "\\|")
+        ));
+    }
+    s.push_str(
+        "| | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | — | S3 credentials |\n\
+         | | `STREAMHOUSE_LOG` | `info` | log level: error, warn, info, debug, trace |\n",
+    );
+    s
+}
+
 /// Everything `streamhoused` needs to start.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -466,6 +492,36 @@ fn s3_config(v: &Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const README_BEGIN: &str =
+        "<!-- flags: generated from src/server/flags.rs; a test checks it -->\n";
+    const README_END: &str = "<!-- end of flags -->";
+
+    /// README.md's flag table is the one this table makes. To refresh it:
+    /// `STREAMHOUSE_UPDATE_README=1 cargo test --lib readme_flag_table`.
+    #[test]
+    fn readme_flag_table_matches_the_flags() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start = readme
+            .find(README_BEGIN)
+            .expect("README has the flags marker")
+            + README_BEGIN.len();
+        let end = start
+            + readme[start..]
+                .find(README_END)
+                .expect("README has the end marker");
+        if std::env::var_os("STREAMHOUSE_UPDATE_README").is_some() {
+            let updated = format!("{}{}{}", &readme[..start], markdown(), &readme[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        assert_eq!(
+            &readme[start..end],
+            markdown(),
+            "README.md's flag table is stale: STREAMHOUSE_UPDATE_README=1 cargo test --lib readme_flag_table"
+        );
+    }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<ServerConfig, String> {
         let env: Vec<(String, String)> = env
