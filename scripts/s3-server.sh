@@ -5,6 +5,8 @@
 #   scripts/s3-server.sh start   install if missing, start on 127.0.0.1, create the bucket
 #   scripts/s3-server.sh stop    stop it and remove its data
 #   scripts/s3-server.sh env     print the endpoint and credentials as `export` lines
+#   scripts/s3-server.sh pause   SIGSTOP it (chaos runs: the store stops answering)
+#   scripts/s3-server.sh resume  SIGCONT it
 #
 # It always runs with real credentials (never anonymous), so a credentials bug
 # in the S3 store cannot go unseen. State lives in $STREAMHOUSE_S3_STATE
@@ -139,9 +141,19 @@ export AWS_SECRET_ACCESS_KEY=$(cat "$STATE/secret_key")
 ENV
 }
 
+# pause/resume: SIGSTOP/SIGCONT, for chaos runs (the store stops
+# answering, connections hang, nothing is lost on its side).
+signal_server() {
+  running || die "not running"
+  kill "-$1" "$(cat "$STATE/pid")"
+  log "$2 (pid $(cat "$STATE/pid"))"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   env) env_lines ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  pause) signal_server STOP paused ;;
+  resume) signal_server CONT resumed ;;
+  *) echo "usage: $0 start|stop|env|pause|resume" >&2; exit 2 ;;
 esac
