@@ -49,6 +49,12 @@ pub fn wal_root(data_dir: &Path) -> PathBuf {
     data_dir.join("wal")
 }
 
+/// Where a node puts its whole WAL aside when another node owned the
+/// prefix after it (`epoch`: the epoch it now takes); never replayed.
+pub fn superseded_wal_root(data_dir: &Path, epoch: u64) -> PathBuf {
+    data_dir.join(format!("wal.superseded-at-epoch-{epoch}"))
+}
+
 pub fn topic_wal_dir(data_dir: &Path, topic: &str) -> PathBuf {
     wal_root(data_dir).join(topic)
 }

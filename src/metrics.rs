@@ -41,7 +41,7 @@ counters! {
     bytes_out: "Key + value + header bytes returned by fetches.",
     wal_fsyncs: "WAL fsyncs (one per group commit).",
     wal_bytes: "Bytes written to WAL files.",
-    puts: "Segment objects uploaded.",
+    puts: "Objects uploaded: segments and their producer tables.",
     put_bytes: "Bytes of segment objects uploaded.",
     gets: "Ranged GETs (footers and blocks).",
     get_bytes: "Bytes fetched by ranged GETs.",

@@ -165,6 +165,12 @@ fn topics_produce_and_consume_byte_exact() {
     let (hw, lag) = group_lag(&s, "g", 1);
     assert!(hw > 6, "partition 1 holds more than 6 records: {hw}");
     assert_eq!(lag, hw - 6);
+    // A partition the group never committed in is shown too: everything
+    // retained is its lag.
+    let json = ok(s.ctl().args(["group", "get", "g", "--format", "json"]));
+    assert!(json.contains("\"partition\":0,\"offset\":null,"), "{json}");
+    let (hw0, lag0) = group_lag(&s, "g", 0);
+    assert!(hw0 > 0 && lag0 == hw0, "{json}");
     assert_eq!(ok(s.ctl().args(["group", "list"])), "g\n");
     ok(s.ctl().args([
         "group",

@@ -152,3 +152,124 @@ fn after_kill_9_a_new_node_takes_over_with_everything_uploaded() {
         }
     }
 }
+
+#[test]
+fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = Bucket::new(&endpoint, "superseded");
+    let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let no_seal = ["--segment-max-age-ms", "600000"];
+    // A: 100 records uploaded, 50 more only in its WAL; then kill -9.
+    {
+        let mut a = bucket.start(disk_a.path(), &no_seal);
+        let c = a.clients();
+        create(&c, "t", 1);
+        uploaded(&c, "t", 0, &values("a-up", 100));
+        let wal_only = values("a-wal", 50);
+        produce(
+            &c,
+            "t",
+            Some(0),
+            wal_only
+                .iter()
+                .map(|v| record(b"", v.as_bytes(), &[]))
+                .collect(),
+        )
+        .unwrap();
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+    }
+    // B takes over (A's 50 are lost with A), writes 30 at 100..130, and
+    // stops cleanly: the prefix is released.
+    let mut b = bucket.start(disk_b.path(), &["--take-over"]);
+    let cb = b.clients();
+    let (base, _) = uploaded(&cb, "t", 0, &values("b", 30));
+    assert_eq!(base, 100);
+    drop(cb);
+    assert!(b.sigterm_and_wait().success());
+
+    // A again, on its old data dir, no flag: it serves B's history, not
+    // its own WAL's records after B's (they would take offsets 130..150).
+    let a = bucket.start(disk_a.path(), &no_seal);
+    let c = a.clients();
+    let want = [values("a-up", 100), values("b", 30)].concat();
+    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), want);
+    let (next, _) = uploaded(&c, "t", 0, &values("a-again", 1));
+    assert_eq!(next, 130);
+    // Set aside, not deleted: the bytes are there for a person.
+    let aside: Vec<_> = std::fs::read_dir(disk_a.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("wal.superseded")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "one superseded WAL dir");
+}
+
+#[test]
+fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let no_seal = ["--segment-max-age-ms", "600000"];
+    let wal_records = |n: usize, tag: &str| -> Vec<pb::Record> {
+        values(tag, n)
+            .iter()
+            .map(|v| record(b"", v.as_bytes(), &[]))
+            .collect()
+    };
+    // A clean stop with the store up: the active segments are sealed and
+    // uploaded, so a node on an empty data dir starts without a flag and
+    // has every acks=wal record.
+    let bucket = Bucket::new(&endpoint, "clean-stop");
+    let disk_a = tempfile::tempdir().unwrap();
+    let mut a = bucket.start(disk_a.path(), &no_seal);
+    let c = a.clients();
+    create(&c, "t", 2);
+    produce(&c, "t", Some(0), wal_records(40, "p0")).unwrap();
+    produce(&c, "t", Some(1), wal_records(30, "p1")).unwrap();
+    drop(c);
+    assert!(a.sigterm_and_wait().success());
+    let disk_b = tempfile::tempdir().unwrap();
+    let mut b = bucket.start(disk_b.path(), &no_seal);
+    let c = b.clients();
+    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), values("p0", 40));
+    assert_eq!(record_values(&fetch_all(&c, "t", 1, 0)), values("p1", 30));
+    drop(c);
+    assert!(b.sigterm_and_wait().success());
+
+    // The store down at the stop: the records stay in the WAL and the
+    // prefix stays held, so a node elsewhere cannot start without
+    // --take-over (it would not have them); the same data dir uploads them.
+    let proxy = s3::Proxy::start(&endpoint);
+    let bucket = Bucket::new(&proxy.endpoint(), "held-stop");
+    let disk_a = tempfile::tempdir().unwrap();
+    let mut a = bucket.start(disk_a.path(), &no_seal);
+    let c = a.clients();
+    create(&c, "t", 1);
+    produce(&c, "t", Some(0), wal_records(25, "held")).unwrap();
+    drop(c);
+    proxy.set_up(false);
+    assert!(a.sigterm_and_wait().success());
+    proxy.set_up(true);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(elsewhere.path())
+        .args(s3::flags(&proxy.endpoint(), &bucket.prefix))
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is owned by node"), "{err}");
+    assert!(!err.contains("cannot read the bucket"), "{err}");
+    let a = bucket.start(disk_a.path(), &no_seal);
+    let c = a.clients();
+    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), values("held", 25));
+}

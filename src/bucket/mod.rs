@@ -21,7 +21,7 @@ mod owner;
 
 pub(crate) use groups::{decode_group_offsets, encode_group_offsets};
 pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
-pub(crate) use owner::{Ownership, OwnershipError};
+pub(crate) use owner::{OwnerRecord, Ownership, OwnershipError};
 
 use crate::layout::{self, SegmentFile, TopicObject};
 use crate::object_store::{ObjectStore, StoreResult};

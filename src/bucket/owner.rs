@@ -81,6 +81,9 @@ pub(crate) struct Ownership {
     epoch: AtomicU64,
     /// Set once fenced: who owns the prefix now.
     fenced: Mutex<Option<String>>,
+    /// The record this node replaced when it took the prefix, if it named
+    /// another node: that node's history continued after this data dir's.
+    replaced: Mutex<Option<OwnerRecord>>,
 }
 
 fn read(store: &dyn ObjectStore) -> Result<Option<(OwnerRecord, String)>, OwnershipError> {
@@ -116,6 +119,7 @@ impl Ownership {
             node_id: node_id.to_string(),
             epoch: AtomicU64::new(0),
             fenced: Mutex::new(None),
+            replaced: Mutex::new(None),
         }
     }
 
@@ -127,6 +131,12 @@ impl Ownership {
     /// Who owns the prefix now, if this node was fenced.
     pub fn fenced(&self) -> Option<String> {
         lock(&self.fenced).clone()
+    }
+
+    /// Another node's record that [`Ownership::acquire`] replaced: the
+    /// prefix had another owner since this node last held it (or ever).
+    pub fn replaced_other_node(&self) -> Option<OwnerRecord> {
+        lock(&self.replaced).clone()
     }
 
     /// Takes the prefix: when the record is absent, released, or this
@@ -167,9 +177,13 @@ impl Ownership {
             }
             self.epoch.store(next_epoch, Ordering::SeqCst);
             *lock(&self.fenced) = None;
-            if let Some((prev, _)) = current.filter(|(r, _)| r.held && r.node_id != self.node_id) {
-                log::warn!("took the prefix over from {}", prev.describe());
+            let other = current.filter(|(r, _)| r.node_id != self.node_id);
+            if let Some((prev, _)) = &other {
+                if prev.held {
+                    log::warn!("took the prefix over from {}", prev.describe());
+                }
             }
+            *lock(&self.replaced) = other.map(|(r, _)| r);
             log::info!("this node owns the prefix: {}", mine.describe());
             return Ok(next_epoch);
         }

@@ -1,18 +1,19 @@
 //! `streamctl group list|get|commit`.
 
-use super::args::{finish, free, opt_str, required, usage, CliResult, Format};
+use super::args::{finish, free, opt_str, required, usage, CliError, CliResult, Format};
 use super::client::{Client, CALL_TIMEOUT};
 use super::output::{json_str, out, table};
 use crate::proto as pb;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 
 pub(super) const HELP: &str = "\
 streamctl group list
     Groups with committed offsets.
 streamctl group get GROUP
-    Every committed offset of GROUP, with each partition's high watermark
-    and lag (high watermark minus committed offset).
+    Every partition of the topics GROUP committed in: the committed offset,
+    the high watermark and the lag (high watermark minus committed offset;
+    without a commit, every retained record).
 streamctl group commit GROUP --topic T --partition P --offset N [--metadata M]
     Commits an offset (the next offset to read) for GROUP.
 ";
@@ -60,11 +61,10 @@ fn get(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
         .consumer
         .describe_group_opt(&req, c.opt(CALL_TIMEOUT))
         .map_err(|e| c.err(&format!("group {g:?}"), e))?;
-    let ends = high_watermarks(c, r.get_offsets())?;
-    let lagging: Vec<Lag> = r.get_offsets().iter().map(|x| Lag::of(x, &ends)).collect();
+    let rows = lag_rows(c, r.get_offsets())?;
     let mut o = out();
     if format == Format::Json {
-        let items: Vec<String> = lagging.iter().map(Lag::json).collect();
+        let items: Vec<String> = rows.iter().map(Lag::json).collect();
         writeln!(
             o,
             "{{\"group\":{},\"offsets\":[{}]}}",
@@ -73,83 +73,98 @@ fn get(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
         )?;
         return Ok(());
     }
-    if lagging.is_empty() {
+    if rows.is_empty() {
         writeln!(o, "group {g} has no committed offsets")?;
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = lagging.iter().map(Lag::row).collect();
-    write!(
-        o,
-        "{}",
-        table(
-            &[
-                "TOPIC",
-                "PARTITION",
-                "OFFSET",
-                "HIGH-WATERMARK",
-                "LAG",
-                "METADATA"
-            ],
-            &rows
-        )
-    )?;
+    let rows: Vec<Vec<String>> = rows.iter().map(Lag::row).collect();
+    let header = [
+        "TOPIC",
+        "PARTITION",
+        "OFFSET",
+        "HIGH-WATERMARK",
+        "LAG",
+        "METADATA",
+    ];
+    write!(o, "{}", table(&header, &rows))?;
     Ok(())
 }
 
-/// High watermark per (topic, partition), one DescribeTopic per topic the
-/// group has offsets in. A topic deleted since the commit has no entry.
-fn high_watermarks(
-    c: &Client,
-    offsets: &[pb::CommittedOffset],
-) -> Result<HashMap<(String, u32), i64>, super::args::CliError> {
+/// One row per partition of every topic the group committed in (a
+/// partition it never committed in shows no offset, and everything
+/// retained as its lag), plus committed offsets of deleted topics.
+fn lag_rows(c: &Client, offsets: &[pb::CommittedOffset]) -> Result<Vec<Lag>, CliError> {
     let topics: BTreeSet<&str> = offsets.iter().map(|x| x.get_topic()).collect();
-    let mut ends = HashMap::new();
+    let committed = |t: &str, p: u32| {
+        offsets
+            .iter()
+            .find(|x| x.get_topic() == t && x.get_partition() == p)
+            .cloned()
+    };
+    let mut rows = Vec::new();
     for t in topics {
         let mut req = pb::DescribeTopicRequest::new();
         req.set_name(t.to_string());
         match c.admin.describe_topic_opt(&req, c.opt(CALL_TIMEOUT)) {
             Ok(info) => {
                 for p in info.get_partition_info() {
-                    ends.insert((t.to_string(), p.get_partition()), p.get_high_watermark());
+                    rows.push(Lag {
+                        topic: t.to_string(),
+                        partition: p.get_partition(),
+                        at: committed(t, p.get_partition()),
+                        ends: Some((p.get_low_watermark(), p.get_high_watermark())),
+                    });
                 }
             }
-            Err(grpcio::Error::RpcFailure(s)) if s.code() == grpcio::RpcStatusCode::NOT_FOUND => {}
+            Err(grpcio::Error::RpcFailure(s)) if s.code() == grpcio::RpcStatusCode::NOT_FOUND => {
+                for x in offsets.iter().filter(|x| x.get_topic() == t) {
+                    rows.push(Lag {
+                        topic: t.to_string(),
+                        partition: x.get_partition(),
+                        at: Some(x.clone()),
+                        ends: None,
+                    });
+                }
+            }
             Err(e) => return Err(c.err(&format!("topic {t:?}"), e)),
         }
     }
-    Ok(ends)
+    Ok(rows)
 }
 
-/// One committed offset beside its partition's end.
-struct Lag<'a> {
-    at: &'a pb::CommittedOffset,
-    high_watermark: Option<i64>,
+/// A partition's committed offset (if any) beside its watermarks (if the
+/// topic still exists).
+struct Lag {
+    topic: String,
+    partition: u32,
+    at: Option<pb::CommittedOffset>,
+    /// (low, high) watermark.
+    ends: Option<(i64, i64)>,
 }
 
-impl<'a> Lag<'a> {
-    fn of(at: &'a pb::CommittedOffset, ends: &HashMap<(String, u32), i64>) -> Lag<'a> {
-        let high_watermark = ends
-            .get(&(at.get_topic().to_string(), at.get_partition()))
-            .copied();
-        Lag { at, high_watermark }
+impl Lag {
+    /// Records not yet consumed: from the committed offset, or from the
+    /// oldest retained record without one. Never negative: an offset
+    /// committed past the end (allowed, as in Kafka) has nothing to read.
+    fn lag(&self) -> Option<i64> {
+        let (low, high) = self.ends?;
+        let from = self.at.as_ref().map_or(low, |x| x.get_offset().max(low));
+        Some(high.saturating_sub(from).max(0))
     }
 
-    /// Records not yet consumed. Never negative: an offset committed past
-    /// the end (allowed, as in Kafka) has nothing left to read.
-    fn lag(&self) -> Option<i64> {
-        self.high_watermark
-            .map(|hw| hw.saturating_sub(self.at.get_offset()).max(0))
+    fn high_watermark(&self) -> Option<i64> {
+        self.ends.map(|(_, high)| high)
     }
 
     fn row(&self) -> Vec<String> {
         let or_dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         vec![
-            self.at.get_topic().into(),
-            self.at.get_partition().to_string(),
-            self.at.get_offset().to_string(),
-            or_dash(self.high_watermark),
+            self.topic.clone(),
+            self.partition.to_string(),
+            or_dash(self.at.as_ref().map(|x| x.get_offset())),
+            or_dash(self.high_watermark()),
             or_dash(self.lag()),
-            self.at.get_metadata().into(),
+            self.at.as_ref().map_or("", |x| x.get_metadata()).into(),
         ]
     }
 
@@ -157,13 +172,13 @@ impl<'a> Lag<'a> {
         let or_null = |v: Option<i64>| v.map_or_else(|| "null".to_string(), |v| v.to_string());
         format!(
             "{{\"topic\":{},\"partition\":{},\"offset\":{},\"high_watermark\":{},\"lag\":{},\"metadata\":{},\"updated_at_ms\":{}}}",
-            json_str(self.at.get_topic()),
-            self.at.get_partition(),
-            self.at.get_offset(),
-            or_null(self.high_watermark),
+            json_str(&self.topic),
+            self.partition,
+            or_null(self.at.as_ref().map(|x| x.get_offset())),
+            or_null(self.high_watermark()),
             or_null(self.lag()),
-            json_str(self.at.get_metadata()),
-            self.at.get_updated_at_ms()
+            json_str(self.at.as_ref().map_or("", |x| x.get_metadata())),
+            or_null(self.at.as_ref().map(|x| x.get_updated_at_ms()))
         )
     }
 }

@@ -24,7 +24,7 @@ mod topics;
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
 pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
 
-use crate::bucket::OwnershipError;
+use crate::bucket::{OwnerRecord, OwnershipError};
 use crate::config::EngineConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -72,6 +72,8 @@ pub struct Engine {
     groups: Arc<groups::GroupCheckpoint>,
     /// Producer ids this node may hand out without claiming a new block.
     producer_ids: Mutex<producers::IdBlock>,
+    /// Set by the first shutdown; later calls (Drop) do nothing.
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -88,7 +90,7 @@ impl Engine {
                 "cannot read the bucket ({e}); a node reconciles with it before serving, so start again once the object store answers"
             ))
         };
-        take_ownership(&ctx).map_err(unreadable)?;
+        take_ownership(&ctx, unreadable)?;
         rebuild::reconcile(&ctx).map_err(unreadable)?;
         let producer_ids = producers::restore_producers(&ctx).map_err(unreadable)?;
         if let Err(e) = gc::collect_garbage(&ctx) {
@@ -110,6 +112,7 @@ impl Engine {
             retention: Mutex::new(None),
             groups: Arc::default(),
             producer_ids: Mutex::new(producer_ids),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         engine.expire_producers();
         let weak = Arc::downgrade(&engine);
@@ -341,11 +344,16 @@ impl Engine {
 
     // ---------------------------------------------------------------- shutdown
 
-    /// Stops everything: writers finish what is queued (fsynced); uploads
-    /// get `upload_grace` to finish, then give up (their records stay in
-    /// the WAL for the next start); long polls are answered. Returns within
-    /// about `upload_grace` + 2 s even when the store hangs.
+    /// Stops everything: writers finish what is queued (fsynced) and seal
+    /// their active segments; uploads get `upload_grace` to finish, then
+    /// give up (their records stay in the WAL for the next start); long
+    /// polls are answered. The prefix is released only if everything
+    /// accepted is in the bucket. Returns within about `upload_grace` + 2 s
+    /// even when the store hangs. Only the first call does anything.
     pub fn shutdown(&self, upload_grace: Duration) {
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let grace_end = Instant::now() + upload_grace;
         let deadline = grace_end + STOP_MARGIN;
         self.retention_stop.raise();
@@ -371,12 +379,22 @@ impl Engine {
         // The last group offsets go to the bucket, and the prefix is
         // released for the next node, on a thread of their own (a store
         // that hangs cannot hold the shutdown; a prefix left held is taken
-        // back by this node's next start, or with --take-over).
+        // back by this node's next start, or with --take-over). Records
+        // only in this node's WAL keep it held: a node started elsewhere
+        // without --take-over would not have them.
+        let not_uploaded = self.backlog_bytes();
         let final_writes = {
             let (ctx, groups) = (Arc::clone(&self.ctx), Arc::clone(&self.groups));
             thread::spawn("final-writes", move || {
                 groups::checkpoint(&ctx, &groups);
-                ctx.owner.release(&ctx.store);
+                if not_uploaded == 0 {
+                    ctx.owner.release(&ctx.store);
+                } else {
+                    log::warn!(
+                        "{not_uploaded} bytes of records are only in this node's WAL (uploads did not finish): \
+                         the prefix stays held; this data dir uploads them at its next start"
+                    );
+                }
             })
         };
         let margin = Instant::now() + STOP_MARGIN;
@@ -431,11 +449,15 @@ fn open_topics(
     topics
 }
 
-/// Takes the bucket prefix (one owner per prefix).
-fn take_ownership(ctx: &Context) -> Result<()> {
+/// Takes the bucket prefix (one owner per prefix). Only a store failure
+/// reads "cannot read the bucket" (`unreadable`); another owner says so.
+fn take_ownership(ctx: &Context, unreadable: impl Fn(Error) -> Error) -> Result<()> {
     let prefix = ctx.store.identity();
     match ctx.owner.acquire(&ctx.store, ctx.config.take_over) {
-        Ok(_) => Ok(()),
+        Ok(epoch) => match ctx.owner.replaced_other_node() {
+            Some(other) => set_aside_superseded_wal(ctx, &other, epoch),
+            None => Ok(()),
+        },
         Err(OwnershipError::HeldBy(rec)) => Err(Error::Unavailable(format!(
             "{prefix} is owned by {} since {} ms; stop that node first, or start this one with --take-over if it is gone",
             rec.describe(),
@@ -445,9 +467,55 @@ fn take_ownership(ctx: &Context) -> Result<()> {
             object: layout::OWNER_KEY.to_string(),
             reason,
         }),
-        Err(OwnershipError::Store(e)) => Err(e.into()),
+        Err(OwnershipError::Store(e)) => Err(unreadable(e.into())),
         Err(OwnershipError::Fenced(why)) => Err(Error::Unavailable(why)),
     }
+}
+
+/// Another node owned the prefix after this data dir last did, and its
+/// history is the bucket's: records only this WAL holds (acknowledged
+/// `acks=wal` before that node took over) are not part of it, and replayed
+/// they would take offsets the other node gave to other records. The whole
+/// WAL goes aside, kept for a person to look at, never replayed.
+fn set_aside_superseded_wal(ctx: &Context, other: &OwnerRecord, epoch: u64) -> Result<()> {
+    let root = layout::wal_root(&ctx.config.data_dir);
+    let (files, bytes) = count_files(&root);
+    if files == 0 {
+        return Ok(());
+    }
+    let aside = layout::superseded_wal_root(&ctx.config.data_dir, epoch);
+    std::fs::rename(&root, &aside).map_err(|e| {
+        Error::io(
+            format!("set aside {} as {}", root.display(), aside.display()),
+            e,
+        )
+    })?;
+    crate::util::fs::sync_dir(&ctx.config.data_dir)
+        .map_err(|e| Error::io(format!("fsync {}", ctx.config.data_dir.display()), e))?;
+    log::warn!(
+        "{} owned the prefix after this data dir last did: its WAL ({files} files, {bytes} bytes) \
+         is set aside in {} and not replayed; records acknowledged here with acks=wal and never \
+         uploaded before that node took over are not in the log",
+        other.describe(),
+        aside.display()
+    );
+    Ok(())
+}
+
+/// Files and bytes under `dir` (0 when it does not exist).
+fn count_files(dir: &std::path::Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .fold((0, 0), |(n, b), e| match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                let (dn, db) = count_files(&e.path());
+                (n + dn, b + db)
+            }
+            _ => (n + 1, b + e.metadata().map_or(0, |m| m.len())),
+        })
 }
 
 /// A data directory belongs to one store: its metadata and WAL describe

@@ -112,7 +112,7 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
-            self.maybe_seal();
+            self.maybe_seal(stopping);
             if stopping {
                 break;
             }
@@ -136,7 +136,7 @@ impl Writer {
             };
             match msg {
                 Ok(m) => break m,
-                Err(RecvTimeoutError::Timeout) => self.maybe_seal(),
+                Err(RecvTimeoutError::Timeout) => self.maybe_seal(false),
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         };
@@ -506,7 +506,11 @@ impl Writer {
         }
     }
 
-    fn maybe_seal(&mut self) {
+    /// Seals the active segment when it is full, old, lingered on by
+    /// `acks=uploaded` requests, or the node is stopping (a clean stop
+    /// uploads what it can, so a node that later starts on an empty data
+    /// dir finds it in the bucket).
+    fn maybe_seal(&mut self, stopping: bool) {
         if self.active.batches.is_empty() {
             // Nothing to seal, so nothing to wait for (or the deadline
             // would fire at once, again and again).
@@ -535,9 +539,9 @@ impl Writer {
             .uploaded_waiting_since
             .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger)
             && !self.uploads.full();
-        if full || old || lingered {
+        if full || old || lingered || stopping {
             let started = Instant::now();
-            if let Err(e) = self.seal() {
+            if let Err(e) = self.seal(stopping) {
                 self.fail(e.to_string());
             }
             self.ctx.stages.seal.observe(started.elapsed());
@@ -546,13 +550,18 @@ impl Writer {
 
     /// Hands the active segment to the uploader (with the producer table
     /// as of its end, idle producers expired) and starts a new WAL file.
-    fn seal(&mut self) -> Result<()> {
+    fn seal(&mut self, last: bool) -> Result<()> {
         // acks=none groups skip the fsync; the sealed file must be whole on
         // disk before a later file exists, or a power cut could tear it and
         // take the later (acknowledged) records with it on replay.
         self.wal.sync()?;
-        let new_wal = self.wal_dir.create(self.next_offset)?;
-        let old_wal = std::mem::replace(&mut self.wal, new_wal);
+        // The last seal (the writer is stopping) starts no new file: with
+        // thousands of partitions that would be thousands of creates and
+        // directory fsyncs in the shutdown.
+        let wal_path = self.wal.path().to_path_buf();
+        if !last {
+            self.wal = self.wal_dir.create(self.next_offset)?;
+        }
         let active = std::mem::replace(
             &mut self.active,
             ActiveSegment {
@@ -567,7 +576,7 @@ impl Writer {
             last_offset: self.next_offset - 1,
             batches: active.batches,
             bytes: active.bytes,
-            wal_path: old_wal.path().to_path_buf(),
+            wal_path,
             producers: self.expired_producers(),
         };
         self.uploaded_waiting_since = None;
