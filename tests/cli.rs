@@ -330,6 +330,36 @@ fn perf_tools_report_throughput_and_latency() {
         .ctl()
         .args(["perf-consume", "--topic", "p", "--records", "5000"]));
     assert!(out.starts_with("5000 records consumed"), "{out}");
+
+    // Several partitions in turn, and one sample per request for plots.
+    ok(s.ctl().args(["topic", "create", "q", "--partitions", "3"]));
+    let samples = dir.path().join("samples");
+    ok(s.ctl()
+        .args([
+            "perf-produce",
+            "--topic",
+            "q",
+            "--records",
+            "3000",
+            "--batch",
+            "100",
+        ])
+        .args(["--partition", "0,2", "--samples"])
+        .arg(&samples));
+    let rows: Vec<Vec<f64>> = std::fs::read_to_string(&samples)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 30);
+    assert!(rows
+        .iter()
+        .all(|r| r.len() == 3 && r[1] > 0.0 && r[2] == 100.0));
+    let described = ok(s.ctl().args(["--format", "json", "topic", "describe", "q"]));
+    for (p, n) in [(0, 1500), (1, 0), (2, 1500)] {
+        let at = format!("\"partition\":{p},\"low_watermark\":0,\"high_watermark\":{n},");
+        assert!(described.contains(&at), "{described}");
+    }
 }
 
 #[test]

@@ -19,8 +19,10 @@ streamctl perf-produce --topic T --records N --record-size B [FLAGS]
     --acks A             wal (default), uploaded or none
     --throughput R       at most R records/s (default: unlimited)
     --payload-file F     values are the lines of F, in turn (record size is then ignored)
-    --partition P        partition (default 0)
+    --partition P[,P...] partition, or partitions taken in turn per request (default 0)
     --inflight N         requests in flight at once (default 8)
+    --samples F          write each request's sent_ms, latency_ms, records to F
+                         (sent_ms: since the start), for plots
     --stamp              put the send time in a header `perf-ts` (for
                          `perf-consume --subscribe` to measure end-to-end latency)
     --idempotent         send as an idempotent producer (InitProducer, sequence
@@ -31,9 +33,10 @@ streamctl perf-produce --topic T --records N --record-size B [FLAGS]
 streamctl perf-consume --topic T --records N [--partition P] [--fetch-records N]
     Reads N records from the low watermark and reports throughput and fetch
     latency.
-streamctl perf-consume --topic T --records N --subscribe [--partition P]
+streamctl perf-consume --topic T --records N --subscribe [--partition P] [--samples F]
     Subscribes at the high watermark and reports, for records stamped by
-    `perf-produce --stamp`, the latency from send to arrival.
+    `perf-produce --stamp`, the latency from send to arrival (with --samples,
+    each one's arrival_ms and latency_ms in F).
 ";
 
 /// Nearest-rank percentile of sorted samples.
@@ -72,8 +75,9 @@ struct PerfProduce {
     batch: usize,
     acks: crate::proto::Acks,
     throughput: Option<f64>,
-    partition: u32,
+    partitions: Vec<u32>,
     inflight: usize,
+    samples: Option<String>,
     stamp: bool,
     idempotent: bool,
     values: Vec<Vec<u8>>,
@@ -87,8 +91,15 @@ fn parse_produce(mut a: pico_args::Arguments) -> CliResult<PerfProduce> {
     let acks = parse_acks(opt_str(&mut a, "--acks")?)?;
     let throughput: Option<f64> = opt_num(&mut a, "--throughput")?.filter(|r| *r > 0.0);
     let file = opt_str(&mut a, "--payload-file")?;
-    let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
+    let partitions = match opt_str(&mut a, "--partition")? {
+        None => vec![0],
+        Some(list) => list
+            .split(',')
+            .map(|p| super::args::parse_num("--partition", p.trim()))
+            .collect::<CliResult<Vec<u32>>>()?,
+    };
     let inflight: usize = opt_num(&mut a, "--inflight")?.unwrap_or(8);
+    let samples = opt_str(&mut a, "--samples")?;
     let stamp = a.contains("--stamp");
     let idempotent = a.contains("--idempotent");
     finish(a)?;
@@ -103,8 +114,9 @@ fn parse_produce(mut a: pico_args::Arguments) -> CliResult<PerfProduce> {
         batch,
         acks,
         throughput,
-        partition,
+        partitions,
         inflight,
+        samples,
         stamp,
         idempotent,
         values: payloads(file.as_deref(), size)?,
@@ -115,10 +127,15 @@ impl PerfProduce {
     /// The next request of `n` records, values taken in turn from
     /// `values` starting at `*next_value`; the first record carries the
     /// send time when stamping. Returns the request and its value bytes.
-    fn request(&self, n: usize, next_value: &mut usize) -> (pb::ProduceRequest, u64) {
+    fn request(
+        &self,
+        partition: u32,
+        n: usize,
+        next_value: &mut usize,
+    ) -> (pb::ProduceRequest, u64) {
         let mut req = pb::ProduceRequest::new();
         req.set_topic(self.topic.clone());
-        req.set_partition(self.partition);
+        req.set_partition(partition);
         req.set_acks(self.acks);
         let mut bytes = 0;
         for i in 0..n {
@@ -139,26 +156,49 @@ impl PerfProduce {
     }
 }
 
-/// One reply: the request's latency, its outcome, and how often it was
-/// sent again because it reached the partition before an earlier one.
-type Reply = (Duration, Result<(), String>, u32);
+/// One reply: when its request was sent (since the start), its latency,
+/// its record count, its outcome, and how often it was sent again because
+/// it reached the partition before an earlier one.
+struct Reply {
+    sent_at: Duration,
+    latency: Duration,
+    records: usize,
+    result: Result<(), String>,
+    resends: u32,
+}
 
-/// Request latencies (ms), resends and the first error, as replies come in.
+/// Request latencies (ms), resends and the first error, as replies come in;
+/// each sample when asked for.
 #[derive(Default)]
 struct Replies {
     latencies: Vec<f64>,
     resends: u64,
     error: Option<String>,
+    samples: Option<Vec<(f64, f64, usize)>>,
 }
 
 impl Replies {
     fn take(&mut self, r: Reply) {
-        self.latencies.push(r.0.as_secs_f64() * 1e3);
-        self.resends += u64::from(r.2);
-        if let Err(e) = r.1 {
+        let ms = r.latency.as_secs_f64() * 1e3;
+        self.latencies.push(ms);
+        if let Some(s) = self.samples.as_mut() {
+            s.push((r.sent_at.as_secs_f64() * 1e3, ms, r.records));
+        }
+        self.resends += u64::from(r.resends);
+        if let Err(e) = r.result {
             self.error.get_or_insert(e);
         }
     }
+}
+
+/// Writes one line per sample, fields separated by spaces.
+fn write_samples<const N: usize>(path: &str, rows: impl Iterator<Item = [String; N]>) -> CliResult {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&row.join(" "));
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| CliError::Runtime(format!("cannot write {path}: {e}")))
 }
 
 /// Most times one idempotent request is sent again after a sequence gap.
@@ -170,9 +210,11 @@ const MAX_RESENDS: u32 = 1000;
 fn send_async(
     c: &Client,
     req: pb::ProduceRequest,
+    start: Instant,
     tx: crossbeam_channel::Sender<Reply>,
 ) -> CliResult {
     let t = Instant::now();
+    let records = req.get_records().len();
     let opt = c.opt(Duration::from_secs(120));
     let mut call = c
         .producer
@@ -199,7 +241,13 @@ fn send_async(
                 other => break other.map(|_| ()).map_err(|e| e.to_string()),
             }
         };
-        let _ = tx.send((t.elapsed(), result, resends));
+        let _ = tx.send(Reply {
+            sent_at: t.duration_since(start),
+            latency: t.elapsed(),
+            records,
+            result,
+            resends,
+        });
     });
     Ok(())
 }
@@ -213,7 +261,11 @@ pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
     };
     let start = Instant::now();
     let (mut sent, mut bytes, mut outstanding, mut next_value) = (0u64, 0u64, 0usize, 0usize);
-    let mut replies = Replies::default();
+    let mut replies = Replies {
+        samples: run.samples.as_ref().map(|_| Vec::new()),
+        ..Replies::default()
+    };
+    let mut requests = 0usize;
     while sent < run.records && replies.error.is_none() {
         while outstanding >= run.inflight {
             if let Ok(r) = rx.recv() {
@@ -228,12 +280,14 @@ pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
             }
         }
         let n = run.batch.min((run.records - sent) as usize);
-        let (mut req, req_bytes) = run.request(n, &mut next_value);
+        let partition = run.partitions[requests % run.partitions.len()];
+        requests += 1;
+        let (mut req, req_bytes) = run.request(partition, n, &mut next_value);
         if let Some(s) = session.as_mut() {
-            s.stamp(&mut req, run.partition);
+            s.stamp(&mut req, partition);
         }
         bytes += req_bytes;
-        send_async(c, req, tx.clone())?;
+        send_async(c, req, start, tx.clone())?;
         outstanding += 1;
         sent += n as u64;
     }
@@ -248,6 +302,14 @@ pub fn produce(c: &Client, a: pico_args::Arguments, json: bool) -> CliResult {
     }
     let secs = start.elapsed().as_secs_f64();
     let resends = replies.resends;
+    if let (Some(path), Some(samples)) = (&run.samples, replies.samples.take()) {
+        write_samples(
+            path,
+            samples
+                .iter()
+                .map(|(at, ms, n)| [format!("{at:.3}"), format!("{ms:.3}"), n.to_string()]),
+        )?;
+    }
     report_produce(sent, bytes, secs, replies.latencies, run.batch, json)?;
     if run.idempotent && !json {
         println!("idempotent: {resends} requests sent again after overtaking an earlier one");
@@ -301,7 +363,14 @@ fn now_micros() -> u64 {
 
 /// Subscribes at the high watermark; measures send-to-arrival latency of
 /// records stamped by `perf-produce --stamp`.
-fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) -> CliResult {
+fn subscribe(
+    c: &Client,
+    topic: &str,
+    partition: u32,
+    records: u64,
+    samples: Option<&str>,
+    json: bool,
+) -> CliResult {
     let offset = list_offset(c, topic, partition, -1)?;
     let mut req = pb::SubscribeRequest::new();
     req.set_topic(topic.to_string());
@@ -314,6 +383,8 @@ fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) 
     eprintln!("subscribed at offset {offset}; waiting for {records} records");
     let mut got = 0u64;
     let mut lat = Vec::new();
+    let mut arrivals = Vec::new();
+    let start = Instant::now();
     while got < records {
         let next = futures::executor::block_on(futures::StreamExt::next(&mut stream));
         let msg = match next {
@@ -326,10 +397,20 @@ fn subscribe(c: &Client, topic: &str, partition: u32, records: u64, json: bool) 
             if let Some(h) = r.get_headers().iter().find(|h| h.get_key() == "perf-ts") {
                 if let Ok(b) = <[u8; 8]>::try_from(h.get_value()) {
                     lat.push(now.saturating_sub(u64::from_le_bytes(b)) as f64 / 1e3);
+                    arrivals.push(start.elapsed().as_secs_f64() * 1e3);
                 }
             }
         }
         got += msg.get_records().len() as u64;
+    }
+    if let Some(path) = samples {
+        write_samples(
+            path,
+            arrivals
+                .iter()
+                .zip(&lat)
+                .map(|(at, ms)| [format!("{at:.3}"), format!("{ms:.3}")]),
+        )?;
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     let max = lat.last().copied().unwrap_or(0.0);
@@ -360,9 +441,10 @@ pub fn consume(c: &Client, mut a: pico_args::Arguments, json: bool) -> CliResult
     let partition: u32 = opt_num(&mut a, "--partition")?.unwrap_or(0);
     let per_fetch: u32 = opt_num(&mut a, "--fetch-records")?.unwrap_or(5000);
     let subscribe_mode = a.contains("--subscribe");
+    let samples = opt_str(&mut a, "--samples")?;
     finish(a)?;
     if subscribe_mode {
-        return subscribe(c, &topic, partition, records, json);
+        return subscribe(c, &topic, partition, records, samples.as_deref(), json);
     }
     let mut offset = list_offset(c, &topic, partition, -2)?;
     let start = Instant::now();
