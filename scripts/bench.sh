@@ -1,6 +1,15 @@
 #!/usr/bin/env bash
-# Runs every benchmark, with the S3 test server up so the S3 rows run too.
-# Extra arguments are passed to `cargo bench` (e.g. `--bench engine`).
+# The benchmark report: builds the release binaries and the null server,
+# starts the S3 test server, runs the segment codec bench (compression
+# against the LZ4 bound per data set) and scripts/bench_report.py (produce,
+# latency at half load, fetch, restart, rebuild, memory, PUTs/GETs per GB;
+# medians of three, on ../shared/data), and writes docs/BENCHMARKS.md with
+# SVG plots in docs/. About 15 minutes on 2 cores.
+#
+#   scripts/bench.sh                  the report
+#   scripts/bench.sh cargo [ARGS]     every `cargo bench` (ARGS: e.g. --bench engine)
+#
+# COVERAGE_SUMMARY=FILE adds the TOTAL line of scripts/coverage.sh's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
@@ -8,4 +17,20 @@ scripts/setup.sh
 scripts/s3-server.sh start
 trap 'scripts/s3-server.sh stop' EXIT
 eval "$(scripts/s3-server.sh env)"
-cargo bench --locked "$@"
+if [ "${1:-}" = cargo ]; then
+  shift
+  exec cargo bench --locked "$@"
+fi
+cargo build --release --locked --bins
+null=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("executable") and "null_server" in m["executable"]:
+        print(m["executable"])')
+codec=$(mktemp)
+STREAMHOUSE_BENCH_ROUNDS=3 cargo bench --locked --bench segment_codec > "$codec"
+args=(--null "$null" --codec "$codec")
+[ -n "${COVERAGE_SUMMARY:-}" ] && args+=(--coverage "$COVERAGE_SUMMARY")
+python3 scripts/bench_report.py "${args[@]}"
+rm -f "$codec"
