@@ -3,8 +3,9 @@
 # starts the S3 test server, runs the segment codec bench (compression
 # against the LZ4 bound per data set) and scripts/bench_report.py (produce,
 # latency at half load, fetch, restart, rebuild, memory, PUTs/GETs per GB;
-# medians of three, on ../shared/data), and writes docs/BENCHMARKS.md with
-# SVG plots in docs/. About 15 minutes on 2 cores.
+# medians of three, on ../shared/data; Redis Streams as a peer on the same
+# machine), and writes docs/BENCHMARKS.md with SVG plots in docs/. About 15
+# minutes on 2 cores.
 #
 #   scripts/bench.sh                  the report
 #   scripts/bench.sh cargo [ARGS]     every `cargo bench` (ARGS: e.g. --bench engine)
@@ -20,6 +21,11 @@ eval "$(scripts/s3-server.sh env)"
 if [ "${1:-}" = cargo ]; then
   shift
   exec cargo bench --locked "$@"
+fi
+# The peer measured beside us: Redis Streams (Debian's redis-server).
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 cargo build --release --locked --bins
 null=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |

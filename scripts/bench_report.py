@@ -312,6 +312,34 @@ def rebuild_phase(stopped, rows):
                  "≤ 60 s (ours)"))
 
 
+def peer_phase(rows):
+    """Redis Streams on the same machine, as durable per acknowledgement as
+    acks=wal (AOF, fsync before replying): XADD of one flights line, 8
+    connections with 1,000 commands pipelined (our 8 requests of 1,000)."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        rows.append(("peer: Redis Streams", "not run (redis-server not installed)", "—"))
+        return
+    value = FLIGHTS.read_text().splitlines()[0]
+    port = 26379
+    rates = []
+    for _ in range(RUNS):
+        d = Path(tempfile.mkdtemp(dir=WORK))
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--dir", str(d), "--save", "",
+                                  "--appendonly", "yes", "--appendfsync", "always"],
+                                 stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(2_000_000 // SCALE), "-c", "8",
+                              "-P", "1000", "-q", "XADD", "bench", "*", "v", value],
+                             capture_output=True, text=True).stdout
+        redis.terminate()
+        redis.wait()
+        m = re.findall(r"([\d.]+) requests per second", out)
+        rates.append(float(m[-1]) if m else float("nan"))
+    rows.append(("peer: Redis 7 Streams, XADD with AOF fsync always, 8 connections x 1,000 pipelined (local disk)",
+                 f"{median(rates):,.0f} rec/s (runs: {', '.join(f'{r:,.0f}' for r in rates)})",
+                 "— (compare with produce, 1 partition, acks=wal, local)"))
+
+
 def codec_rows(path, rows):
     text = Path(path).read_text()
     for m in re.finditer(r"^(\S+\.jsonl): (\d+) records, (\d+) value bytes.*?\nsize: segment (\d+) B = ([\d.]+)% saved; "
@@ -420,6 +448,7 @@ def main():
             if store == "s3":
                 rebuild_phase(stopped, rows)
         restart_phase(rows)
+        peer_phase(rows)
         if a.codec:
             codec_rows(a.codec, rows)
     finally:
