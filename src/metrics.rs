@@ -26,9 +26,9 @@ macro_rules! counters {
         }
 
         impl MetricsSnapshot {
-            /// (name, value) pairs, for exposition.
-            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name),)*]
+            /// (name, help, value) for exposition.
+            pub fn pairs(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $doc, self.$name),)*]
             }
         }
     };

@@ -478,6 +478,13 @@ fn a_corrupt_segment_is_data_loss_and_junk_clients_do_not_hurt() {
         "{body}"
     );
     assert!(body.contains("streamhouse_puts_total"));
+    assert!(body.contains("# HELP streamhouse_puts_total Objects uploaded"));
+    assert!(
+        body.contains("streamhouse_partitions{state=\"open\"} 1\n"),
+        "{body}"
+    );
+    assert!(body.contains("streamhouse_partitions{state=\"failed\"} 0\n"));
+    assert!(body.contains("streamhouse_fenced 0\n"));
     assert!(
         body.contains("streamhouse_produce_latency_seconds_count 11\n"),
         "{body}"

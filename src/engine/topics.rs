@@ -201,6 +201,36 @@ impl Engine {
         topics.iter().map(|t| self.info(t)).collect()
     }
 
+    /// How many partitions are in each state (open, failed, damaged, not
+    /// opened, deleted), for `/metrics`.
+    pub fn partition_states(&self) -> [(&'static str, u64); 5] {
+        let mut counts = [
+            ("open", 0),
+            ("failed", 0),
+            ("damaged", 0),
+            ("not_opened", 0),
+            ("deleted", 0),
+        ];
+        for t in self.snapshot() {
+            for p in &t.partitions {
+                let i = match p.shared.view().status {
+                    Status::Open => 0,
+                    Status::Failed(_) => 1,
+                    Status::Damaged(_) => 2,
+                    Status::NotOpened(_) => 3,
+                    Status::Deleted => 4,
+                };
+                counts[i].1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// Whether another node took the prefix over (this one refuses writes).
+    pub fn is_fenced(&self) -> bool {
+        self.ctx.owner.fenced().is_some()
+    }
+
     pub fn partition_count(&self, topic: &str) -> Result<u32> {
         Ok(self.topic(topic)?.row.partitions)
     }

@@ -107,11 +107,25 @@ pub fn render(engine: &Engine, latencies: &Latencies) -> String {
         "A subscription's records ready to sent on its stream.",
     ));
     s.push_str(&engine.stages().render());
-    for (name, value) in engine.metrics().pairs() {
+    for (name, help, value) in engine.metrics().pairs() {
         s.push_str(&format!(
-            "# TYPE streamhouse_{name}_total counter\nstreamhouse_{name}_total {value}\n"
+            "# HELP streamhouse_{name}_total {help}\n# TYPE streamhouse_{name}_total counter\nstreamhouse_{name}_total {value}\n"
         ));
     }
+    s.push_str(
+        "# HELP streamhouse_partitions Partitions by state: only open ones take writes.\n\
+         # TYPE streamhouse_partitions gauge\n",
+    );
+    for (state, n) in engine.partition_states() {
+        s.push_str(&format!(
+            "streamhouse_partitions{{state=\"{state}\"}} {n}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "# HELP streamhouse_fenced 1 when another node took the prefix over and this one refuses writes.\n\
+         # TYPE streamhouse_fenced gauge\nstreamhouse_fenced {}\n",
+        u8::from(engine.is_fenced())
+    ));
     s.push_str(&format!(
         "# TYPE streamhouse_backlog_bytes gauge\nstreamhouse_backlog_bytes {}\n",
         engine.backlog_bytes()
