@@ -50,7 +50,7 @@ impl Context {
         })?;
         let dir_lock = lock_data_dir(&config.data_dir)?;
         let meta = MetaStore::open(layout::meta_path(&config.data_dir))?;
-        let owner = Ownership::unconfirmed(&node_id(&meta)?);
+        let owner = Ownership::unconfirmed(&node_id(&config.data_dir, &meta)?);
         let stop = StopSignal::new();
         let store = RetryingStore::new(store, config.retry.clone(), stop.clone());
         Ok(Arc::new(Context {
@@ -74,20 +74,34 @@ impl Context {
 }
 
 /// This data directory's node id, made at its first start: a node rebuilt
-/// on a new disk is a new node.
-fn node_id(meta: &MetaStore) -> Result<String> {
-    if let Some(id) = meta.setting("node_id")? {
-        return Ok(id);
+/// on a new disk is a new node. Kept in `NODE_ID` (and in the metadata, where
+/// older builds kept it): a metadata file lost and rebuilt from the bucket
+/// must not make the node a stranger to its own WAL.
+fn node_id(data_dir: &std::path::Path, meta: &MetaStore) -> Result<String> {
+    let path = layout::node_id_path(data_dir);
+    let io = |what: &str, e| Error::io(format!("{what} {}", path.display()), e);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("read", e)),
     }
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    let id = format!("{:016x}", h.finish());
+    let id = match meta.setting("node_id")? {
+        Some(id) => id,
+        None => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.write_u32(std::process::id());
+            format!("{:016x}", h.finish())
+        }
+    };
+    crate::util::fs::write_durably(&path, format!("{id}\n").as_bytes())
+        .map_err(|e| io("write", e))?;
     meta.set_setting("node_id", &id)?;
     Ok(id)
 }

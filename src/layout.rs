@@ -36,6 +36,12 @@ pub fn lock_path(data_dir: &Path) -> PathBuf {
     data_dir.join("LOCK")
 }
 
+/// The data dir's node id, beside the WAL it names (the metadata file can
+/// be lost and rebuilt; the WAL's owner must not change with it).
+pub fn node_id_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("NODE_ID")
+}
+
 pub fn meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join("meta.sqlite")
 }
@@ -50,9 +56,9 @@ pub fn wal_root(data_dir: &Path) -> PathBuf {
 }
 
 /// Where a node puts its whole WAL aside when another node owned the
-/// prefix after it (`epoch`: the epoch it now takes); never replayed.
-pub fn superseded_wal_root(data_dir: &Path, epoch: u64) -> PathBuf {
-    data_dir.join(format!("wal.superseded-at-epoch-{epoch}"))
+/// prefix after it (`epoch`: that node's; `at_ms`: when); never replayed.
+pub fn superseded_wal_root(data_dir: &Path, epoch: u64, at_ms: i64) -> PathBuf {
+    data_dir.join(format!("wal.superseded-by-epoch-{epoch}-at-{at_ms}"))
 }
 
 pub fn topic_wal_dir(data_dir: &Path, topic: &str) -> PathBuf {

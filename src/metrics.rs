@@ -54,7 +54,7 @@ counters! {
     segments_sealed: "Segments sealed by partition writers.",
     segments_dropped: "Segments dropped by retention.",
     duplicate_batches: "Idempotent batches sent again and answered with their original offsets.",
-    wal_disk_full: "Produce groups refused (RESOURCE_EXHAUSTED) because the WAL's disk was full.",
+    wal_disk_full: "Produce requests refused (RESOURCE_EXHAUSTED) because the WAL's disk was full.",
 }
 
 impl Metrics {

@@ -420,3 +420,52 @@ fn streamctl_produce_retries_through_kill_9_and_writes_each_line_once() {
         "lines not written exactly once: {wrong:?}"
     );
 }
+
+#[test]
+fn streamctl_produce_goes_on_as_a_new_producer_when_a_partition_forgot_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--producer-expiry-ms", "300", "--segment-max-age-ms", "50"];
+    let s = TestServer::start_in(dir.path(), &extra);
+    let c = s.clients();
+    create(&c, "t", 1);
+    let mut ctl = s
+        .ctl()
+        .args(["produce", "t", "--partition", "0", "--batch", "5"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = ctl.stdin.take().unwrap();
+    let lines =
+        |from: usize| -> String { (from..from + 10).map(|i| format!("line-{i}\n")).collect() };
+    stdin.write_all(lines(0).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Idle past the expiry; another writer's record makes the partition
+    // seal, and the seal forgets the idle producer.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut other = pb::ProduceRequest::new();
+    other.set_topic("t".into());
+    other.set_partition(0);
+    other.mut_records().push(record(b"", b"other", &[]));
+    c.producer.produce(&other).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(lines(10).as_bytes()).unwrap();
+    drop(stdin);
+    let out = ctl.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("lost this producer's state"), "{err}");
+    let got: Vec<String> = fetch_all(&c, "t", 0, 0)
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.get_value()).into_owned())
+        .collect();
+    let mine: Vec<&String> = got.iter().filter(|v| v.starts_with("line-")).collect();
+    let want: Vec<String> = (0..20).map(|i| format!("line-{i}")).collect();
+    assert_eq!(
+        mine,
+        want.iter().collect::<Vec<_>>(),
+        "each line once, in order"
+    );
+}

@@ -273,3 +273,91 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let c = a.clients();
     assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), values("held", 25));
 }
+
+#[test]
+fn a_refused_start_has_already_set_aside_a_wal_that_another_node_superseded() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = Bucket::new(&endpoint, "superseded-early");
+    let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let no_seal = ["--segment-max-age-ms", "600000"];
+    {
+        let mut a = bucket.start(disk_a.path(), &no_seal);
+        let c = a.clients();
+        create(&c, "t", 1);
+        uploaded(&c, "t", 0, &values("a-up", 10));
+        let wal_only: Vec<pb::Record> = values("a-wal", 20)
+            .iter()
+            .map(|v| record(b"", v.as_bytes(), &[]))
+            .collect();
+        produce(&c, "t", Some(0), wal_only).unwrap();
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+    }
+    let mut b = bucket.start(disk_b.path(), &["--take-over"]);
+    // A tries while B holds the prefix: refused, and its WAL is already
+    // aside (a start that took the record and crashed before setting it
+    // aside would otherwise find it next time, under its own name).
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(disk_a.path())
+        .args(s3::flags(&endpoint, &bucket.prefix))
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let names: Vec<String> = std::fs::read_dir(disk_a.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("wal.superseded")),
+        "{names:?}"
+    );
+    let cb = b.clients();
+    uploaded(&cb, "t", 0, &values("b", 5));
+    drop(cb);
+    assert!(b.sigterm_and_wait().success());
+    let a = bucket.start(disk_a.path(), &no_seal);
+    let want = [values("a-up", 10), values("b", 5)].concat();
+    assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
+}
+
+#[test]
+fn a_node_that_lost_its_metadata_file_keeps_its_name_and_replays_its_wal() {
+    let Some(endpoint) = s3::endpoint() else {
+        return;
+    };
+    let bucket = Bucket::new(&endpoint, "lost-meta");
+    let disk = tempfile::tempdir().unwrap();
+    let no_seal = ["--segment-max-age-ms", "600000"];
+    {
+        let mut a = bucket.start(disk.path(), &no_seal);
+        let c = a.clients();
+        create(&c, "t", 1);
+        uploaded(&c, "t", 0, &values("up", 10));
+        let wal_only: Vec<pb::Record> = values("wal", 20)
+            .iter()
+            .map(|v| record(b"", v.as_bytes(), &[]))
+            .collect();
+        produce(&c, "t", Some(0), wal_only).unwrap();
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+    }
+    // The metadata file is gone (rebuilt from the bucket); the WAL is not.
+    for entry in std::fs::read_dir(disk.path()).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("meta.sqlite")
+        {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    // Same node (NODE_ID): no --take-over, and the acks=wal records are back.
+    let a = bucket.start(disk.path(), &no_seal);
+    let want = [values("up", 10), values("wal", 20)].concat();
+    assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
+}

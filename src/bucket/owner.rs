@@ -142,6 +142,16 @@ impl Ownership {
     /// Takes the prefix: when the record is absent, released, or this
     /// node's own; from another node only with `take_over`. Raises the
     /// epoch every time, so any earlier process of the prefix is fenced.
+    /// The owner record as it is now, if it names another node.
+    pub fn other_owner(
+        &self,
+        store: &dyn ObjectStore,
+    ) -> Result<Option<OwnerRecord>, OwnershipError> {
+        Ok(read(store)?
+            .map(|(rec, _)| rec)
+            .filter(|rec| rec.node_id != self.node_id))
+    }
+
     pub fn acquire(&self, store: &dyn ObjectStore, take_over: bool) -> Result<u64, OwnershipError> {
         let honoured = probe_conditional_writes(store, &self.node_id)?;
         if !honoured {

@@ -48,6 +48,24 @@ impl Session {
     }
 }
 
+/// The partition has no state for this producer (it expired there, or a
+/// node rebuilt from the bucket without it) and wants sequence 0: with one
+/// batch in flight per partition, every earlier batch was answered, so the
+/// refused one was not written and may go again under a new producer id.
+/// The same holds when the whole node forgot the id (NOT_FOUND: it expired).
+pub(super) fn state_lost(e: &grpcio::Error, sequence: i64) -> bool {
+    match e {
+        grpcio::Error::RpcFailure(s) => match s.code() {
+            RpcStatusCode::FAILED_PRECONDITION => {
+                sequence != 0 && s.message().contains("expected is 0,")
+            }
+            RpcStatusCode::NOT_FOUND => s.message().contains("unknown producer id"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Failures after which the batch may or may not have been written, and
 /// a retry of the same batch is answered once: the server was down or
 /// restarting, or did not answer in time.
@@ -133,6 +151,25 @@ mod tests {
             waits[9] >= Duration::from_millis(1_000) && waits[9] <= Duration::from_millis(2_000)
         );
         assert_eq!(b.attempts(), 10);
+    }
+
+    #[test]
+    fn lost_state_is_a_gap_expecting_0_for_a_later_batch() {
+        let gap = |m: &str| {
+            grpcio::Error::RpcFailure(grpcio::RpcStatus::with_message(
+                RpcStatusCode::FAILED_PRECONDITION,
+                m.to_string(),
+            ))
+        };
+        let lost = gap("partition t/0, producer 7: sequence gap: the next sequence number expected is 0, the batch starts at 40; ...");
+        assert!(state_lost(&lost, 40));
+        assert!(!state_lost(&lost, 0));
+        let ordinary =
+            gap("sequence gap: the next sequence number expected is 30, the batch starts at 40");
+        assert!(!state_lost(&ordinary, 40));
+        let unavailable =
+            grpcio::Error::RpcFailure(grpcio::RpcStatus::new(RpcStatusCode::UNAVAILABLE));
+        assert!(!state_lost(&unavailable, 40));
     }
 
     #[test]

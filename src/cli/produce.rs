@@ -9,7 +9,7 @@
 
 use super::args::{finish, free, opt_num, opt_str, usage, CliError, CliResult, Format};
 use super::client::Client;
-use super::idempotent::{send_until_answered, Session};
+use super::idempotent::{send_until_answered, state_lost, Session};
 use super::output::{json_str, out};
 use crate::proto as pb;
 use crate::server::partitioner::partition_for_key;
@@ -226,8 +226,20 @@ impl Sender<'_> {
         req.set_acks(self.opts.acks);
         req.set_records(p.records.into());
         session.stamp(&mut req, partition);
-        let resp = send_until_answered(self.c, &req, self.opts.retries)
-            .map_err(|e| self.c.err(&format!("produce to {topic:?}/{partition}"), e))?;
+        let resp = match send_until_answered(self.c, &req, self.opts.retries) {
+            Err(e) if state_lost(&e, req.get_first_sequence()) => {
+                *session = Session::init(self.c, self.opts.retries)?;
+                eprintln!(
+                    "partition {partition} had lost this producer's state (expired, or rebuilt without it); \
+                     continuing as producer {}",
+                    session.id
+                );
+                session.stamp(&mut req, partition);
+                send_until_answered(self.c, &req, self.opts.retries)
+            }
+            other => other,
+        }
+        .map_err(|e| self.c.err(&format!("produce to {topic:?}/{partition}"), e))?;
         self.note(&resp);
         if partition == self.sticky {
             self.sticky = (self.sticky + 1) % self.partitions;

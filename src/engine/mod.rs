@@ -34,11 +34,13 @@ use crate::metrics::Metrics;
 use crate::metrics::{MetricsSnapshot, Stages};
 use crate::object_store::ObjectStore;
 use crate::partition::{
-    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, UploadPool,
+    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, Status,
+    UploadPool,
 };
 pub use crate::producer::ProducerBatch;
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
 use crate::record::{Record, HEADER_OVERHEAD, MAX_HEADERS, RECORD_OVERHEAD};
+use crate::util::clock::now_ms;
 use crate::util::sync::{self, lock, StopSignal};
 use crate::util::thread::{self, Worker};
 use std::collections::{HashMap, HashSet};
@@ -364,6 +366,17 @@ impl Engine {
             .drain()
             .flat_map(|(_, t)| t.partitions.clone())
             .collect();
+        // A partition that could not be opened, or whose WAL is damaged,
+        // holds records nobody uploaded (and the backlog does not count).
+        let stuck = partitions
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.shared.view().status,
+                    Status::NotOpened(_) | Status::Damaged(_)
+                )
+            })
+            .count();
         for p in &partitions {
             p.stop_writer();
         }
@@ -382,17 +395,19 @@ impl Engine {
         // back by this node's next start, or with --take-over). Records
         // only in this node's WAL keep it held: a node started elsewhere
         // without --take-over would not have them.
-        let not_uploaded = self.backlog_bytes();
+        let (_, wal_bytes) = count_files(&layout::wal_root(&self.ctx.config.data_dir));
+        let everything_uploaded = self.backlog_bytes() == 0 && wal_bytes == 0 && stuck == 0;
         let final_writes = {
             let (ctx, groups) = (Arc::clone(&self.ctx), Arc::clone(&self.groups));
             thread::spawn("final-writes", move || {
                 groups::checkpoint(&ctx, &groups);
-                if not_uploaded == 0 {
+                if everything_uploaded {
                     ctx.owner.release(&ctx.store);
                 } else {
                     log::warn!(
-                        "{not_uploaded} bytes of records are only in this node's WAL (uploads did not finish): \
-                         the prefix stays held; this data dir uploads them at its next start"
+                        "records are only in this node's WAL ({wal_bytes} bytes in WAL files; {stuck} \
+                         partitions damaged or not opened): the prefix stays held; this data dir \
+                         uploads them at its next start"
                     );
                 }
             })
@@ -451,24 +466,38 @@ fn open_topics(
 
 /// Takes the bucket prefix (one owner per prefix). Only a store failure
 /// reads "cannot read the bucket" (`unreadable`); another owner says so.
+///
+/// If the record names another node, this data dir's WAL is set aside
+/// first, before anything is written: a start that then fails (the prefix
+/// held) or crashes after taking the record must not find the WAL again
+/// and replay it (the record would then name this node).
 fn take_ownership(ctx: &Context, unreadable: impl Fn(Error) -> Error) -> Result<()> {
     let prefix = ctx.store.identity();
-    match ctx.owner.acquire(&ctx.store, ctx.config.take_over) {
-        Ok(epoch) => match ctx.owner.replaced_other_node() {
-            Some(other) => set_aside_superseded_wal(ctx, &other, epoch),
-            None => Ok(()),
-        },
-        Err(OwnershipError::HeldBy(rec)) => Err(Error::Unavailable(format!(
+    let ownership_error = |e: OwnershipError| {
+        match e {
+        OwnershipError::HeldBy(rec) => Error::Unavailable(format!(
             "{prefix} is owned by {} since {} ms; stop that node first, or start this one with --take-over if it is gone",
             rec.describe(),
             rec.since_ms
-        ))),
-        Err(OwnershipError::Malformed(reason)) => Err(Error::Malformed {
+        )),
+        OwnershipError::Malformed(reason) => Error::Malformed {
             object: layout::OWNER_KEY.to_string(),
             reason,
-        }),
-        Err(OwnershipError::Store(e)) => Err(unreadable(e.into())),
-        Err(OwnershipError::Fenced(why)) => Err(Error::Unavailable(why)),
+        },
+        OwnershipError::Store(e) => unreadable(e.into()),
+        OwnershipError::Fenced(why) => Error::Unavailable(why),
+    }
+    };
+    if let Some(other) = ctx.owner.other_owner(&ctx.store).map_err(ownership_error)? {
+        set_aside_superseded_wal(ctx, &other)?;
+    }
+    ctx.owner
+        .acquire(&ctx.store, ctx.config.take_over)
+        .map_err(ownership_error)?;
+    // Another node took the record between the look and the take.
+    match ctx.owner.replaced_other_node() {
+        Some(other) => set_aside_superseded_wal(ctx, &other),
+        None => Ok(()),
     }
 }
 
@@ -477,13 +506,13 @@ fn take_ownership(ctx: &Context, unreadable: impl Fn(Error) -> Error) -> Result<
 /// `acks=wal` before that node took over) are not part of it, and replayed
 /// they would take offsets the other node gave to other records. The whole
 /// WAL goes aside, kept for a person to look at, never replayed.
-fn set_aside_superseded_wal(ctx: &Context, other: &OwnerRecord, epoch: u64) -> Result<()> {
+fn set_aside_superseded_wal(ctx: &Context, other: &OwnerRecord) -> Result<()> {
     let root = layout::wal_root(&ctx.config.data_dir);
     let (files, bytes) = count_files(&root);
-    if files == 0 {
+    if bytes == 0 {
         return Ok(());
     }
-    let aside = layout::superseded_wal_root(&ctx.config.data_dir, epoch);
+    let aside = layout::superseded_wal_root(&ctx.config.data_dir, other.epoch, now_ms());
     std::fs::rename(&root, &aside).map_err(|e| {
         Error::io(
             format!("set aside {} as {}", root.display(), aside.display()),

@@ -258,8 +258,10 @@ fn local_wal_reaches(ctx: &Context, topic: &str, p: u32, from: i64, to: i64) -> 
 /// (`snapshot` bytes; empty for none): the one put beside it, which is put
 /// before the segment, so none beside it means the partition had none. A
 /// table that does not decode, or describes other offsets, is not adopted
-/// (logged): the partition then starts with no producer state, which costs
-/// duplicate detection for retries that span this rebuild, nothing else.
+/// (logged): the partition then starts with no producer state: a producer
+/// that goes on there at a later sequence is refused (FAILED_PRECONDITION,
+/// expected 0) and must take a new id (streamctl does), and a retry that
+/// spans this rebuild is not recognised as a duplicate.
 fn producer_state_at(ctx: &Context, last: &SegmentRow, key: Option<&str>) -> Result<Vec<u8>> {
     let Some(key) = key else {
         return Ok(Vec::new());

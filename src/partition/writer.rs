@@ -120,6 +120,7 @@ impl Writer {
         // Requests still queued behind the shutdown are refused, not dropped.
         while let Ok(msg) = rx.try_recv() {
             if let WriterMsg::Append(r) = msg {
+                self.shared.backlog.release(r.bytes);
                 let _ = r.reply.send(Err(Error::shutting_down()));
             }
         }
@@ -433,7 +434,7 @@ impl Writer {
         for (id, entry) in producers_before.into_iter().rev() {
             self.producers.restore(id, entry);
         }
-        Metrics::add(&self.ctx.metrics.wal_disk_full, 1);
+        Metrics::add(&self.ctx.metrics.wal_disk_full, refused.len() as u64);
         if self
             .disk_full_logged
             .is_none_or(|t| t.elapsed() >= DISK_FULL_LOG_EVERY)

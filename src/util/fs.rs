@@ -34,6 +34,22 @@ impl std::error::Error for IoError {
 }
 
 /// Makes the names in `dir` durable (after a create, rename or unlink).
+/// Writes a small file whole or not at all: a temporary file, fsynced,
+/// renamed over `path`, and the directory fsynced.
+pub fn write_durably(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
