@@ -106,35 +106,46 @@ impl WalDir {
     }
 
     /// Accepts the loss that `damage` describes, after an operator asked
-    /// for it: the damaged file's bytes are kept (`.wal.damaged`), a new file
-    /// of the same name holds its good prefix and a skip entry to an offset
-    /// no lost record can have had, and later files are set aside. Offsets
-    /// are never reused. Returns where they go on.
+    /// for it: the damaged file's bytes are kept (`.wal.damaged`), the file
+    /// is replaced by its good prefix and a skip entry to an offset no lost
+    /// record can have had, and later files are set aside. Offsets are
+    /// never reused. Each step writes a whole file under a temporary name
+    /// and renames it into place, so a crash or a full disk at any point
+    /// leaves either the damaged file (the repair can be asked for again)
+    /// or the repaired one, never neither. Returns where offsets go on.
     pub fn accept_loss(&self, damage: &Damage) -> Result<i64, IoError> {
         let next = damage.next_offset_bound();
-        let kept = self.rename(&damage.path, layout::damaged_wal_path(&damage.path))?;
         let bytes = self
             .fs
-            .read(&kept)
-            .map_err(|e| IoError::new(format!("read {}", kept.display()), e))?;
+            .read(&damage.path)
+            .map_err(|e| IoError::new(format!("read {}", damage.path.display()), e))?;
+        self.write_whole(&layout::damaged_wal_path(&damage.path), &bytes)?;
         let mut fresh = bytes[..damage.at as usize].to_vec();
         encode_skip_entry(&mut fresh, next);
-        let file = self
-            .fs
-            .create(&damage.path)
-            .map_err(|e| IoError::new(format!("create WAL {}", damage.path.display()), e))?;
-        let mut w = WalWriter {
-            file,
-            path: damage.path.clone(),
-            len: 0,
-        };
-        w.append(&fresh)?;
-        w.sync()?;
-        self.sync_dir()?;
+        self.write_whole(&damage.path, &fresh)?;
         for (later, _) in &damage.later {
             self.set_aside(&later.path)?;
         }
         Ok(next)
+    }
+
+    /// `data` at `path`, whole: written and fsynced under a name recovery
+    /// never reads, then renamed over `path`.
+    fn write_whole(&self, path: &Path, data: &[u8]) -> Result<(), IoError> {
+        let tmp = path.with_extension("partial");
+        let file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| IoError::new(format!("create {}", tmp.display()), e))?;
+        let mut w = WalWriter {
+            file,
+            path: tmp.clone(),
+            len: 0,
+        };
+        w.append(data)?;
+        w.sync()?;
+        drop(w);
+        self.rename(&tmp, path.to_path_buf()).map(|_| ())
     }
 
     fn sync_dir(&self) -> Result<(), IoError> {

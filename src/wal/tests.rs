@@ -351,6 +351,48 @@ fn a_repair_keeps_the_damaged_bytes_skips_past_the_damage_and_never_reuses_offse
 }
 
 #[test]
+fn a_repair_that_fails_on_a_full_disk_leaves_the_damaged_file_to_repair_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faulty = super::FaultyWalFs::default();
+    let dir = WalDir::open(tmp.path().join("wal"), Arc::new(faulty.clone())).unwrap();
+    let mut w = dir.create(0).unwrap();
+    let mut buf = Vec::new();
+    for (base, n) in [(0, 2), (2, 3), (5, 4)] {
+        encode_entry(&mut buf, base, &batch(base, n), None);
+    }
+    let last = buf.len() - 10;
+    buf[last] ^= 0xff;
+    encode_entry(&mut buf, 9, &batch(9, 1), None); // damage in the middle
+    w.append(&buf).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    let damage = scan_wal(0, dir.read_all().unwrap())
+        .unwrap()
+        .damage
+        .expect("damage");
+    faulty
+        .faults
+        .disk_full
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(dir.accept_loss(&damage).is_err());
+    // Nothing half done: the damaged file is whole and still damaged.
+    let path = tmp.path().join("wal/00000000000000000000.wal");
+    assert_eq!(fs::read(&path).unwrap(), buf);
+    let again = scan_wal(0, dir.read_all().unwrap()).unwrap();
+    assert!(again.damage.is_some());
+    // With space, the same repair goes through.
+    faulty.faults.clear();
+    let next = dir.accept_loss(&again.damage.unwrap()).unwrap();
+    let repaired = scan_wal(0, dir.read_all().unwrap()).unwrap();
+    assert!(repaired.damage.is_none() && repaired.cuts.is_empty());
+    assert_eq!(repaired.next_offset, next);
+    assert_eq!(
+        fs::read(tmp.path().join("wal/00000000000000000000.wal.damaged")).unwrap(),
+        buf
+    );
+}
+
+#[test]
 fn a_skip_entry_moves_offsets_on_and_a_skip_back_is_a_cut() {
     let mut data = Vec::new();
     encode_entry(&mut data, 0, &batch(0, 2), None);
