@@ -15,6 +15,48 @@ fn values(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag}-{i}")).collect()
 }
 
+/// `n` records `{tag}-{i}` as a produce request carries them.
+fn records(tag: &str, n: usize) -> Vec<pb::Record> {
+    values(tag, n)
+        .iter()
+        .map(|v| record(b"", v.as_bytes(), &[]))
+        .collect()
+}
+
+/// Segments never seal by age: what is not uploaded stays in the WAL.
+const NO_SEAL: [&str; 2] = ["--segment-max-age-ms", "600000"];
+
+/// A node on `disk` that creates topic t (one partition), uploads
+/// `uploaded_n` records `{tag}-up-i`, writes `wal_n` more `{tag}-wal-i`
+/// with acks=wal only, and is killed -9 (the prefix stays held).
+fn crash_with_wal_only(
+    bucket: &Bucket,
+    disk: &std::path::Path,
+    tag: &str,
+    uploaded_n: usize,
+    wal_n: usize,
+) {
+    let mut a = bucket.start(disk, &NO_SEAL);
+    let c = a.clients();
+    create(&c, "t", 1);
+    uploaded(&c, "t", 0, &values(&format!("{tag}-up"), uploaded_n));
+    produce(&c, "t", Some(0), records(&format!("{tag}-wal"), wal_n)).unwrap();
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+}
+
+/// streamhoused on `disk` against `endpoint`/`prefix` with no flag, run to
+/// its exit (a start that is refused).
+fn refused_start(disk: &std::path::Path, endpoint: &str, prefix: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(disk)
+        .args(s3::flags(endpoint, prefix))
+        .env("STREAMHOUSE_LOG", "off")
+        .output()
+        .unwrap()
+}
+
 fn record_values(records: &[pb::Record]) -> Vec<String> {
     records
         .iter()
@@ -160,27 +202,8 @@ fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it
     };
     let bucket = Bucket::new(&endpoint, "superseded");
     let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let no_seal = ["--segment-max-age-ms", "600000"];
     // A: 100 records uploaded, 50 more only in its WAL; then kill -9.
-    {
-        let mut a = bucket.start(disk_a.path(), &no_seal);
-        let c = a.clients();
-        create(&c, "t", 1);
-        uploaded(&c, "t", 0, &values("a-up", 100));
-        let wal_only = values("a-wal", 50);
-        produce(
-            &c,
-            "t",
-            Some(0),
-            wal_only
-                .iter()
-                .map(|v| record(b"", v.as_bytes(), &[]))
-                .collect(),
-        )
-        .unwrap();
-        a.child.kill().unwrap();
-        a.child.wait().unwrap();
-    }
+    crash_with_wal_only(&bucket, disk_a.path(), "a", 100, 50);
     // B takes over (A's 50 are lost with A), writes 30 at 100..130, and
     // stops cleanly: the prefix is released.
     let mut b = bucket.start(disk_b.path(), &["--take-over"]);
@@ -192,14 +215,19 @@ fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it
 
     // A again, on its old data dir, no flag: it serves B's history, not
     // its own WAL's records after B's (they would take offsets 130..150).
-    let a = bucket.start(disk_a.path(), &no_seal);
+    let a = bucket.start(disk_a.path(), &NO_SEAL);
     let c = a.clients();
     let want = [values("a-up", 100), values("b", 30)].concat();
     assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), want);
     let (next, _) = uploaded(&c, "t", 0, &values("a-again", 1));
     assert_eq!(next, 130);
     // Set aside, not deleted: the bytes are there for a person.
-    let aside: Vec<_> = std::fs::read_dir(disk_a.path())
+    assert_eq!(superseded_dirs(disk_a.path()), 1);
+}
+
+/// WAL directories set aside because another node's history superseded them.
+fn superseded_dirs(disk: &std::path::Path) -> usize {
+    std::fs::read_dir(disk)
         .unwrap()
         .flatten()
         .filter(|e| {
@@ -207,8 +235,7 @@ fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it
                 .to_string_lossy()
                 .starts_with("wal.superseded")
         })
-        .collect();
-    assert_eq!(aside.len(), 1, "one superseded WAL dir");
+        .count()
 }
 
 #[test]
@@ -216,13 +243,7 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let Some(endpoint) = s3::endpoint() else {
         return;
     };
-    let no_seal = ["--segment-max-age-ms", "600000"];
-    let wal_records = |n: usize, tag: &str| -> Vec<pb::Record> {
-        values(tag, n)
-            .iter()
-            .map(|v| record(b"", v.as_bytes(), &[]))
-            .collect()
-    };
+    let no_seal = NO_SEAL;
     // A clean stop with the store up: the active segments are sealed and
     // uploaded, so a node on an empty data dir starts without a flag and
     // has every acks=wal record.
@@ -231,8 +252,8 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let mut a = bucket.start(disk_a.path(), &no_seal);
     let c = a.clients();
     create(&c, "t", 2);
-    produce(&c, "t", Some(0), wal_records(40, "p0")).unwrap();
-    produce(&c, "t", Some(1), wal_records(30, "p1")).unwrap();
+    produce(&c, "t", Some(0), records("p0", 40)).unwrap();
+    produce(&c, "t", Some(1), records("p1", 30)).unwrap();
     drop(c);
     assert!(a.sigterm_and_wait().success());
     let disk_b = tempfile::tempdir().unwrap();
@@ -252,19 +273,13 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let mut a = bucket.start(disk_a.path(), &no_seal);
     let c = a.clients();
     create(&c, "t", 1);
-    produce(&c, "t", Some(0), wal_records(25, "held")).unwrap();
+    produce(&c, "t", Some(0), records("held", 25)).unwrap();
     drop(c);
     proxy.set_up(false);
     assert!(a.sigterm_and_wait().success());
     proxy.set_up(true);
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(elsewhere.path())
-        .args(s3::flags(&proxy.endpoint(), &bucket.prefix))
-        .env("STREAMHOUSE_LOG", "off")
-        .output()
-        .unwrap();
+    let out = refused_start(elsewhere.path(), &proxy.endpoint(), &bucket.prefix);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is owned by node"), "{err}");
@@ -281,46 +296,19 @@ fn a_refused_start_has_already_set_aside_a_wal_that_another_node_superseded() {
     };
     let bucket = Bucket::new(&endpoint, "superseded-early");
     let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let no_seal = ["--segment-max-age-ms", "600000"];
-    {
-        let mut a = bucket.start(disk_a.path(), &no_seal);
-        let c = a.clients();
-        create(&c, "t", 1);
-        uploaded(&c, "t", 0, &values("a-up", 10));
-        let wal_only: Vec<pb::Record> = values("a-wal", 20)
-            .iter()
-            .map(|v| record(b"", v.as_bytes(), &[]))
-            .collect();
-        produce(&c, "t", Some(0), wal_only).unwrap();
-        a.child.kill().unwrap();
-        a.child.wait().unwrap();
-    }
+    crash_with_wal_only(&bucket, disk_a.path(), "a", 10, 20);
     let mut b = bucket.start(disk_b.path(), &["--take-over"]);
     // A tries while B holds the prefix: refused, and its WAL is already
     // aside (a start that took the record and crashed before setting it
     // aside would otherwise find it next time, under its own name).
-    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(disk_a.path())
-        .args(s3::flags(&endpoint, &bucket.prefix))
-        .env("STREAMHOUSE_LOG", "off")
-        .output()
-        .unwrap();
+    let out = refused_start(disk_a.path(), &endpoint, &bucket.prefix);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let names: Vec<String> = std::fs::read_dir(disk_a.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        names.iter().any(|n| n.starts_with("wal.superseded")),
-        "{names:?}"
-    );
+    assert_eq!(superseded_dirs(disk_a.path()), 1);
     let cb = b.clients();
     uploaded(&cb, "t", 0, &values("b", 5));
     drop(cb);
     assert!(b.sigterm_and_wait().success());
-    let a = bucket.start(disk_a.path(), &no_seal);
+    let a = bucket.start(disk_a.path(), &NO_SEAL);
     let want = [values("a-up", 10), values("b", 5)].concat();
     assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
 }
@@ -332,20 +320,7 @@ fn a_node_that_lost_its_metadata_file_keeps_its_name_and_replays_its_wal() {
     };
     let bucket = Bucket::new(&endpoint, "lost-meta");
     let disk = tempfile::tempdir().unwrap();
-    let no_seal = ["--segment-max-age-ms", "600000"];
-    {
-        let mut a = bucket.start(disk.path(), &no_seal);
-        let c = a.clients();
-        create(&c, "t", 1);
-        uploaded(&c, "t", 0, &values("up", 10));
-        let wal_only: Vec<pb::Record> = values("wal", 20)
-            .iter()
-            .map(|v| record(b"", v.as_bytes(), &[]))
-            .collect();
-        produce(&c, "t", Some(0), wal_only).unwrap();
-        a.child.kill().unwrap();
-        a.child.wait().unwrap();
-    }
+    crash_with_wal_only(&bucket, disk.path(), "a", 10, 20);
     // The metadata file is gone (rebuilt from the bucket); the WAL is not.
     for entry in std::fs::read_dir(disk.path()).unwrap().flatten() {
         if entry
@@ -357,7 +332,7 @@ fn a_node_that_lost_its_metadata_file_keeps_its_name_and_replays_its_wal() {
         }
     }
     // Same node (NODE_ID): no --take-over, and the acks=wal records are back.
-    let a = bucket.start(disk.path(), &no_seal);
-    let want = [values("up", 10), values("wal", 20)].concat();
+    let a = bucket.start(disk.path(), &NO_SEAL);
+    let want = [values("a-up", 10), values("a-wal", 20)].concat();
     assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
 }
