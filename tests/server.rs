@@ -621,6 +621,50 @@ fn fetch_defaults_long_poll_and_deletion_under_a_stream() {
     }
 }
 
+/// A server whose store is reached through `proxy` (to take it away), with
+/// small, quickly sealed segments and a 64 KiB backlog bound.
+fn behind_proxy(dir: &std::path::Path, proxy: &common::s3::Proxy, tag: &str) -> TestServer {
+    common::s3::Bucket::new(&proxy.endpoint(), tag).start(
+        dir,
+        &[
+            "--segment-max-bytes",
+            "4KiB",
+            "--segment-max-age-ms",
+            "50",
+            "--max-backlog-bytes",
+            "64KiB",
+        ],
+    )
+}
+
+/// 50 records `{tag}-{i}` of about 90 bytes each.
+fn batch(tag: &str) -> Vec<pb::Record> {
+    (0..50)
+        .map(|i| {
+            record(
+                b"",
+                format!("{tag}-{i:03}-{}", "x".repeat(80)).as_bytes(),
+                &[],
+            )
+        })
+        .collect()
+}
+
+/// Produces batches round-robin over `partitions` (acks=wal) until one is
+/// refused; returns the records acknowledged per partition and the refusal.
+fn produce_until_refused(c: &common::Clients, partitions: u32) -> (Vec<i64>, grpcio::RpcStatus) {
+    let mut acked = vec![0i64; partitions as usize];
+    for n in 0..1000u32 {
+        let p = n % partitions;
+        match produce(c, "t", Some(p), batch(&format!("down{n}"))) {
+            Ok(r) => acked[p as usize] += r.get_acks()[0].get_count(),
+            Err(grpcio::Error::RpcFailure(st)) => return (acked, st),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("backpressure never came");
+}
+
 #[test]
 fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     let Some(endpoint) = common::s3::endpoint() else {
@@ -630,34 +674,12 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     // The store goes away after the topic exists (creating one needs the
     // bucket: its manifest goes there first).
     let proxy = common::s3::Proxy::start(&endpoint);
-    let s = common::s3::Bucket::new(&proxy.endpoint(), "dead").start(
-        dir.path(),
-        &[
-            "--segment-max-bytes",
-            "4KiB",
-            "--segment-max-age-ms",
-            "50",
-            "--max-backlog-bytes",
-            "64KiB",
-        ],
-    );
+    let s = behind_proxy(dir.path(), &proxy, "dead");
     let c = s.clients();
     create(&c, "t", 1);
     proxy.set_up(false);
-    let mut acked = 0i64;
-    let exhausted = loop {
-        match produce(
-            &c,
-            "t",
-            Some(0),
-            (0..50).map(|_| record(b"", &[b'v'; 100], &[])).collect(),
-        ) {
-            Ok(r) => acked += r.get_acks()[0].get_count(),
-            Err(grpcio::Error::RpcFailure(st)) => break st,
-            Err(e) => panic!("{e:?}"),
-        }
-        assert!(acked < 10_000, "backpressure never came");
-    };
+    let (acked, exhausted) = produce_until_refused(&c, 1);
+    let acked = acked[0];
     assert_eq!(
         exhausted.code(),
         RpcStatusCode::RESOURCE_EXHAUSTED,
@@ -718,45 +740,13 @@ fn a_store_outage_under_load_drains_without_a_restart() {
     };
     let dir = tempfile::tempdir().unwrap();
     let proxy = common::s3::Proxy::start(&endpoint);
-    let s = common::s3::Bucket::new(&proxy.endpoint(), "outage").start(
-        dir.path(),
-        &[
-            "--segment-max-bytes",
-            "4KiB",
-            "--segment-max-age-ms",
-            "50",
-            "--max-backlog-bytes",
-            "64KiB",
-        ],
-    );
+    let s = behind_proxy(dir.path(), &proxy, "outage");
     let c = s.clients();
     create(&c, "t", 2);
-    let batch = |tag: &str| -> Vec<pb::Record> {
-        (0..50)
-            .map(|i| {
-                record(
-                    b"",
-                    format!("{tag}-{i:03}-{}", "x".repeat(80)).as_bytes(),
-                    &[],
-                )
-            })
-            .collect()
-    };
     // Produce (acks=wal) goes on from the WAL while the store is down,
     // until the backlog bound; then RESOURCE_EXHAUSTED.
     proxy.set_up(false);
-    let mut acked: Vec<i64> = vec![0, 0];
-    let mut n = 0;
-    let exhausted = loop {
-        let p = n % 2;
-        match produce(&c, "t", Some(p), batch(&format!("down{n}"))) {
-            Ok(r) => acked[p as usize] += r.get_acks()[0].get_count(),
-            Err(grpcio::Error::RpcFailure(st)) => break st,
-            Err(e) => panic!("{e:?}"),
-        }
-        n += 1;
-        assert!(n < 1000, "backpressure never came");
-    };
+    let (mut acked, exhausted) = produce_until_refused(&c, 2);
     assert_eq!(exhausted.code(), RpcStatusCode::RESOURCE_EXHAUSTED);
     assert!(acked[0] > 0 && acked[1] > 0, "{acked:?}");
 
