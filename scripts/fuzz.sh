@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_object wal_file produce_request producer_snapshot)
+[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_footer segment_object wal_file produce_request producer_snapshot)
 
 export CARGO_TARGET_DIR="${STREAMHOUSE_FUZZ_TARGET_DIR:-$HOME/.cache/streamhouse/fuzz-target}"
 export RUSTC_BOOTSTRAP=1

@@ -10,8 +10,8 @@
 use crate::engine::validate_records;
 use crate::producer::snapshot;
 use crate::proto as pb;
-use crate::segment::format::FrameHeader;
-use crate::segment::{BlockIndexEntry, DecodedBlock, SegmentBytes, SegmentWriter};
+use crate::segment::format::{FrameHeader, Trailer, FORMAT_VERSION, HEADER_LEN};
+use crate::segment::{BlockIndexEntry, DecodedBlock, Footer, SegmentBytes, SegmentWriter};
 use crate::server::partitioner::partition_for_key;
 use crate::server::request::split;
 use crate::Record;
@@ -89,6 +89,35 @@ pub fn segment_block(data: &[u8]) {
         assert_eq!(last, last_offset);
         assert_eq!(block.get(0).map(|r| r.offset), Some(first_offset));
     }
+}
+
+/// A footer (the block index) with a valid checksum, so the entry decoder
+/// and its checks see the fuzzer's bytes. The first 8 bytes are where the
+/// footer claims to start.
+pub fn segment_footer(data: &[u8]) {
+    let mut f = Fields(data);
+    let footer_position = u64::from(f.u32());
+    let bytes = f.rest();
+    let trailer = Trailer {
+        footer_position,
+        footer_len: bytes.len() as u32,
+        footer_crc: crc32c::crc32c(bytes),
+        version: FORMAT_VERSION,
+    };
+    let Ok(footer) = Footer::decode(bytes, &trailer) else {
+        return;
+    };
+    let entries = footer.entries();
+    let mut end = HEADER_LEN as u64;
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.position, end, "blocks are contiguous");
+        assert!(e.first_offset <= e.last_offset);
+        end = e.position + u64::from(e.frame_len);
+        assert_eq!(footer.block_for_offset(e.first_offset), Some(i));
+        assert_eq!(footer.block_for_offset(e.last_offset), Some(i));
+        let _ = footer.block_for_timestamp(e.min_timestamp_ms);
+    }
+    assert!(end <= footer_position);
 }
 
 /// A whole segment object: the first byte picks whether the rest is the
@@ -244,6 +273,7 @@ mod tests {
             let len = (rng.next_u64() % 300) as usize;
             let mut data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             segment_block(&data);
+            segment_footer(&data);
             wal_file(&data);
             produce_request(&data);
             producer_snapshot(&data);
