@@ -4,8 +4,8 @@
 # against the LZ4 bound per data set) and scripts/bench_report.py (produce,
 # latency at half load, fetch, restart, rebuild, memory, PUTs/GETs per GB;
 # medians of three, on ../shared/data; Redis Streams as a peer on the same
-# machine), and writes docs/BENCHMARKS.md with SVG plots in docs/. About 15
-# minutes on 2 cores.
+# machine), and writes docs/BENCHMARKS.md with SVG plots in docs/. About 5
+# minutes on 2 cores (with the builds warm).
 #
 #   scripts/bench.sh                  the report
 #   scripts/bench.sh cargo [ARGS]     every `cargo bench` (ARGS: e.g. --bench engine)
