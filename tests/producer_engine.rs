@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use streamhouse::engine::ProducerBatch;
-use streamhouse::object_store::MemoryStore;
+use streamhouse::object_store::{MemoryStore, ObjectStore};
 use streamhouse::{Acks, Engine, EngineConfig, Error, Record};
 
 fn records(n: usize) -> Vec<Record> {
@@ -233,4 +233,64 @@ fn an_uploaded_retry_of_a_committed_batch_leaves_the_writer_idle() {
         "{used:?} of CPU while idle"
     );
     engine.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn init_producer_answers_through_a_store_outage_while_the_ids_claimed_ahead_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(HookedStore::new(|_| {}));
+    let mut c = config(dir.path());
+    c.retry = streamhouse::object_store::RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_elapsed: Duration::from_millis(50),
+    };
+    let engine = Engine::open(c, store.clone()).unwrap();
+    // Half a block in, the next block is claimed in the background.
+    let mut last = 0;
+    for _ in 0..600 {
+        last = engine.init_producer("").unwrap().0;
+    }
+    let claimed =
+        |store: &HookedStore| -> usize { store.inner.list("producers/ids/").unwrap().len() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store
+        .inner
+        .list("producers/ids/")
+        .unwrap()
+        .iter()
+        .any(|o| o.key.ends_with("2001"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next block was never claimed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(claimed(&store), 1, "the older claim is replaced, not kept");
+    // The store goes away: ids go on from the block claimed ahead, past the
+    // first block's end, and never twice.
+    store
+        .refuse_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..900 {
+        let id = engine.init_producer("").unwrap().0;
+        assert!(id > last && seen.insert(id), "id {id} after {last}");
+        last = id;
+    }
+    assert!(last > 1000 && last <= 2000, "{last}");
+    // Past the reserve, InitProducer needs the store and says so.
+    let mut refused = None;
+    for _ in 0..1000 {
+        if let Err(e) = engine.init_producer("") {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(
+        refused.is_some(),
+        "ids were handed out without a claim in the bucket"
+    );
 }

@@ -73,7 +73,7 @@ pub struct Engine {
     retention: Mutex<Option<Worker>>,
     groups: Arc<groups::GroupCheckpoint>,
     /// Producer ids this node may hand out without claiming a new block.
-    producer_ids: Mutex<producers::IdBlock>,
+    producer_ids: Arc<Mutex<producers::IdBlock>>,
     /// Set by the first shutdown; later calls (Drop) do nothing.
     shut_down: std::sync::atomic::AtomicBool,
 }
@@ -113,7 +113,7 @@ impl Engine {
             retention_stop: StopSignal::new(),
             retention: Mutex::new(None),
             groups: Arc::default(),
-            producer_ids: Mutex::new(producer_ids),
+            producer_ids: Arc::new(Mutex::new(producer_ids)),
             shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         engine.expire_producers();

@@ -22,6 +22,7 @@ use crate::producer::{ProducerBatch, RegistryError};
 use crate::util::clock::now_ms;
 use crate::util::sync::lock;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Ids claimed in the bucket at a time.
 const ID_BLOCK: u64 = 1000;
@@ -38,6 +39,8 @@ pub const MAX_PRODUCERS: usize = 1_000_000;
 pub(super) struct IdBlock {
     next: u64,
     end: u64,
+    /// A claim of the next block is on its way (see [`extend_ids`]).
+    extending: bool,
 }
 
 impl Engine {
@@ -94,7 +97,9 @@ impl Engine {
     }
 
     /// The next id, claiming a new block in the bucket first when the
-    /// current one is used up.
+    /// current one is used up. Half way through a block the next one is
+    /// claimed in the background, so InitProducer rarely waits on the store
+    /// and goes on answering through a store outage while the ids last.
     fn allocate_id(&self, ids: &mut IdBlock) -> Result<u64> {
         if ids.next >= ids.end {
             let end = ids
@@ -116,6 +121,22 @@ impl Engine {
         }
         let id = ids.next;
         ids.next += 1;
+        if ids.end - ids.next <= ID_BLOCK / 2 && !ids.extending {
+            ids.extending = true;
+            let (ctx, block, from) = (
+                Arc::clone(&self.ctx),
+                Arc::clone(&self.producer_ids),
+                ids.end,
+            );
+            // Detached: it ends with its one claim (retries end at shutdown).
+            let spawned = std::thread::Builder::new()
+                .name("producer-ids".into())
+                .spawn(move || extend_ids(&ctx, &block, from));
+            if let Err(e) = spawned {
+                log::warn!("cannot claim the next producer ids ahead: {e}");
+                ids.extending = false;
+            }
+        }
         Ok(id)
     }
 
@@ -162,6 +183,30 @@ impl Engine {
     }
 }
 
+/// Claims the block after `from` in the bucket, then makes it usable (if
+/// the block still ends at `from`: InitProducer may have claimed it itself
+/// meanwhile, under the same key).
+fn extend_ids(ctx: &Context, block: &Mutex<IdBlock>, from: u64) {
+    let Some(end) = from.checked_add(ID_BLOCK).filter(|e| *e <= i64::MAX as u64) else {
+        lock(block).extending = false;
+        return;
+    };
+    let claimed = ctx.store.put(&layout::producer_id_block_key(end), b"");
+    let mut ids = lock(block);
+    ids.extending = false;
+    match claimed {
+        Ok(()) if ids.end == from => {
+            ids.end = end;
+            drop(ids);
+            if let Err(e) = ctx.store.delete(&layout::producer_id_block_key(from)) {
+                log::debug!("could not delete the claim of ids below {from}: {e}");
+            }
+        }
+        Ok(()) => {}
+        Err(e) => log::warn!("could not claim producer ids below {end} ahead of use: {e}"),
+    }
+}
+
 /// At start, before partitions open: named producers' epochs from the
 /// bucket into metadata (a name's epoch never goes back, even on a node
 /// rebuilt from the bucket), the registry from metadata, and the first id
@@ -199,5 +244,9 @@ pub(super) fn restore_producers(ctx: &Context) -> Result<IdBlock> {
         ctx.producers.observe(row.id, row.epoch, row.issued_at_ms);
     }
     let next = block_end.max(ctx.meta.max_producer_id()? + 1).max(1);
-    Ok(IdBlock { next, end: next })
+    Ok(IdBlock {
+        next,
+        end: next,
+        extending: false,
+    })
 }

@@ -2,8 +2,9 @@
 //! of PUTs, or hold some back.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use streamhouse::object_store::{
-    Expect, MemoryStore, ObjectMeta, ObjectStore, StoreResult, Versioned,
+    Expect, MemoryStore, ObjectMeta, ObjectStore, StoreError, StoreResult, Versioned,
 };
 
 type PutHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -11,6 +12,8 @@ type PutHook = Box<dyn Fn(&str) + Send + Sync>;
 pub struct HookedStore {
     pub inner: MemoryStore,
     before_put: PutHook,
+    /// While set, every PUT fails as an unreachable store's would.
+    pub refuse_puts: AtomicBool,
 }
 
 impl HookedStore {
@@ -18,6 +21,7 @@ impl HookedStore {
         HookedStore {
             inner: MemoryStore::new(),
             before_put: Box::new(before_put),
+            refuse_puts: AtomicBool::new(false),
         }
     }
 }
@@ -31,6 +35,12 @@ impl std::fmt::Debug for HookedStore {
 impl ObjectStore for HookedStore {
     fn put(&self, key: &str, data: &[u8]) -> StoreResult<()> {
         (self.before_put)(key);
+        if self.refuse_puts.load(Ordering::SeqCst) {
+            return Err(StoreError::Transient {
+                key: key.to_string(),
+                reason: "the store is down (test)".into(),
+            });
+        }
         self.inner.put(key, data)
     }
     fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
