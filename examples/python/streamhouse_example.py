@@ -109,7 +109,20 @@ def produce(channel, topic, partitions, records, batch_size):
                 topic=topic, partition=p, records=batch, producer_id=session.producer_id,
                 producer_epoch=session.epoch, first_sequence=next_sequence[p])
             next_sequence[p] += len(batch)  # the next batch's first sequence
-            ack = send(producer, req)  # a `duplicate` ack (after a retry) is success too
+            try:
+                ack = send(producer, req)  # a `duplicate` ack (after a retry) is success too
+            except Failure as e:
+                if not state_lost(e, req.first_sequence):
+                    raise
+                # The partition forgot this producer (expired there, or rebuilt
+                # without its state). Every earlier batch was answered, so this
+                # one was not written: go on as a new producer, from sequence 0.
+                session = call(producer.InitProducer, pb.InitProducerRequest())
+                print(f"partition {p} lost this producer's state; now producer {session.producer_id}")
+                next_sequence.clear()
+                req.producer_id, req.producer_epoch, req.first_sequence = session.producer_id, session.epoch, 0
+                next_sequence[p] = len(batch)
+                ack = send(producer, req)
             last = (req, ack)
         written[p] = [r.value for r in recs]
         print(f"  partition {p}: {len(recs)} records, sequences 0..{next_sequence[p] - 1}, "
@@ -126,6 +139,15 @@ def produce(channel, topic, partitions, records, batch_size):
         raise Failure("the resent batch was not answered as a duplicate with its original offsets")
     print("duplicate detected: the server kept the original offsets and wrote nothing")
     return written
+
+
+def state_lost(e, sequence):
+    """The server no longer knows this producer on the partition: a gap that
+    expects sequence 0 for a later batch, or an unknown (expired) id."""
+    msg = str(e)
+    if e.code == grpc.StatusCode.FAILED_PRECONDITION:
+        return sequence != 0 and "expected is 0," in msg
+    return e.code == grpc.StatusCode.NOT_FOUND and "unknown producer id" in msg
 
 
 def span(ack):
