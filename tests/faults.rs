@@ -171,6 +171,35 @@ fn a_full_disk_is_backpressure_the_partition_stays_open_and_nothing_is_renumbere
 }
 
 #[test]
+fn a_seal_that_finds_no_room_for_the_next_wal_file_waits_instead_of_stopping_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, fs) = faulty(dir.path());
+    c.segment_max_age = Duration::from_millis(100);
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(c, store).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    engine
+        .produce_sync("t", 0, batch("a", 5), Acks::Wal)
+        .unwrap();
+    // The disk fills before the segment's age is up: the seal cannot
+    // create the next WAL file.
+    fs.faults.disk_full.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    fs.faults.clear();
+    // Still open; the seal happens once there is room, and acks=uploaded
+    // is answered when it is in the store.
+    let b = engine
+        .produce_sync("t", 0, batch("b", 3), Acks::Wal)
+        .unwrap();
+    assert_eq!(b.base_offset, 5);
+    engine
+        .produce_sync("t", 0, batch("c", 1), Acks::Uploaded)
+        .unwrap();
+    let want = [batch("a", 5), batch("b", 3), batch("c", 1)].concat();
+    assert_eq!(values(&fetch_all(&engine, "t", 0, 0)), values(&want));
+}
+
+#[test]
 fn a_failed_fsync_answers_waiting_uploaded_acks_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, fs) = faulty(dir.path());

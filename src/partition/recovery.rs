@@ -297,6 +297,7 @@ fn start(
         buf: Vec::new(),
         producers: replayed.producers,
         disk_full_logged: None,
+        seal_retry_at: None,
     };
     // Bounded by bytes (the backlog reservation made before a request is
     // queued), not by a count of requests.

@@ -69,6 +69,8 @@ pub(crate) struct Writer {
     pub producers: ProducerTable,
     /// When a full disk was last logged.
     pub disk_full_logged: Option<Instant>,
+    /// A seal that found no room for the next WAL file is tried again then.
+    pub seal_retry_at: Option<Instant>,
 }
 
 /// A request whose records have offsets and are in `buf`.
@@ -92,6 +94,9 @@ enum Written {
 /// A full disk is logged at most this often per partition (every refused
 /// request counts in `streamhouse_wal_disk_full_total`).
 const DISK_FULL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a seal that found no room for the next WAL file waits.
+const SEAL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What [`Writer::stage`] made of a group.
 #[derive(Default)]
@@ -174,9 +179,14 @@ impl Writer {
             .uploaded_waiting_since
             .filter(|_| !self.uploads.full())
             .map(|t| t + self.ctx.config.uploaded_ack_linger);
-        match (age, linger) {
+        let due = match (age, linger) {
             (Some(a), Some(l)) => Some(a.min(l)),
             (a, l) => a.or(l),
+        };
+        // A seal postponed by a full disk is not due before its retry.
+        match (due, self.seal_retry_at) {
+            (Some(d), Some(r)) => Some(d.max(r)),
+            (d, _) => d,
         }
     }
 
@@ -540,18 +550,37 @@ impl Writer {
             .uploaded_waiting_since
             .is_some_and(|t| t.elapsed() >= config.uploaded_ack_linger)
             && !self.uploads.full();
-        if full || old || lingered || stopping {
+        let postponed = self.seal_retry_at.is_some_and(|t| Instant::now() < t);
+        if (full || old || lingered || stopping) && (!postponed || stopping) {
             let started = Instant::now();
-            if let Err(e) = self.seal(stopping) {
-                self.fail(e.to_string());
+            match self.seal(stopping) {
+                Ok(true) => self.seal_retry_at = None,
+                Ok(false) => self.postpone_seal(),
+                Err(e) => self.fail(e.to_string()),
             }
             self.ctx.stages.seal.observe(started.elapsed());
         }
     }
 
+    /// The disk had no room for the next WAL file: try again in a second
+    /// (the deadline waits for it, so the writer does not spin).
+    fn postpone_seal(&mut self) {
+        self.seal_retry_at = Some(Instant::now() + SEAL_RETRY);
+        if self
+            .disk_full_logged
+            .is_none_or(|t| t.elapsed() >= DISK_FULL_LOG_EVERY)
+        {
+            log::warn!(
+                "partition {}: the disk is full; its segment is sealed once there is room for the next WAL file",
+                self.shared.name()
+            );
+            self.disk_full_logged = Some(Instant::now());
+        }
+    }
+
     /// Hands the active segment to the uploader (with the producer table
     /// as of its end, idle producers expired) and starts a new WAL file.
-    fn seal(&mut self, last: bool) -> Result<()> {
+    fn seal(&mut self, last: bool) -> Result<bool> {
         // acks=none groups skip the fsync; the sealed file must be whole on
         // disk before a later file exists, or a power cut could tear it and
         // take the later (acknowledged) records with it on replay.
@@ -561,7 +590,13 @@ impl Writer {
         // directory fsyncs in the shutdown.
         let wal_path = self.wal.path().to_path_buf();
         if !last {
-            self.wal = self.wal_dir.create(self.next_offset)?;
+            match self.wal_dir.create(self.next_offset) {
+                Ok(next) => self.wal = next,
+                // No room for the next file: the segment stays active (its
+                // file is whole and open) and the seal is tried again later.
+                Err(e) if is_disk_full(&e.source) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
         }
         let active = std::mem::replace(
             &mut self.active,
@@ -583,7 +618,7 @@ impl Writer {
         self.uploaded_waiting_since = None;
         Metrics::add(&self.ctx.metrics.segments_sealed, 1);
         self.uploads.push(sealed);
-        Ok(())
+        Ok(true)
     }
 
     /// The producer table after forgetting producers idle for longer than

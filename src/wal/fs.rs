@@ -115,7 +115,7 @@ pub struct WalFaults {
     pub fail_syncs: AtomicU32,
     pub fail_creates: AtomicU32,
     /// While set, every append writes half its bytes and fails with
-    /// ENOSPC, as a full disk does.
+    /// ENOSPC, as a full disk does, and creating a file fails with ENOSPC.
     pub disk_full: AtomicBool,
 }
 
@@ -201,6 +201,9 @@ impl WalFs for FaultyWalFs {
         OsWalFs.read(path)
     }
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
+        if self.faults.disk_full.load(Ordering::SeqCst) {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         if WalFaults::take(&self.faults.fail_creates) {
             return Err(injected("create"));
         }
