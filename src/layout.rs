@@ -12,6 +12,8 @@
 //!   topics/{topic}/{incarnation}/manifest                  the topic, written before it exists
 //!   topics/{topic}/{incarnation}/deleted                   tombstone: written before any deletion
 //!   topics/{topic}/{incarnation}/{partition}/{base:020}-{epoch}.seg   segments
+//!   topics/{topic}/{incarnation}/{partition}/{start:020}-{epoch}.epoch epoch `epoch` writes from `start` on
+//!   topics/{topic}/{incarnation}/{partition}/{low:020}-{epoch}.low     retention removed every offset below `low`
 //!   groups/offsets                                         consumer-group offsets checkpoint
 //!   owner                                                  the node that owns the prefix
 //! ```
@@ -122,6 +124,32 @@ pub fn segment_key(
     format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}-{epoch}.seg")
 }
 
+/// "Epoch `epoch` writes this partition from offset `start` on", written
+/// by a node that takes the prefix from another before it accepts a
+/// write: objects of earlier epochs from `start` on are not part of the log.
+pub fn epoch_start_key(
+    topic: &str,
+    incarnation: i64,
+    partition: u32,
+    start: i64,
+    epoch: u64,
+) -> String {
+    format!("topics/{topic}/{incarnation}/{partition}/{start:020}-{epoch}.epoch")
+}
+
+/// "Retention removed every offset of this partition below `low`",
+/// written before retention deletes anything: a rebuild continues at `low`
+/// even when no segment is left.
+pub fn low_watermark_key(
+    topic: &str,
+    incarnation: i64,
+    partition: u32,
+    low: i64,
+    epoch: u64,
+) -> String {
+    format!("topics/{topic}/{incarnation}/{partition}/{low:020}-{epoch}.low")
+}
+
 /// A partition's producer table as of the end of the segment `segment_key`
 /// names (`producer::snapshot` bytes), put beside the segment: a node
 /// rebuilt from the bucket recovers its producers from the newest one.
@@ -210,25 +238,39 @@ pub enum TopicObject<'a> {
         topic: &'a str,
         incarnation: i64,
     },
-    /// A segment object, or the producer table put beside it (same stem).
-    Segment {
+    /// One of a partition's objects: a segment, the producer table put
+    /// beside it (same stem), or a mark of the partition's history
+    /// (`offset` is the segment's base, the epoch's start, the low
+    /// watermark).
+    Partition {
         topic: &'a str,
         incarnation: i64,
         partition: u32,
-        base_offset: i64,
+        offset: i64,
         epoch: u64,
-        file: SegmentFile,
+        file: PartitionFile,
     },
 }
 
-/// Which of the objects that share a segment's stem a key names.
+/// Which kind of partition object a key names, from its suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SegmentFile {
+pub enum PartitionFile {
     /// `.seg`: the records.
     Records,
     /// `.producers`: the partition's producer table as of its end.
     ProducerState,
+    /// `.epoch`: where an epoch's history starts.
+    EpochStart,
+    /// `.low`: where retention left the partition's low watermark.
+    LowWatermark,
 }
+
+const PARTITION_SUFFIXES: [(&str, PartitionFile); 4] = [
+    (".seg", PartitionFile::Records),
+    (".producers", PartitionFile::ProducerState),
+    (".epoch", PartitionFile::EpochStart),
+    (".low", PartitionFile::LowWatermark),
+];
 
 /// Takes a key under [`TOPICS_PREFIX`] apart; `None` for keys that are not
 /// ours (they are left alone).
@@ -241,19 +283,18 @@ pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
         ("manifest", None) => TopicObject::Manifest { topic, incarnation },
         ("deleted", None) => TopicObject::Tombstone { topic, incarnation },
         (partition, Some(file)) => {
-            let (stem, file) = match file.strip_suffix(".seg") {
-                Some(stem) => (stem, SegmentFile::Records),
-                None => (file.strip_suffix(".producers")?, SegmentFile::ProducerState),
-            };
+            let (stem, file) = PARTITION_SUFFIXES
+                .iter()
+                .find_map(|(suffix, kind)| Some((file.strip_suffix(suffix)?, *kind)))?;
             let (base, epoch) = match stem.split_once('-') {
                 Some((base, epoch)) => (base, epoch.parse().ok()?),
                 None => (stem, 0),
             };
-            TopicObject::Segment {
+            TopicObject::Partition {
                 topic,
                 incarnation,
                 partition: partition.parse().ok()?,
-                base_offset: base.parse().ok()?,
+                offset: base.parse().ok()?,
                 epoch,
                 file,
             }
@@ -274,24 +315,24 @@ mod tests {
         assert!(k.starts_with(&incarnation_prefix("orders.v1", 1700)));
         assert_eq!(
             parse_topic_key(&k),
-            Some(TopicObject::Segment {
+            Some(TopicObject::Partition {
                 topic: "orders.v1",
                 incarnation: 1700,
                 partition: 3,
-                base_offset: 42,
+                offset: 42,
                 epoch: 7,
-                file: SegmentFile::Records
+                file: PartitionFile::Records
             })
         );
         assert_eq!(
             parse_topic_key("topics/t/1/0/00000000000000000042.seg"),
-            Some(TopicObject::Segment {
+            Some(TopicObject::Partition {
                 topic: "t",
                 incarnation: 1,
                 partition: 0,
-                base_offset: 42,
+                offset: 42,
                 epoch: 0,
-                file: SegmentFile::Records
+                file: PartitionFile::Records
             }),
             "keys from before epochs"
         );
@@ -327,14 +368,49 @@ mod tests {
         );
         assert_eq!(
             parse_topic_key(&state),
-            Some(TopicObject::Segment {
+            Some(TopicObject::Partition {
                 topic: "orders.v1",
                 incarnation: 1700,
                 partition: 3,
-                base_offset: 42,
+                offset: 42,
                 epoch: 7,
-                file: SegmentFile::ProducerState
+                file: PartitionFile::ProducerState
             })
+        );
+    }
+
+    #[test]
+    fn history_marks_parse_with_their_offset_and_epoch() {
+        for (key, file) in [
+            (
+                epoch_start_key("t", 3, 1, 250, 7),
+                PartitionFile::EpochStart,
+            ),
+            (
+                low_watermark_key("t", 3, 1, 250, 7),
+                PartitionFile::LowWatermark,
+            ),
+        ] {
+            assert_eq!(
+                parse_topic_key(&key),
+                Some(TopicObject::Partition {
+                    topic: "t",
+                    incarnation: 3,
+                    partition: 1,
+                    offset: 250,
+                    epoch: 7,
+                    file
+                }),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            epoch_start_key("t", 3, 1, 250, 7),
+            "topics/t/3/1/00000000000000000250-7.epoch"
+        );
+        assert_eq!(
+            parse_topic_key("topics/t/3/1/00000000000000000250-7.lo"),
+            None
         );
     }
 

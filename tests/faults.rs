@@ -359,3 +359,36 @@ fn a_write_failure_after_validation_says_which_partitions_were_written() {
         }
     }
 }
+
+#[test]
+fn an_acks_none_record_becomes_visible_only_once_it_is_fsynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, fs) = faulty(dir.path());
+    let engine = Engine::open(c, Arc::new(MemoryStore::new())).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    engine
+        .produce_sync("t", 0, batch("durable", 3), Acks::Wal)
+        .unwrap();
+    // acks=none: the client does not wait, so it hears nothing of the
+    // fsync; but a reader must not see a record a crash could take back.
+    fs.faults.fail_syncs.store(1, Ordering::SeqCst);
+    let ack = engine
+        .produce_sync("t", 0, batch("none", 2), Acks::None)
+        .unwrap();
+    assert_eq!(ack.base_offset, 3);
+    // The writer has finished with the group once the partition refuses
+    // writes (the failed fsync stops it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine
+        .produce_sync("t", 0, batch("probe", 1), Acks::Wal)
+        .is_ok()
+    {
+        assert!(Instant::now() < deadline, "the fsync failure was not seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        values(&fetch_all(&engine, "t", 0, 0)),
+        values(&batch("durable", 3)),
+        "a record whose fsync failed was shown to readers"
+    );
+}

@@ -5,26 +5,13 @@
 
 mod common;
 
-use common::grpc::{create, fetch_all, produce, record, uploaded};
+use common::grpc::{
+    create, fetch_all, produce, record, record_values, tagged, tagged_records, uploaded, NO_SEAL,
+};
 use common::s3::{self, Bucket};
 use grpcio::RpcStatusCode;
 use std::process::Command;
 use streamhouse::proto as pb;
-
-fn values(tag: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{tag}-{i}")).collect()
-}
-
-/// `n` records `{tag}-{i}` as a produce request carries them.
-fn records(tag: &str, n: usize) -> Vec<pb::Record> {
-    values(tag, n)
-        .iter()
-        .map(|v| record(b"", v.as_bytes(), &[]))
-        .collect()
-}
-
-/// Segments never seal by age: what is not uploaded stays in the WAL.
-const NO_SEAL: [&str; 2] = ["--segment-max-age-ms", "600000"];
 
 /// A node on `disk` that creates topic t (one partition), uploads
 /// `uploaded_n` records `{tag}-up-i`, writes `wal_n` more `{tag}-wal-i`
@@ -39,8 +26,14 @@ fn crash_with_wal_only(
     let mut a = bucket.start(disk, &NO_SEAL);
     let c = a.clients();
     create(&c, "t", 1);
-    uploaded(&c, "t", 0, &values(&format!("{tag}-up"), uploaded_n));
-    produce(&c, "t", Some(0), records(&format!("{tag}-wal"), wal_n)).unwrap();
+    uploaded(&c, "t", 0, &tagged(&format!("{tag}-up"), uploaded_n));
+    produce(
+        &c,
+        "t",
+        Some(0),
+        tagged_records(&format!("{tag}-wal"), wal_n),
+    )
+    .unwrap();
     a.child.kill().unwrap();
     a.child.wait().unwrap();
 }
@@ -57,13 +50,6 @@ fn refused_start(disk: &std::path::Path, endpoint: &str, prefix: &str) -> std::p
         .unwrap()
 }
 
-fn record_values(records: &[pb::Record]) -> Vec<String> {
-    records
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.get_value()).into_owned())
-        .collect()
-}
-
 #[test]
 fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
     let Some(endpoint) = s3::endpoint() else {
@@ -74,7 +60,7 @@ fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
     let a = bucket.start(disk_a.path(), &[]);
     let ca = a.clients();
     create(&ca, "t", 1);
-    let before = values("before", 30);
+    let before = tagged("before", 30);
     uploaded(&ca, "t", 0, &before);
 
     // B without --take-over: refused, naming the owner.
@@ -118,7 +104,7 @@ fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
 
     // B goes on at the offset after A's acknowledged records; A's late
     // upload (under its old epoch's key) changed nothing B serves.
-    let after = values("after", 10);
+    let after = tagged("after", 10);
     let (base, _) = uploaded(&cb, "t", 0, &after);
     assert_eq!(base, before.len() as i64);
     let all = record_values(&fetch_all(&cb, "t", 0, 0));
@@ -129,7 +115,7 @@ fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
     let at_base: Vec<String> = bucket
         .keys()
         .into_iter()
-        .filter(|k| k.contains(&format!("/{base:020}-")))
+        .filter(|k| k.contains(&format!("/{base:020}-")) && k.ends_with(".seg"))
         .collect();
     assert_eq!(at_base.len(), 2, "{at_base:?}");
     drop(cb);
@@ -139,7 +125,7 @@ fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
     let left: Vec<String> = bucket
         .keys()
         .into_iter()
-        .filter(|k| k.contains(&format!("/{base:020}-")))
+        .filter(|k| k.contains(&format!("/{base:020}-")) && k.ends_with(".seg"))
         .collect();
     assert_eq!(
         left.len(),
@@ -163,7 +149,7 @@ fn after_kill_9_a_new_node_takes_over_with_everything_uploaded() {
         create(&c, "t", 2);
         for round in 0..5 {
             for p in 0..2 {
-                let v = values(&format!("r{round}-p{p}"), 20);
+                let v = tagged(&format!("r{round}-p{p}"), 20);
                 let (base, _) = uploaded(&c, "t", p, &v);
                 acked.push((p, base, v));
             }
@@ -208,7 +194,7 @@ fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it
     // stops cleanly: the prefix is released.
     let mut b = bucket.start(disk_b.path(), &["--take-over"]);
     let cb = b.clients();
-    let (base, _) = uploaded(&cb, "t", 0, &values("b", 30));
+    let (base, _) = uploaded(&cb, "t", 0, &tagged("b", 30));
     assert_eq!(base, 100);
     drop(cb);
     assert!(b.sigterm_and_wait().success());
@@ -217,9 +203,9 @@ fn a_node_whose_prefix_was_taken_over_sets_its_wal_aside_instead_of_replaying_it
     // its own WAL's records after B's (they would take offsets 130..150).
     let a = bucket.start(disk_a.path(), &NO_SEAL);
     let c = a.clients();
-    let want = [values("a-up", 100), values("b", 30)].concat();
+    let want = [tagged("a-up", 100), tagged("b", 30)].concat();
     assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), want);
-    let (next, _) = uploaded(&c, "t", 0, &values("a-again", 1));
+    let (next, _) = uploaded(&c, "t", 0, &tagged("a-again", 1));
     assert_eq!(next, 130);
     // Set aside, not deleted: the bytes are there for a person.
     assert_eq!(superseded_dirs(disk_a.path()), 1);
@@ -252,15 +238,15 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let mut a = bucket.start(disk_a.path(), &no_seal);
     let c = a.clients();
     create(&c, "t", 2);
-    produce(&c, "t", Some(0), records("p0", 40)).unwrap();
-    produce(&c, "t", Some(1), records("p1", 30)).unwrap();
+    produce(&c, "t", Some(0), tagged_records("p0", 40)).unwrap();
+    produce(&c, "t", Some(1), tagged_records("p1", 30)).unwrap();
     drop(c);
     assert!(a.sigterm_and_wait().success());
     let disk_b = tempfile::tempdir().unwrap();
     let mut b = bucket.start(disk_b.path(), &no_seal);
     let c = b.clients();
-    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), values("p0", 40));
-    assert_eq!(record_values(&fetch_all(&c, "t", 1, 0)), values("p1", 30));
+    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), tagged("p0", 40));
+    assert_eq!(record_values(&fetch_all(&c, "t", 1, 0)), tagged("p1", 30));
     drop(c);
     assert!(b.sigterm_and_wait().success());
 
@@ -273,7 +259,7 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     let mut a = bucket.start(disk_a.path(), &no_seal);
     let c = a.clients();
     create(&c, "t", 1);
-    produce(&c, "t", Some(0), records("held", 25)).unwrap();
+    produce(&c, "t", Some(0), tagged_records("held", 25)).unwrap();
     drop(c);
     proxy.set_up(false);
     assert!(a.sigterm_and_wait().success());
@@ -286,7 +272,7 @@ fn a_clean_stop_uploads_what_it_accepted_and_releases_the_prefix_only_then() {
     assert!(!err.contains("cannot read the bucket"), "{err}");
     let a = bucket.start(disk_a.path(), &no_seal);
     let c = a.clients();
-    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), values("held", 25));
+    assert_eq!(record_values(&fetch_all(&c, "t", 0, 0)), tagged("held", 25));
 }
 
 #[test]
@@ -305,11 +291,11 @@ fn a_refused_start_has_already_set_aside_a_wal_that_another_node_superseded() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(superseded_dirs(disk_a.path()), 1);
     let cb = b.clients();
-    uploaded(&cb, "t", 0, &values("b", 5));
+    uploaded(&cb, "t", 0, &tagged("b", 5));
     drop(cb);
     assert!(b.sigterm_and_wait().success());
     let a = bucket.start(disk_a.path(), &NO_SEAL);
-    let want = [values("a-up", 10), values("b", 5)].concat();
+    let want = [tagged("a-up", 10), tagged("b", 5)].concat();
     assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
 }
 
@@ -333,6 +319,6 @@ fn a_node_that_lost_its_metadata_file_keeps_its_name_and_replays_its_wal() {
     }
     // Same node (NODE_ID): no --take-over, and the acks=wal records are back.
     let a = bucket.start(disk.path(), &NO_SEAL);
-    let want = [values("a-up", 10), values("a-wal", 20)].concat();
+    let want = [tagged("a-up", 10), tagged("a-wal", 20)].concat();
     assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
 }

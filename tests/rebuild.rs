@@ -179,13 +179,17 @@ fn a_stale_or_foreign_sqlite_file_is_reconciled_and_deletes_nothing() {
         let mut s = s;
         assert!(s.sigterm_and_wait().success());
     }
-    assert_eq!(bucket.keys(), before, "the stale file deleted nothing");
+    // It deleted nothing (it may add marks of its own epoch's history).
+    let after = bucket.keys();
+    let gone: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+    assert!(gone.is_empty(), "the stale file deleted {gone:?}");
     eprintln!(
         "stale SQLite: {} objects before, {} after",
         before.len(),
         bucket.keys().len()
     );
 
+    let before = bucket.keys();
     // A data directory from another prefix, with a topic of its own: it
     // belongs to that store, so the node refuses to mix the two.
     let foreign_disk = tempfile::tempdir().unwrap();

@@ -1,16 +1,46 @@
 //! The consumer-group offsets checkpoint: every committed offset, one per
 //! line, tab-separated; the metadata string hex-encoded (it may hold any
 //! character; group names and topic names hold no tab or newline); a last
-//! line `end`.
+//! line `end`. Version 2 carries a [`CheckpointStamp`] (the writer's owner
+//! epoch and a sequence): which checkpoint is newer is decided by it, never
+//! by clocks of different nodes. Version 1 reads as stamp (0, 0).
 
 use super::{field, parse_fields};
 use crate::meta::GroupOffset;
 
 const KIND: &str = "streamhouse-group-offsets";
 
-pub(crate) fn encode_group_offsets(offsets: &[GroupOffset], written_at_ms: i64) -> Vec<u8> {
+/// Which checkpoint is newer: a later owner epoch, then a later sequence.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct CheckpointStamp {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl CheckpointStamp {
+    /// As kept in a metadata setting: `epoch seq`.
+    pub fn to_setting(self) -> String {
+        format!("{} {}", self.epoch, self.seq)
+    }
+
+    pub fn from_setting(s: &str) -> Option<CheckpointStamp> {
+        let (epoch, seq) = s.split_once(' ')?;
+        Some(CheckpointStamp {
+            epoch: epoch.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+pub(crate) fn encode_group_offsets(
+    offsets: &[GroupOffset],
+    stamp: CheckpointStamp,
+    written_at_ms: i64,
+) -> Vec<u8> {
     let mut s = format!(
-        "{KIND} 1\nwritten_at_ms={written_at_ms}\ncount={}\n",
+        "{KIND} 2\nwritten_at_ms={written_at_ms}\nepoch={}\nseq={}\ncount={}\n",
+        stamp.epoch,
+        stamp.seq,
         offsets.len()
     );
     for o in offsets {
@@ -24,19 +54,34 @@ pub(crate) fn encode_group_offsets(offsets: &[GroupOffset], written_at_ms: i64) 
     s.into_bytes()
 }
 
-pub(crate) fn decode_group_offsets(bytes: &[u8]) -> Result<Vec<GroupOffset>, String> {
+pub(crate) fn decode_group_offsets(
+    bytes: &[u8],
+) -> Result<(CheckpointStamp, Vec<GroupOffset>), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let text = text
         .strip_suffix("end\n")
         .ok_or_else(|| "the end line is missing (truncated)".to_string())?;
     let (head, rows): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| !l.contains('\t'));
     let head = head.join("\n");
-    let f = parse_fields(&head, KIND, 1)?;
+    let (f, stamp) = match parse_fields(&head, KIND, 2) {
+        Ok(f) => {
+            let stamp = CheckpointStamp {
+                epoch: field(&f, "epoch")?,
+                seq: field(&f, "seq")?,
+            };
+            (f, stamp)
+        }
+        Err(_) => (parse_fields(&head, KIND, 1)?, CheckpointStamp::default()),
+    };
     let count: usize = field(&f, "count")?;
     if rows.len() != count {
         return Err(format!("{} offsets, the header says {count}", rows.len()));
     }
-    rows.iter().map(|row| decode_row(row)).collect()
+    let offsets = rows
+        .iter()
+        .map(|row| decode_row(row))
+        .collect::<Result<_, _>>()?;
+    Ok((stamp, offsets))
 }
 
 fn decode_row(row: &str) -> Result<GroupOffset, String> {
@@ -91,11 +136,21 @@ mod tests {
                 updated_at_ms: 1,
             },
         ];
-        let bytes = encode_group_offsets(&offsets, 7);
-        assert_eq!(decode_group_offsets(&bytes).unwrap(), offsets);
+        let stamp = CheckpointStamp { epoch: 3, seq: 9 };
+        let bytes = encode_group_offsets(&offsets, stamp, 7);
+        assert_eq!(decode_group_offsets(&bytes).unwrap(), (stamp, offsets));
         assert_eq!(
-            decode_group_offsets(&encode_group_offsets(&[], 7)).unwrap(),
-            vec![]
+            decode_group_offsets(&encode_group_offsets(&[], stamp, 7)).unwrap(),
+            (stamp, vec![])
+        );
+        // Version 1 (before stamps) reads as the oldest stamp.
+        let v1 = b"streamhouse-group-offsets 1\nwritten_at_ms=7\ncount=1\ng\tt\t0\t5\t1\t\nend\n";
+        let (old, rows) = decode_group_offsets(v1).unwrap();
+        assert_eq!((old, rows[0].offset), (CheckpointStamp::default(), 5));
+        assert!(CheckpointStamp { epoch: 2, seq: 0 } > CheckpointStamp { epoch: 1, seq: 50 });
+        assert_eq!(
+            CheckpointStamp::from_setting(&stamp.to_setting()),
+            Some(stamp)
         );
         let mut cut = bytes.clone();
         cut.truncate(bytes.len() - 5);

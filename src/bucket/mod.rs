@@ -16,14 +16,16 @@
 //! under `producers/` (see `engine::producers`).
 
 mod groups;
+mod history;
 mod manifest;
 mod owner;
 
-pub(crate) use groups::{decode_group_offsets, encode_group_offsets};
+pub(crate) use groups::{decode_group_offsets, encode_group_offsets, CheckpointStamp};
+pub(crate) use history::{encode_epoch_start, encode_low_watermark, EpochStart, PartitionHistory};
 pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
 pub(crate) use owner::{OwnerRecord, Ownership, OwnershipError};
 
-use crate::layout::{self, SegmentFile, TopicObject};
+use crate::layout::{self, PartitionFile, TopicObject};
 use crate::object_store::{ObjectStore, StoreResult};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +44,13 @@ pub(crate) struct ListedSegment {
     pub producer_state: Option<String>,
 }
 
+impl ListedSegment {
+    /// The segment's key and its producer table's, if listed.
+    pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.key.clone()).chain(self.producer_state.clone())
+    }
+}
+
 /// Everything under `topics/`, sorted by kind.
 #[derive(Debug, Default)]
 pub(crate) struct BucketTopics {
@@ -53,6 +62,8 @@ pub(crate) struct BucketTopics {
     /// between the two PUTs), per (topic, incarnation, partition): (base
     /// offset, key).
     pub orphan_states: BTreeMap<(String, i64, u32), Vec<(i64, String)>>,
+    /// Epoch starts and low watermarks, per (topic, incarnation, partition).
+    pub history: BTreeMap<(String, i64, u32), PartitionHistory>,
     /// The highest incarnation seen, live or deleted (0 if none).
     pub max_incarnation: i64,
 }
@@ -93,27 +104,42 @@ pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> 
                 out.max_incarnation = out.max_incarnation.max(incarnation);
                 out.tombstones.insert((topic.to_string(), incarnation));
             }
-            TopicObject::Segment {
+            TopicObject::Partition {
                 topic,
                 incarnation,
                 partition,
-                base_offset,
+                offset,
                 epoch,
                 file,
             } => {
                 out.max_incarnation = out.max_incarnation.max(incarnation);
                 let id = (topic.to_string(), incarnation, partition);
-                if file == SegmentFile::ProducerState {
-                    states.insert(obj.key.clone(), (id, base_offset));
-                    continue;
+                let key = obj.key.clone();
+                match file {
+                    PartitionFile::ProducerState => {
+                        states.insert(key, (id, offset));
+                    }
+                    PartitionFile::Records => {
+                        out.segments.entry(id).or_default().push(ListedSegment {
+                            base_offset: offset,
+                            epoch,
+                            key,
+                            size: obj.size,
+                            producer_state: None,
+                        });
+                    }
+                    PartitionFile::EpochStart => {
+                        let h = out.history.entry(id).or_default();
+                        h.starts.push(EpochStart {
+                            epoch,
+                            start: offset,
+                            key,
+                        });
+                    }
+                    PartitionFile::LowWatermark => {
+                        out.history.entry(id).or_default().lows.push((offset, key));
+                    }
                 }
-                out.segments.entry(id).or_default().push(ListedSegment {
-                    base_offset,
-                    epoch,
-                    key: obj.key.clone(),
-                    size: obj.size,
-                    producer_state: None,
-                });
             }
         }
     }
@@ -186,6 +212,8 @@ mod tests {
             layout::topic_tombstone_key("b", 2),
             layout::segment_key("b", 2, 0, 0, 1),
             layout::topic_tombstone_key("c", 7),
+            layout::epoch_start_key("a", 1, 0, 100, 2),
+            layout::low_watermark_key("a", 1, 0, 0, 1),
             "topics/not/ours".to_string(),
         ] {
             store.put(&key, b"x").unwrap();
@@ -203,5 +231,8 @@ mod tests {
         );
         assert_eq!(b.segments_of(&("a".to_string(), 1)).len(), 4);
         assert_eq!(b.segments_of(&("b".to_string(), 2)).len(), 1);
+        let h = &b.history[&("a".to_string(), 1, 0)];
+        assert_eq!(h.end_of_epoch(1), Some(100));
+        assert_eq!(h.low_watermark(), Some(0));
     }
 }

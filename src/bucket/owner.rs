@@ -2,8 +2,10 @@
 //! that owns the prefix and its epoch. A node takes it when it is absent or
 //! released (a clean shutdown releases it), and refuses to start when
 //! another node holds it, unless told to take over, which raises the epoch.
-//! A node checks the record before every segment commit; if its epoch is no
-//! longer the owner's it is fenced and stops acknowledging writes.
+//! A node checks the record before every segment commit, before every other
+//! change it makes to the bucket (or within [`OWNERSHIP_PERIOD`] of it),
+//! and every few seconds when idle; if its epoch is no longer the owner's
+//! it is fenced: it stops acknowledging writes and changes nothing more.
 //!
 //! Every change is a conditional write (`If-None-Match` / `If-Match`), so two
 //! nodes racing for the record cannot both win. Whether the store honours
@@ -16,8 +18,13 @@ use crate::layout::{owner_probe_key, OWNER_KEY};
 use crate::object_store::{Expect, ObjectStore, StoreError, StoreResult};
 use crate::util::clock::now_ms;
 use crate::util::sync::lock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How old a confirmation of ownership may be when a node changes the
+/// bucket: past it, the node reads the owner record again first.
+pub(crate) const OWNERSHIP_PERIOD: Duration = Duration::from_secs(10);
 
 const KIND: &str = "streamhouse-owner";
 
@@ -84,6 +91,12 @@ pub(crate) struct Ownership {
     /// The record this node replaced when it took the prefix, if it named
     /// another node: that node's history continued after this data dir's.
     replaced: Mutex<Option<OwnerRecord>>,
+    /// Whether [`Ownership::acquire`] found the record absent or naming
+    /// another node: this epoch then starts a new stretch of every
+    /// partition's history (see `bucket::history`).
+    new_hands: AtomicBool,
+    /// When the record last named this node at its epoch.
+    confirmed_at: Mutex<Option<Instant>>,
 }
 
 fn read(store: &dyn ObjectStore) -> Result<Option<(OwnerRecord, String)>, OwnershipError> {
@@ -97,19 +110,40 @@ fn read(store: &dyn ObjectStore) -> Result<Option<(OwnerRecord, String)>, Owners
     }
 }
 
-/// Does the store refuse a conditional write whose condition fails? Writes
-/// a probe object twice with `If-None-Match: *`, then removes it.
+/// Does the store refuse a conditional write whose condition fails, for
+/// both conditions the owner record uses? Writes a probe object, then again
+/// with `If-None-Match: *` (it exists) and with `If-Match` on an ETag it
+/// does not have, then removes it. Some stores honour one and silently
+/// ignore the other.
 fn probe_conditional_writes(store: &dyn ObjectStore, node_id: &str) -> StoreResult<bool> {
     let key = owner_probe_key(node_id);
     store.delete(&key)?;
     store.put_if(&key, b"probe", Expect::Absent)?;
-    let honoured = match store.put_if(&key, b"probe again", Expect::Absent) {
-        Err(StoreError::PreconditionFailed { .. }) => true,
-        Ok(()) => false,
-        Err(e) => return Err(e),
+    let refused = |result: StoreResult<()>| match result {
+        Err(StoreError::PreconditionFailed { .. }) => Ok(true),
+        Ok(()) => Ok(false),
+        Err(e) => Err(e),
     };
+    let if_none_match = refused(store.put_if(&key, b"probe again", Expect::Absent))?;
+    let stale = "\"00000000000000000000000000000000\"";
+    let if_match = refused(store.put_if(&key, b"probe stale", Expect::Version(stale)))?;
     store.delete(&key)?;
-    Ok(honoured)
+    if if_none_match != if_match {
+        log::warn!(
+            "the object store honours {} but ignores {}",
+            if if_none_match {
+                "If-None-Match"
+            } else {
+                "If-Match"
+            },
+            if if_none_match {
+                "If-Match"
+            } else {
+                "If-None-Match"
+            }
+        );
+    }
+    Ok(if_none_match && if_match)
 }
 
 impl Ownership {
@@ -120,7 +154,13 @@ impl Ownership {
             epoch: AtomicU64::new(0),
             fenced: Mutex::new(None),
             replaced: Mutex::new(None),
+            new_hands: AtomicBool::new(false),
+            confirmed_at: Mutex::new(None),
         }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The epoch this node owns the prefix at (0: not taken).
@@ -139,9 +179,12 @@ impl Ownership {
         lock(&self.replaced).clone()
     }
 
-    /// Takes the prefix: when the record is absent, released, or this
-    /// node's own; from another node only with `take_over`. Raises the
-    /// epoch every time, so any earlier process of the prefix is fenced.
+    /// Whether this node took the prefix from another node (or found no
+    /// record): its epoch's starts must be written before it writes.
+    pub fn took_from_another(&self) -> bool {
+        self.new_hands.load(Ordering::SeqCst)
+    }
+
     /// The owner record as it is now, if it names another node.
     pub fn other_owner(
         &self,
@@ -152,6 +195,9 @@ impl Ownership {
             .filter(|rec| rec.node_id != self.node_id))
     }
 
+    /// Takes the prefix: when the record is absent, released, or this
+    /// node's own; from another node only with `take_over`. Raises the
+    /// epoch every time, so any earlier process of the prefix is fenced.
     pub fn acquire(&self, store: &dyn ObjectStore, take_over: bool) -> Result<u64, OwnershipError> {
         let honoured = probe_conditional_writes(store, &self.node_id)?;
         if !honoured {
@@ -187,6 +233,11 @@ impl Ownership {
             }
             self.epoch.store(next_epoch, Ordering::SeqCst);
             *lock(&self.fenced) = None;
+            *lock(&self.confirmed_at) = Some(Instant::now());
+            let new_hands = current
+                .as_ref()
+                .is_none_or(|(r, _)| r.node_id != self.node_id);
+            self.new_hands.store(new_hands, Ordering::SeqCst);
             let other = current.filter(|(r, _)| r.node_id != self.node_id);
             if let Some((prev, _)) = &other {
                 if prev.held {
@@ -213,13 +264,29 @@ impl Ownership {
                 "nobody: this node never took the prefix".into(),
             ));
         }
+        let asked = Instant::now();
         match read(store)? {
             Some((rec, _)) if rec.node_id == self.node_id && rec.epoch == epoch && rec.held => {
+                *lock(&self.confirmed_at) = Some(asked);
                 Ok(())
             }
             Some((rec, _)) => Err(self.fence(rec.describe())),
             None => Err(self.fence("nobody (the owner record was removed)".into())),
         }
+    }
+
+    /// Confirms this node still owns the prefix, reading the record only
+    /// if the last confirmation is older than [`OWNERSHIP_PERIOD`]: call it
+    /// before any change to the bucket.
+    pub fn confirm_recent(&self, store: &dyn ObjectStore) -> Result<(), OwnershipError> {
+        if let Some(owner) = self.fenced() {
+            return Err(OwnershipError::Fenced(owner));
+        }
+        let fresh = lock(&self.confirmed_at).is_some_and(|t| t.elapsed() < OWNERSHIP_PERIOD);
+        if fresh {
+            return Ok(());
+        }
+        self.confirm(store)
     }
 
     fn fence(&self, owner: String) -> OwnershipError {

@@ -22,6 +22,10 @@ pub(super) fn collect_garbage(ctx: &Context) -> Result<usize> {
         if keys.is_empty() {
             return Ok(removed);
         }
+        // A fenced node's metadata may be stale: it deletes nothing.
+        ctx.owner
+            .confirm_recent(&ctx.store)
+            .map_err(super::ownership_refusal)?;
         for key in &keys {
             ctx.store.delete(key)?;
         }

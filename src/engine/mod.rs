@@ -14,6 +14,7 @@
 //! - [`groups`]: consumer-group offsets and their checkpoint in the bucket;
 //! - [`producers`]: InitProducer, the producer registry, expiry.
 
+mod epochs;
 mod gc;
 mod groups;
 mod producers;
@@ -34,8 +35,8 @@ use crate::metrics::Metrics;
 use crate::metrics::{MetricsSnapshot, Stages};
 use crate::object_store::ObjectStore;
 use crate::partition::{
-    open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition, Status,
-    UploadPool,
+    open_blocked, open_partition, AckReceiver, Acks, AppendAck, AppendRequest, Backlog, Partition,
+    Status, UploadPool,
 };
 pub use crate::producer::ProducerBatch;
 use crate::read::{FetchReceiver, FetchRequest, FetchResult, OffsetReceiver, ReaderPool};
@@ -93,7 +94,7 @@ impl Engine {
             ))
         };
         take_ownership(&ctx, unreadable)?;
-        rebuild::reconcile(&ctx).map_err(unreadable)?;
+        let reconciled = rebuild::reconcile(&ctx).map_err(unreadable)?;
         let producer_ids = producers::restore_producers(&ctx).map_err(unreadable)?;
         if let Err(e) = gc::collect_garbage(&ctx) {
             log::warn!("garbage collection skipped: {e}");
@@ -102,7 +103,10 @@ impl Engine {
         gc::remove_stale_wal_dirs(&ctx, &rows)?;
         let uploads = UploadPool::start(ctx.config.upload_threads)
             .map_err(|e| Error::io("start the upload threads", e))?;
-        let topics = open_topics(&ctx, &uploads, rows);
+        let topics = open_topics(&ctx, &uploads, rows, &reconciled.blocked);
+        // Before the node serves: this epoch's starts, so that a node it
+        // fenced cannot bring late uploads into the log.
+        epochs::write_epoch_starts(&ctx, &topics).map_err(unreadable)?;
         let readers = ReaderPool::start(Arc::clone(&ctx))?;
         let engine = Arc::new(Engine {
             ctx,
@@ -117,14 +121,24 @@ impl Engine {
             shut_down: std::sync::atomic::AtomicBool::new(false),
         });
         engine.expire_producers();
+        engine.clamp_group_offsets(&sync::read(&engine.topics))?;
         let weak = Arc::downgrade(&engine);
         let interval = engine.ctx.config.retention_interval;
         let stop = engine.retention_stop.clone();
         let worker = thread::spawn("retention", move || {
             let mut last_retention = Instant::now();
+            let mut last_checkpoint = Instant::now();
             while !stop.sleep(groups::CHECKPOINT_INTERVAL.min(interval)) {
                 let Some(engine) = weak.upgrade() else { return };
-                engine.checkpoint_groups();
+                if last_checkpoint.elapsed() >= groups::CHECKPOINT_INTERVAL {
+                    // An idle node learns it was fenced without waiting for
+                    // a produce (a store error is retried next time).
+                    if let Err(e) = engine.ctx.owner.confirm(&engine.ctx.store) {
+                        log::debug!("owner record not confirmed: {e:?}");
+                    }
+                    engine.checkpoint_groups();
+                    last_checkpoint = Instant::now();
+                }
                 if last_retention.elapsed() >= interval {
                     engine.run_retention();
                     engine.expire_producers();
@@ -344,6 +358,27 @@ impl Engine {
         wait(self.list_offsets(topic, partition, timestamp_ms)?)
     }
 
+    /// Confirms this node still owns the prefix (reading the owner record
+    /// if the last confirmation is older than the ownership period): call
+    /// it before changing anything in the bucket. A fenced node answers
+    /// UNAVAILABLE naming the owner.
+    fn ensure_owner(&self) -> Result<()> {
+        self.ctx
+            .owner
+            .confirm_recent(&self.ctx.store)
+            .map_err(ownership_refusal)
+    }
+
+    /// [`Engine::ensure_owner`], always reading the owner record: before
+    /// the rare changes that are hard to take back (topics created and
+    /// deleted).
+    fn confirm_owner_now(&self) -> Result<()> {
+        self.ctx
+            .owner
+            .confirm(&self.ctx.store)
+            .map_err(ownership_refusal)
+    }
+
     // ---------------------------------------------------------------- shutdown
 
     /// Stops everything: writers finish what is queued (fsynced) and seal
@@ -436,16 +471,25 @@ impl Drop for Engine {
 /// Opens every partition of every topic. A partition that fails to open is
 /// kept as one that answers UNAVAILABLE with the reason; the node serves
 /// the others.
+///
+/// A partition whose history in the bucket stops short (`blocked`: an
+/// object the rebuild could not read) opens for reads below that point
+/// only, and refuses writes with DATA_LOSS naming the object.
 fn open_topics(
     ctx: &Arc<Context>,
     uploads: &UploadPool,
     rows: Vec<TopicRow>,
+    blocked: &HashMap<(String, u32), String>,
 ) -> HashMap<String, Arc<Topic>> {
     let mut topics = HashMap::new();
     for row in rows {
         let partitions = (0..row.partitions)
             .map(|p| {
-                let opened = open_partition(ctx, uploads, &row.name, p).unwrap_or_else(|e| {
+                let opened = match blocked.get(&(row.name.clone(), p)) {
+                    Some(why) => open_blocked(ctx, &row.name, p, why.clone()),
+                    None => open_partition(ctx, uploads, &row.name, p),
+                };
+                let opened = opened.unwrap_or_else(|e| {
                     let why = format!("partition {}/{p} could not be opened: {e}", row.name);
                     log::error!("{why}");
                     Partition::not_opened(
@@ -529,6 +573,22 @@ fn set_aside_superseded_wal(ctx: &Context, other: &OwnerRecord) -> Result<()> {
         aside.display()
     );
     Ok(())
+}
+
+/// What a call that would change the bucket answers when ownership is not
+/// confirmed.
+fn ownership_refusal(e: OwnershipError) -> Error {
+    match e {
+        OwnershipError::Fenced(owner) => crate::partition::fenced_error(&owner),
+        OwnershipError::Store(e) => Error::Unavailable(format!(
+            "cannot confirm that this node still owns its bucket prefix ({e}); nothing was changed, retry later"
+        )),
+        OwnershipError::HeldBy(rec) => crate::partition::fenced_error(&rec.describe()),
+        OwnershipError::Malformed(reason) => Error::Malformed {
+            object: layout::OWNER_KEY.to_string(),
+            reason,
+        },
+    }
 }
 
 /// Files and bytes under `dir` (0 when it does not exist).

@@ -61,6 +61,9 @@ impl Engine {
                 "{MAX_PRODUCERS} producers are active on this node; idle ones expire after --producer-expiry"
             )));
         }
+        if let Some(owner) = self.ctx.owner.fenced() {
+            return Err(crate::partition::fenced_error(&owner));
+        }
         // One InitProducer at a time: they are rare, and a name's epoch
         // must go up by exactly one per call.
         let mut ids = lock(&self.producer_ids);
@@ -81,6 +84,7 @@ impl Engine {
         };
         if !name.is_empty() {
             let key = layout::producer_name_key(name, epoch, id);
+            self.ensure_owner()?;
             self.ctx.store.put(&key, b"")?;
             if let Some(old) = &named {
                 self.delete_quietly(&layout::producer_name_key(name, old.epoch, id));
@@ -110,6 +114,7 @@ impl Engine {
                 .ok_or_else(|| {
                     Error::Backpressure("every producer id has been handed out".to_string())
                 })?;
+            self.ensure_owner()?;
             self.ctx
                 .store
                 .put(&layout::producer_id_block_key(end), b"")?;
@@ -191,7 +196,14 @@ fn extend_ids(ctx: &Context, block: &Mutex<IdBlock>, from: u64) {
         lock(block).extending = false;
         return;
     };
-    let claimed = ctx.store.put(&layout::producer_id_block_key(end), b"");
+    let claimed = match ctx.owner.confirm_recent(&ctx.store) {
+        Ok(()) => ctx.store.put(&layout::producer_id_block_key(end), b""),
+        Err(e) => {
+            lock(block).extending = false;
+            log::warn!("producer ids below {end} not claimed ahead of use: {e:?}");
+            return;
+        }
+    };
     let mut ids = lock(block);
     ids.extending = false;
     match claimed {

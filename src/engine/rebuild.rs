@@ -17,7 +17,7 @@
 //! Nothing here deletes an object the bucket does not mark as garbage.
 
 use super::topics::finish_deletion;
-use crate::bucket::{self, BucketTopics, ListedSegment, TopicId};
+use crate::bucket::{self, BucketTopics, ListedSegment, PartitionHistory, TopicId};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
@@ -27,10 +27,10 @@ use crate::producer;
 use crate::read::source::{read_footer, StoredObject};
 use crate::util::clock::now_ms;
 use crate::util::fs::remove_dir_all_if_exists;
+use crate::util::thread::map_parallel;
 use crate::wal::{scan_wal, ScanError, WalDir};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// Footer reads in flight at once during a rebuild.
@@ -43,6 +43,10 @@ pub(super) struct Reconciled {
     pub deletions_finished: usize,
     pub segments_adopted: usize,
     pub group_offsets_restored: usize,
+    /// Partitions whose history stops at an object that could not be read
+    /// (or offsets no object holds): (topic, partition) -> why. They open
+    /// for reads below that point only.
+    pub blocked: HashMap<(String, u32), String>,
 }
 
 pub(super) fn reconcile(ctx: &Context) -> Result<Reconciled> {
@@ -68,12 +72,14 @@ pub(super) fn reconcile(ctx: &Context) -> Result<Reconciled> {
             ctx.store.put(&key, &bucket::encode_manifest(&t))?;
         }
         for p in 0..t.partitions {
-            let segs = listed
-                .segments
-                .get(&(t.name.clone(), t.incarnation, p))
-                .map_or(&[][..], Vec::as_slice);
-            done.segments_adopted += reconcile_partition(ctx, &t, p, segs)?;
             let key = (t.name.clone(), t.incarnation, p);
+            let segs = listed.segments.get(&key).map_or(&[][..], Vec::as_slice);
+            let history = listed.history.get(&key).cloned().unwrap_or_default();
+            let (adopted, blocked) = reconcile_partition(ctx, &t, p, segs, &history)?;
+            done.segments_adopted += adopted;
+            if let Some(why) = blocked {
+                done.blocked.insert((t.name.clone(), p), why);
+            }
             if let Some(orphans) = listed.orphan_states.get(&key) {
                 mark_orphan_states(ctx, &t, p, orphans)?;
             }
@@ -99,7 +105,12 @@ fn finish_tombstoned(ctx: &Context, listed: &BucketTopics, id: &TopicId) -> Resu
         .meta
         .topic(name)?
         .is_some_and(|t| t.incarnation == incarnation);
-    if !local && !listed.manifests.contains(id) && listed.segments_of(id).is_empty() {
+    let has_history = listed
+        .history
+        .keys()
+        .any(|(name, inc, _)| (name, *inc) == (&id.0, id.1));
+    if !local && !listed.manifests.contains(id) && listed.segments_of(id).is_empty() && !has_history
+    {
         return Ok(false);
     }
     log::info!("finishing the deletion of topic {name:?} (incarnation {incarnation})");
@@ -145,77 +156,167 @@ fn adopt_topic(ctx: &Context, id: &TopicId) -> Result<bool> {
 }
 
 /// Brings one partition's committed segments in line with the bucket.
-/// Returns how many segments were adopted.
+/// Returns how many segments were adopted, and why the partition's history
+/// stops short, if it does (see [`Walk`]).
 fn reconcile_partition(
     ctx: &Context,
     t: &TopicRow,
     p: u32,
     listed: &[ListedSegment],
-) -> Result<usize> {
-    drop_rows_retention_removed(ctx, t, p, listed)?;
-    let adopted = adopt_segments(ctx, t, p, listed)?;
-    if let Some(row) = ctx.meta.partition(&t.name, p)? {
-        mark_superseded(ctx, t, p, listed, row.next_offset)?;
+    history: &PartitionHistory,
+) -> Result<(usize, Option<String>)> {
+    let mut garbage = Garbage::default();
+    apply_low_watermark(ctx, t, p, listed, history, &mut garbage)?;
+    if history.low_watermark().is_none() {
+        drop_rows_retention_removed(ctx, t, p, listed)?;
     }
-    Ok(adopted)
+    let (adopted, blocked) = adopt_segments(ctx, t, p, listed, history, &mut garbage)?;
+    if let Some(row) = ctx.meta.partition(&t.name, p)? {
+        mark_superseded(ctx, t, p, listed, row.next_offset, &mut garbage)?;
+    }
+    garbage.mark(ctx)?;
+    Ok((adopted, blocked))
+}
+
+/// Objects a reconciliation found to be garbage, by reason; marked at the
+/// end of the partition's reconciliation.
+#[derive(Default)]
+struct Garbage {
+    fenced: Vec<String>,
+    retention: Vec<String>,
+    superseded: Vec<String>,
+}
+
+impl Garbage {
+    fn mark(self, ctx: &Context) -> Result<()> {
+        for (keys, reason) in [
+            (
+                self.fenced,
+                "written by a fenced epoch past the next epoch's start",
+            ),
+            (self.retention, "below the retention low watermark"),
+            (self.superseded, "superseded"),
+        ] {
+            if !keys.is_empty() {
+                ctx.meta.mark_garbage(&keys, reason)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Retention's mark in the bucket says every offset below it was removed
+/// on purpose: local rows below it go (their objects are garbage), objects
+/// below it are garbage, and a partition with nothing left continues at it.
+fn apply_low_watermark(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    listed: &[ListedSegment],
+    history: &PartitionHistory,
+    garbage: &mut Garbage,
+) -> Result<()> {
+    garbage.retention.extend(history.stale_lows());
+    let (Some(low), Some(row)) = (history.low_watermark(), ctx.meta.partition(&t.name, p)?) else {
+        return Ok(());
+    };
+    if low > row.low_watermark {
+        ctx.meta
+            .drop_segments_before(&t.name, p, low.min(row.next_offset))?;
+        if low > row.next_offset {
+            ctx.meta.start_empty_partition_at(&t.name, p, low)?;
+        }
+        log::info!(
+            "partition {}/{p}: retention removed every offset below {low} (the bucket's low watermark)",
+            t.name
+        );
+    }
+    let committed: HashSet<String> = ctx
+        .meta
+        .segments(&t.name, p)?
+        .into_iter()
+        .map(|r| r.object_key)
+        .collect();
+    for s in listed.iter().filter(|s| s.base_offset < low) {
+        if !committed.contains(&s.key) {
+            garbage.retention.extend(s.keys());
+        }
+    }
+    Ok(())
 }
 
 /// Commits the bucket's segments that continue the local committed offset,
-/// in one transaction. Returns how many.
-fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment]) -> Result<usize> {
+/// in one transaction. Returns how many, and why the history stops short
+/// of the last object listed, if it does.
+///
+/// Only objects that belong to the log are candidates: one of epoch `e`
+/// is not if a later epoch started at or before its offsets (a fenced
+/// node's late upload; garbage). At each offset the newest epoch's object
+/// is taken. The walk never continues below an object it could not read,
+/// or across offsets that no object holds: the partition then stops there
+/// (see [`Walk`]), and nothing from there on is marked as garbage.
+fn adopt_segments(
+    ctx: &Context,
+    t: &TopicRow,
+    p: u32,
+    listed: &[ListedSegment],
+    history: &PartitionHistory,
+    garbage: &mut Garbage,
+) -> Result<(usize, Option<String>)> {
     let name = format!("{}/{p}", t.name);
     let Some(row) = ctx.meta.partition(&t.name, p)? else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let mut next = row.next_offset;
-    // At one base offset, only the newest owner's object (the listing puts
-    // it first) can be part of the chain.
-    let mut candidates: Vec<&ListedSegment> =
-        listed.iter().filter(|s| s.base_offset >= next).collect();
-    candidates.dedup_by_key(|s| s.base_offset);
+    let mut candidates: Vec<&ListedSegment> = Vec::new();
+    for s in listed.iter().filter(|s| s.base_offset >= next) {
+        match history.end_of_epoch(s.epoch) {
+            Some(end) if s.base_offset >= end => garbage.fenced.extend(s.keys()),
+            _ => candidates.push(s),
+        }
+    }
     let Some(first) = candidates.first() else {
-        return Ok(0);
+        return Ok((0, None));
     };
-    if first.base_offset > next {
-        if local_wal_reaches(ctx, &t.name, p, next, first.base_offset)? {
-            // A later segment's PUT finished before an earlier one's (they
-            // run side by side) and the node stopped: the earlier records
-            // are in the local WAL, uploaded after recovery, and the later
-            // segment is uploaded again after them.
-            log::info!(
-                "partition {name}: the bucket's segment at {} waits for the records before it, in the local WAL",
-                first.base_offset
-            );
-            return Ok(0);
-        }
-        if ctx.meta.segments(&t.name, p)?.is_empty() {
-            // Everything before it was removed by retention.
-            ctx.meta
-                .start_empty_partition_at(&t.name, p, first.base_offset)?;
-            next = first.base_offset;
-        } else {
-            log::error!(
-                "partition {name}: the bucket's next segment starts at {} but {next} is committed; segments from there are not adopted",
-                first.base_offset
-            );
-            return Ok(0);
-        }
+    let last_base = candidates.last().map_or(next, |s| s.base_offset);
+    if first.base_offset > next
+        && history.low_watermark().is_none()
+        && ctx.meta.segments(&t.name, p)?.is_empty()
+        && !local_wal_reaches(ctx, &t.name, p, next, first.base_offset)?
+    {
+        // A bucket from before low-watermark marks: everything before its
+        // first segment was removed by retention.
+        ctx.meta
+            .start_empty_partition_at(&t.name, p, first.base_offset)?;
+        next = first.base_offset;
     }
-    let rows = describe_segments(ctx, t, p, &candidates)?;
-    let mut chain = Vec::new();
-    for row in rows {
-        if row.base_offset != next {
-            log::error!(
-                "partition {name}: segment {} does not continue at {next}; segments from there are not adopted",
-                row.object_key
-            );
-            break;
-        }
-        next = row.last_offset + 1;
-        chain.push(row);
+    let described = describe_segments(ctx, t, p, &candidates)?;
+    let walk = walk_chain(&candidates, &described, history, next, garbage);
+    let mut blocked = walk.blocked;
+    if blocked.is_some() && local_wal_reaches(ctx, &t.name, p, walk.next, last_base + 1)? {
+        // A later segment's PUT finished before an earlier one's (they
+        // run side by side), or an upload of ours was damaged, and the
+        // node stopped: the records are in the local WAL, uploaded again
+        // after recovery.
+        log::info!(
+            "partition {name}: the bucket's objects from offset {} wait for the records in the local WAL",
+            walk.next
+        );
+        blocked = None;
     }
-    let Some(last) = chain.last() else {
-        return Ok(0);
+    let blocked = blocked.map(|why| {
+        format!(
+            "partition {name}: the bucket's history cannot be read from offset {}: {why}. Offsets \
+             below it are served; writes are refused (they would reuse offsets the bucket may \
+             hold) until a restart finds the object readable; nothing from there on is deleted",
+            walk.next
+        )
+    });
+    if let Some(why) = &blocked {
+        log::error!("{why}");
+    }
+    let Some(last) = walk.chain.last() else {
+        return Ok((0, blocked));
     };
     // The producer table as of the newest segment, read before anything is
     // committed: the segments and the table go in one transaction, so a
@@ -223,12 +324,72 @@ fn adopt_segments(ctx: &Context, t: &TopicRow, p: u32, listed: &[ListedSegment])
     // table (which nothing would correct later).
     let listed = candidates.iter().find(|s| s.key == last.object_key);
     let state = producer_state_at(ctx, last, listed.and_then(|s| s.producer_state.as_deref()))?;
-    ctx.meta.commit_segments(&chain, Some(&state))?;
+    ctx.meta.commit_segments(&walk.chain, Some(&state))?;
     log::info!(
-        "partition {name}: adopted {} segments from the bucket, committed up to {next}",
-        chain.len()
+        "partition {name}: adopted {} segments from the bucket, committed up to {}",
+        walk.chain.len(),
+        walk.next
     );
-    Ok(chain.len())
+    Ok((walk.chain.len(), blocked))
+}
+
+/// Where a walk along the candidates ended.
+struct Walk {
+    chain: Vec<SegmentRow>,
+    /// The offset after the chain.
+    next: i64,
+    /// Why it ended before the last candidate: an object it could not
+    /// read, or offsets no object holds.
+    blocked: Option<String>,
+}
+
+/// Follows the candidates (offset order, the newest epoch first at each
+/// offset; `described[i]` is candidate i's footer) from `next`.
+fn walk_chain(
+    candidates: &[&ListedSegment],
+    described: &[Result<SegmentRow>],
+    history: &PartitionHistory,
+    mut next: i64,
+    garbage: &mut Garbage,
+) -> Walk {
+    let mut chain = Vec::new();
+    let mut i = 0;
+    let blocked = loop {
+        // Other epochs' copies inside the chain are superseded (marked later).
+        while candidates.get(i).is_some_and(|c| c.base_offset < next) {
+            i += 1;
+        }
+        let Some(c) = candidates.get(i) else {
+            break None;
+        };
+        if c.base_offset > next {
+            break Some(format!(
+                "no object holds offsets {next}..{} (the next one is {})",
+                c.base_offset, c.key
+            ));
+        }
+        match &described[i] {
+            Err(e) => break Some(format!("{} cannot be read ({e})", c.key)),
+            // It runs into a later epoch's offsets: not part of the log.
+            Ok(row)
+                if history
+                    .end_of_epoch(c.epoch)
+                    .is_some_and(|end| row.last_offset >= end) =>
+            {
+                garbage.fenced.extend(c.keys());
+            }
+            Ok(row) => {
+                next = row.last_offset + 1;
+                chain.push(row.clone());
+            }
+        }
+        i += 1;
+    };
+    Walk {
+        chain,
+        next,
+        blocked,
+    }
 }
 
 /// Whether the partition's local WAL holds records from the committed
@@ -310,32 +471,46 @@ fn mark_orphan_states(
 /// Objects inside the committed range that are not the committed segments
 /// there (a fenced owner's late upload, an older upload of the same base
 /// offset) can never be read: the committed chain is the truth for those
-/// offsets. That is positive evidence; they are marked as garbage.
+/// offsets. That is positive evidence; they are marked as garbage, but
+/// only once their footer was read: an object that cannot be read is
+/// never garbage (a person may need it).
 fn mark_superseded(
     ctx: &Context,
     t: &TopicRow,
     p: u32,
     listed: &[ListedSegment],
     committed_next: i64,
+    garbage: &mut Garbage,
 ) -> Result<()> {
     let rows = ctx.meta.segments(&t.name, p)?;
     let Some(low) = rows.first().map(|r| r.base_offset) else {
         return Ok(());
     };
-    let superseded: Vec<String> = listed
+    let superseded: Vec<&ListedSegment> = listed
         .iter()
         .filter(|s| s.base_offset >= low && s.base_offset < committed_next)
         .filter(|s| !rows.iter().any(|r| r.object_key == s.key))
-        .flat_map(|s| std::iter::once(s.key.clone()).chain(s.producer_state.clone()))
+        .filter(|s| !garbage.fenced.contains(&s.key))
         .collect();
-    if !superseded.is_empty() {
-        log::info!(
-            "partition {}/{p}: {} superseded objects marked as garbage",
-            t.name,
-            superseded.len()
-        );
-        ctx.meta.mark_garbage(&superseded, "superseded")?;
+    if superseded.is_empty() {
+        return Ok(());
     }
+    let described = describe_segments(ctx, t, p, &superseded)?;
+    for (s, row) in superseded.iter().zip(described) {
+        match row {
+            Ok(_) => garbage.superseded.extend(s.keys()),
+            Err(e) => log::warn!(
+                "partition {}/{p}: {} is superseded but cannot be read ({e}); kept",
+                t.name,
+                s.key
+            ),
+        }
+    }
+    log::info!(
+        "partition {}/{p}: {} superseded objects marked as garbage",
+        t.name,
+        garbage.superseded.len()
+    );
     Ok(())
 }
 
@@ -375,43 +550,17 @@ fn drop_rows_retention_removed(
 }
 
 /// Reads the footers of `segs` ([`FOOTER_READERS`] at a time) and turns
-/// each into a metadata row. A footer that cannot be read ends the list
-/// there (the chain cannot go past it).
+/// each into a metadata row, or the reason it could not be read.
 fn describe_segments(
     ctx: &Context,
     t: &TopicRow,
     p: u32,
     segs: &[&ListedSegment],
-) -> Result<Vec<SegmentRow>> {
-    let results: Vec<Mutex<Option<Result<SegmentRow>>>> =
-        segs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| -> Result<()> {
-        for i in 0..FOOTER_READERS.min(segs.len()) {
-            std::thread::Builder::new()
-                .name(format!("rebuild-{i}"))
-                .spawn_scoped(scope, || loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(seg) = segs.get(n) else { return };
-                    let row = describe_segment(ctx, t, p, seg);
-                    *crate::util::sync::lock(&results[n]) = Some(row);
-                })
-                .map_err(|e| Error::io("spawn footer readers", e))?;
-        }
-        Ok(())
-    })?;
-    let mut rows = Vec::with_capacity(segs.len());
-    for (seg, slot) in segs.iter().zip(results) {
-        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(Ok(row)) => rows.push(row),
-            Some(Err(e)) => {
-                log::error!("{}: footer unreadable, not adopted: {e}", seg.key);
-                break;
-            }
-            None => break,
-        }
-    }
-    Ok(rows)
+) -> Result<Vec<Result<SegmentRow>>> {
+    map_parallel(segs, FOOTER_READERS, "rebuild", |seg| {
+        describe_segment(ctx, t, p, seg)
+    })
+    .map_err(|e| Error::io("spawn footer readers", e))
 }
 
 fn describe_segment(
@@ -466,28 +615,37 @@ fn describe_segment(
     })
 }
 
-/// Group offsets from the bucket's checkpoint that are newer than the
-/// local ones (or missing locally), for partitions that exist.
+/// Group offsets from the bucket's checkpoint, for partitions that exist:
+/// every one if the checkpoint's stamp is newer than the last this node
+/// wrote or restored (another node went on after it), else only those
+/// missing locally. Stamps, not clocks: nodes' clocks differ. Offsets past
+/// a partition's log are clamped once the partitions are open.
 fn restore_group_offsets(ctx: &Context) -> Result<usize> {
     let bytes = match ctx.store.get(layout::GROUP_OFFSETS_KEY) {
         Ok(b) => b,
         Err(StoreError::NotFound { .. }) => return Ok(0),
         Err(e) => return Err(e.into()),
     };
-    let offsets = bucket::decode_group_offsets(&bytes).map_err(|reason| Error::Malformed {
-        object: layout::GROUP_OFFSETS_KEY.to_string(),
-        reason,
-    })?;
+    let (stamp, offsets) =
+        bucket::decode_group_offsets(&bytes).map_err(|reason| Error::Malformed {
+            object: layout::GROUP_OFFSETS_KEY.to_string(),
+            reason,
+        })?;
+    let newer = super::groups::local_stamp(ctx)?.is_none_or(|local| stamp > local);
     let mut restored = 0;
     for o in offsets {
         if ctx.meta.partition(&o.topic, o.partition)?.is_none() {
             continue;
         }
         let local = ctx.meta.group_offset(&o.group, &o.topic, o.partition)?;
-        if local.is_none_or(|l| l.updated_at_ms < o.updated_at_ms) {
+        if newer || local.is_none() {
             ctx.meta.commit_group_offset(&o)?;
             restored += 1;
         }
+    }
+    if newer {
+        ctx.meta
+            .set_setting(super::groups::STAMP_SETTING, &stamp.to_setting())?;
     }
     Ok(restored)
 }

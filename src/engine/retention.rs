@@ -2,8 +2,11 @@
 //! first, on its own thread.
 
 use super::Engine;
+use crate::bucket;
 use crate::error::Result;
+use crate::layout;
 use crate::metrics::Metrics;
+use crate::object_store::ObjectStore;
 use crate::partition::Partition;
 use crate::util::clock::now_ms;
 
@@ -36,6 +39,16 @@ impl Engine {
             return Ok(());
         };
         let new_low = last.last_offset + 1;
+        // The bucket learns the new low watermark before anything goes, so
+        // a rebuild continues at it even when no segment is left; and only
+        // from a node that still owns the prefix.
+        self.ensure_owner()?;
+        let epoch = self.ctx.owner.epoch();
+        let mark = layout::low_watermark_key(topic, p.shared.incarnation, id, new_low, epoch);
+        self.ctx.store.put(
+            &mark,
+            &bucket::encode_low_watermark(new_low, epoch, now_ms()),
+        )?;
         let dropped = self.ctx.meta.drop_segments_before(topic, id, new_low)?;
         {
             let mut view = p.shared.view_mut();

@@ -124,6 +124,7 @@ impl Engine {
     /// in the bucket (so a node rebuilt from the bucket knows the topic),
     /// metadata, the partitions.
     fn create_reserved(&self, spec: &TopicSpec) -> Result<Arc<Topic>> {
+        self.confirm_owner_now()?;
         let topic_wal = layout::topic_wal_dir(&self.ctx.config.data_dir, &spec.name);
         // A WAL left by an earlier topic of this name (a crash during its
         // deletion) must not become this topic's data.
@@ -248,6 +249,7 @@ impl Engine {
 
     fn delete_reserved(&self, name: &str) -> Result<()> {
         let incarnation = self.topic(name)?.row.incarnation;
+        self.confirm_owner_now()?;
         let tombstone = layout::topic_tombstone_key(name, incarnation);
         // If this fails the topic is untouched, and the caller can retry.
         self.ctx

@@ -18,7 +18,7 @@ mod upload_pool;
 mod uploader;
 mod writer;
 
-pub(crate) use recovery::open_partition;
+pub(crate) use recovery::{open_blocked, open_partition};
 pub use state::{PartitionShared, PartitionView, SegmentRef, Status, TailBatch, Waiter};
 pub use upload_pool::UploadPool;
 
@@ -154,6 +154,11 @@ impl Partition {
         };
         let shared =
             PartitionShared::new(topic, incarnation, partition, view, Backlog::new(backlog));
+        Partition::without_writer(shared)
+    }
+
+    /// A partition with no writer and no uploads: the view is all it has.
+    pub(crate) fn without_writer(shared: PartitionShared) -> Partition {
         let (writer_tx, _) = crossbeam_channel::unbounded();
         Partition {
             shared: Arc::new(shared),

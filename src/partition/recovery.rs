@@ -92,6 +92,37 @@ pub(crate) fn open_partition(
     start(ctx, uploads, shared, wal_dir, recovered, replayed)
 }
 
+/// A partition whose history in the bucket stops at an object the rebuild
+/// could not read (`why` names it): it serves what metadata committed below
+/// it and refuses writes with DATA_LOSS, which would otherwise reuse
+/// offsets the bucket may hold. No writer, no uploads; its WAL, if any, is
+/// left as it is for the next start.
+pub(crate) fn open_blocked(
+    ctx: &Arc<Context>,
+    topic: &str,
+    partition: u32,
+    why: String,
+) -> Result<Partition> {
+    let committed = load_committed(ctx, topic, partition)?;
+    let next = committed.row.next_offset;
+    let view = PartitionView {
+        low_watermark: committed.row.low_watermark,
+        committed_next: next,
+        high_watermark: next,
+        segments: committed.segments,
+        tail: Default::default(),
+        status: Status::Damaged(why),
+    };
+    let backlog = Backlog::new(Arc::clone(&ctx.backlog_bytes));
+    Ok(Partition::without_writer(PartitionShared::new(
+        topic,
+        committed.incarnation,
+        partition,
+        view,
+        backlog,
+    )))
+}
+
 fn load_committed(ctx: &Context, topic: &str, partition: u32) -> Result<Committed> {
     let row = ctx
         .meta

@@ -103,8 +103,6 @@ const SEAL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 struct Staged {
     accepted: Vec<Accepted>,
     batches: Vec<Arc<TailBatch>>,
-    /// False when every request is `acks=none`.
-    sync_needed: bool,
     /// The writer's state before staging, to take the group back when the
     /// disk is full: the next offset, and each producer entry it changed.
     next_offset_before: i64,
@@ -229,11 +227,10 @@ impl Writer {
         let Staged {
             accepted,
             batches,
-            sync_needed,
             next_offset_before,
             producers_before,
         } = staged;
-        match self.write_wal(accepted, sync_needed, &batches) {
+        match self.write_wal(accepted, &batches) {
             Written::Durable(waiting) => {
                 self.publish(batches);
                 self.acknowledge(waiting);
@@ -282,7 +279,6 @@ impl Writer {
                 Ok(Verdict::Duplicate(w)) => {
                     self.shared.backlog.release(req.bytes);
                     Metrics::add(&self.ctx.metrics.duplicate_batches, 1);
-                    staged.sync_needed |= req.acks != Acks::None;
                     staged.accepted.push(Accepted {
                         reply: req.reply,
                         acks: req.acks,
@@ -325,7 +321,6 @@ impl Writer {
             &req.records,
             req.producer.as_ref().map(|p| (p, now)),
         );
-        staged.sync_needed |= req.acks != Acks::None;
         staged.batches.push(Arc::new(TailBatch {
             records: std::mem::take(&mut req.records),
             bytes: req.bytes,
@@ -360,16 +355,13 @@ impl Writer {
     }
 
     /// Appends `buf` to the WAL and fsyncs it (once, for the whole group).
-    /// `acks=none` requests are answered after the write, before the fsync.
+    /// `acks=none` requests are answered after the write, before the fsync,
+    /// but their records, like every other, become visible only after it:
+    /// a reader never sees a record that a crash could take back.
     /// Returns the requests still to answer; after a full disk, the whole
     /// group (nothing of it is in the WAL); after any other failure,
     /// nothing (everyone answered, the partition stopped).
-    fn write_wal(
-        &mut self,
-        accepted: Vec<Accepted>,
-        sync_needed: bool,
-        batches: &[Arc<TailBatch>],
-    ) -> Written {
+    fn write_wal(&mut self, accepted: Vec<Accepted>, batches: &[Arc<TailBatch>]) -> Written {
         let started = Instant::now();
         let written = self.wal.append(&self.buf);
         let written_len = self.buf.len();
@@ -393,15 +385,11 @@ impl Writer {
             }
         }
         let durable = written.and_then(|()| {
-            if sync_needed {
-                Metrics::add(&self.ctx.metrics.wal_fsyncs, 1);
-                let started = Instant::now();
-                let synced = self.wal.sync();
-                stages.wal_fsync.observe(started.elapsed());
-                synced
-            } else {
-                Ok(())
-            }
+            Metrics::add(&self.ctx.metrics.wal_fsyncs, 1);
+            let started = Instant::now();
+            let synced = self.wal.sync();
+            stages.wal_fsync.observe(started.elapsed());
+            synced
         });
         let Err(e) = durable else {
             Metrics::add(&self.ctx.metrics.wal_bytes, written_len as u64);
@@ -581,9 +569,10 @@ impl Writer {
     /// Hands the active segment to the uploader (with the producer table
     /// as of its end, idle producers expired) and starts a new WAL file.
     fn seal(&mut self, last: bool) -> Result<bool> {
-        // acks=none groups skip the fsync; the sealed file must be whole on
-        // disk before a later file exists, or a power cut could tear it and
-        // take the later (acknowledged) records with it on replay.
+        // Every group was fsynced already; this one costs nothing then, and
+        // keeps the rule local: the sealed file is whole on disk before a
+        // later file exists, or a power cut could tear it and take the
+        // later (acknowledged) records with it on replay.
         self.wal.sync()?;
         // The last seal (the writer is stopping) starts no new file: with
         // thousands of partitions that would be thousands of creates and

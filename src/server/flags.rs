@@ -112,6 +112,13 @@ pub const FLAGS: &[Flag] = &[
         help: "forget an idempotent producer that has not written for this long (its id then answers NOT_FOUND)",
     },
     Flag {
+        name: "--retention-check-ms",
+        env: "STREAMHOUSE_RETENTION_CHECK_MS",
+        value: "N",
+        default: |c| Some(c.retention_interval.as_millis().to_string()),
+        help: "how often retention looks for segments past a topic's limits",
+    },
+    Flag {
         name: "--cache-bytes",
         env: "STREAMHOUSE_CACHE_BYTES",
         value: "N",
@@ -421,6 +428,12 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
             return Err("--producer-expiry-ms must be at least 1".into());
         }
         engine.producer_expiry = Duration::from_millis(ms);
+    }
+    if let Some(ms) = v.number::<u64>("--retention-check-ms", "a number of milliseconds")? {
+        if ms == 0 {
+            return Err("--retention-check-ms must be at least 1".into());
+        }
+        engine.retention_interval = Duration::from_millis(ms);
     }
     if let Some(n) = v.size("--cache-bytes")? {
         engine.cache_bytes = n;

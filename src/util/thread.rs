@@ -113,3 +113,47 @@ mod tests {
         drop(tx);
     }
 }
+
+/// `f` over every item on up to `threads` scoped threads named
+/// `{name}-{i}`; the results in the items' order.
+pub fn map_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    name: &str,
+    f: impl Fn(&T) -> R + Sync,
+) -> std::io::Result<Vec<R>> {
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        for i in 0..threads.min(items.len()) {
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn_scoped(scope, || loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(n) else { return };
+                    let r = f(item);
+                    *crate::util::sync::lock(&slots[n]) = Some(r);
+                })?;
+        }
+        Ok(())
+    })?;
+    // A slot is empty only if its thread panicked, which `scope` re-raises.
+    Ok(slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect())
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    #[test]
+    fn map_parallel_keeps_the_order() {
+        let items: Vec<u64> = (0..100).collect();
+        let out = super::map_parallel(&items, 7, "t", |x| x * 2).unwrap();
+        assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        assert!(super::map_parallel(&[] as &[u8], 4, "t", |x| *x)
+            .unwrap()
+            .is_empty());
+    }
+}

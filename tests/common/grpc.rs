@@ -94,3 +94,28 @@ pub fn uploaded(c: &Clients, topic: &str, partition: u32, values: &[String]) -> 
     let ack = &resp.get_acks()[0];
     (ack.get_base_offset(), ack.get_count())
 }
+
+/// `n` values `{tag}-{i}`.
+pub fn tagged(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// `n` records whose values are `{tag}-{i}`, as a produce request carries them.
+pub fn tagged_records(tag: &str, n: usize) -> Vec<pb::Record> {
+    tagged(tag, n)
+        .iter()
+        .map(|v| record(b"", v.as_bytes(), &[]))
+        .collect()
+}
+
+/// The records' values as text.
+pub fn record_values(records: &[pb::Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.get_value()).into_owned())
+        .collect()
+}
+
+/// Flags under which segments never seal by age: what is not uploaded
+/// stays in the WAL.
+pub const NO_SEAL: [&str; 2] = ["--segment-max-age-ms", "600000"];
