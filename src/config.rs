@@ -60,6 +60,9 @@ pub struct EngineConfig {
     /// Take the bucket prefix from the node that holds it (raising the
     /// owner epoch, which fences that node). For when it is gone.
     pub take_over: bool,
+    /// With `take_over` on a store that ignores conditional writes: the
+    /// operator says the old owner is stopped for good.
+    pub old_owner_is_dead: bool,
     /// Partitions (`topic/partition`) whose damaged WAL the operator accepts
     /// to lose: offsets go on past anything the damage could hide.
     pub repair_wal: Vec<String>,
@@ -95,6 +98,7 @@ impl EngineConfig {
             retry: RetryPolicy::default(),
             wal_fs: Arc::new(OsWalFs),
             take_over: false,
+            old_owner_is_dead: false,
             repair_wal: Vec::new(),
             producer_expiry: Duration::from_secs(7 * 24 * 3600),
         }

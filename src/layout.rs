@@ -150,6 +150,22 @@ pub fn low_watermark_key(
     format!("topics/{topic}/{incarnation}/{partition}/{low:020}-{epoch}.low")
 }
 
+/// [`segment_key`] with the writing node's id after the epoch
+/// (`{base:020}-{epoch}-{writer}.seg`): on a store that ignores conditional
+/// writes two nodes could both hold one epoch, and must still never write
+/// the same key. Only ASCII letters and digits of `writer` are used.
+pub fn segment_key_by(
+    topic: &str,
+    incarnation: i64,
+    partition: u32,
+    base_offset: i64,
+    epoch: u64,
+    writer: &str,
+) -> String {
+    let writer: String = writer.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("topics/{topic}/{incarnation}/{partition}/{base_offset:020}-{epoch}-{writer}.seg")
+}
+
 /// A partition's producer table as of the end of the segment `segment_key`
 /// names (`producer::snapshot` bytes), put beside the segment: a node
 /// rebuilt from the bucket recovers its producers from the newest one.
@@ -286,10 +302,19 @@ pub fn parse_topic_key(key: &str) -> Option<TopicObject<'_>> {
             let (stem, file) = PARTITION_SUFFIXES
                 .iter()
                 .find_map(|(suffix, kind)| Some((file.strip_suffix(suffix)?, *kind)))?;
-            let (base, epoch) = match stem.split_once('-') {
-                Some((base, epoch)) => (base, epoch.parse().ok()?),
-                None => (stem, 0),
+            // `{base}`, `{base}-{epoch}` or `{base}-{epoch}-{writer}`.
+            let mut fields = stem.splitn(3, '-');
+            let base = fields.next()?;
+            let epoch = match fields.next() {
+                Some(epoch) => epoch.parse().ok()?,
+                None => 0,
             };
+            if fields
+                .next()
+                .is_some_and(|w| w.is_empty() || !w.chars().all(|c| c.is_ascii_alphanumeric()))
+            {
+                return None;
+            }
             TopicObject::Partition {
                 topic,
                 incarnation,
@@ -412,6 +437,35 @@ mod tests {
             parse_topic_key("topics/t/3/1/00000000000000000250-7.lo"),
             None
         );
+    }
+
+    #[test]
+    fn a_writer_in_a_segment_key_keeps_its_offset_and_epoch() {
+        let k = segment_key_by("t", 3, 1, 250, 7, "ab12-/x");
+        assert_eq!(k, "topics/t/3/1/00000000000000000250-7-ab12x.seg");
+        assert_ne!(k, segment_key_by("t", 3, 1, 250, 7, "cd34"));
+        assert_eq!(
+            parse_topic_key(&k),
+            Some(TopicObject::Partition {
+                topic: "t",
+                incarnation: 3,
+                partition: 1,
+                offset: 250,
+                epoch: 7,
+                file: PartitionFile::Records
+            })
+        );
+        assert_eq!(
+            producer_state_key(&k),
+            "topics/t/3/1/00000000000000000250-7-ab12x.producers"
+        );
+        for bad in [
+            "topics/t/3/1/1-7-.seg",
+            "topics/t/3/1/1-7-a.b.seg",
+            "topics/t/3/1/1-x-a.seg",
+        ] {
+            assert_eq!(parse_topic_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

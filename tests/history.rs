@@ -255,10 +255,12 @@ fn a_fenced_node_changes_nothing_in_the_bucket() {
     };
     let bucket = Bucket::new(&endpoint, "fenced-writes");
     let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = bucket.start(disk_a.path(), &[]);
+    let a = bucket.start(disk_a.path(), &NO_SEAL);
     let ca = a.clients();
     create(&ca, "t", 1);
     uploaded(&ca, "t", 0, &tagged("a", 10));
+    produce(&ca, "t", Some(0), tagged_records("a-wal", 3)).unwrap();
+    assert_eq!(fetch_all(&ca, "t", 0, 0).len(), 13);
     let b = bucket.start(disk_b.path(), &["--take-over"]);
     let cb = b.clients();
 
@@ -277,6 +279,9 @@ fn a_fenced_node_changes_nothing_in_the_bucket() {
     });
     let (code, message) = failure(commit(&ca, "g", 5));
     assert_eq!(code, RpcStatusCode::UNAVAILABLE, "{message}");
+    // It serves reads of what it committed, not of records only its WAL
+    // holds (they are not part of the new owner's history).
+    assert_eq!(record_values(&fetch_all(&ca, "t", 0, 0)), tagged("a", 10));
     let mut req = pb::CreateTopicRequest::new();
     req.set_name("u".into());
     req.set_partitions(1);

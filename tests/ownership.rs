@@ -322,3 +322,70 @@ fn a_node_that_lost_its_metadata_file_keeps_its_name_and_replays_its_wal() {
     let want = [tagged("a-up", 10), tagged("a-wal", 20)].concat();
     assert_eq!(record_values(&fetch_all(&a.clients(), "t", 0, 0)), want);
 }
+
+/// On a store that ignores conditional writes (a store mode of the memory
+/// store: the headers are accepted and dropped) a take-over cannot fence a
+/// node that still runs: it is refused until the operator says the old
+/// owner is dead, and each node puts its id in its segment keys, so two
+/// nodes that both believe they hold an epoch never write the same key.
+#[test]
+fn a_take_over_on_a_store_without_conditional_writes_needs_the_operators_word() {
+    use common::engine::{config, topic, wait_uploaded};
+    use streamhouse::object_store::{Faults, MemoryStore, ObjectStore};
+    use streamhouse::{Acks, Engine, Error, Record};
+
+    let store = std::sync::Arc::new(MemoryStore::new());
+    store.set_faults(Faults {
+        ignore_if_match: true,
+        ..Default::default()
+    });
+    let (disk_a, disk_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Engine::open(config(disk_a.path()), store.clone()).unwrap();
+    a.create_topic(&topic("t", 1)).unwrap();
+    let one = || {
+        vec![Record {
+            value: b"v".to_vec(),
+            ..Default::default()
+        }]
+    };
+    a.produce_sync("t", 0, one(), Acks::Uploaded).unwrap();
+
+    let mut c = config(disk_b.path());
+    c.take_over = true;
+    match Engine::open(c.clone(), store.clone()) {
+        Err(Error::Unavailable(m)) => {
+            assert!(m.contains("--old-owner-is-dead"), "{m}");
+            assert!(m.contains("ignores conditional writes"), "{m}");
+        }
+        Err(e) => panic!("expected UNAVAILABLE, got {e:?}"),
+        Ok(_) => panic!("a take-over on a store without conditional writes went ahead"),
+    }
+    c.old_owner_is_dead = true;
+    let b = Engine::open(c, store.clone()).unwrap();
+    b.produce_sync("t", 0, one(), Acks::Uploaded).unwrap();
+    wait_uploaded(&b);
+    let segments: Vec<String> = store
+        .list("topics/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with(".seg"))
+        .collect();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let ids: Vec<String> = [&disk_a, &disk_b]
+        .iter()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("NODE_ID"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    for (key, id) in segments.iter().zip(&ids) {
+        assert!(
+            key.ends_with(&format!("-{id}.seg")),
+            "{key} names its writer {id}"
+        );
+    }
+    drop(a);
+}

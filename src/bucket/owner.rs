@@ -68,6 +68,9 @@ impl OwnerRecord {
 pub(crate) enum OwnershipError {
     /// Another node holds the prefix.
     HeldBy(OwnerRecord),
+    /// A take-over on a store that ignores conditional writes, without the
+    /// operator's word that the old owner is dead: it could not be fenced.
+    Unfenceable(OwnerRecord),
     /// This node's epoch is no longer the owner's; says who owns it now.
     Fenced(String),
     Malformed(String),
@@ -88,6 +91,8 @@ pub(crate) struct Ownership {
     epoch: AtomicU64,
     /// Set once fenced: who owns the prefix now.
     fenced: Mutex<Option<String>>,
+    /// `fenced` is set (read on every fetch, without the lock).
+    is_fenced: AtomicBool,
     /// The record this node replaced when it took the prefix, if it named
     /// another node: that node's history continued after this data dir's.
     replaced: Mutex<Option<OwnerRecord>>,
@@ -97,6 +102,8 @@ pub(crate) struct Ownership {
     new_hands: AtomicBool,
     /// When the record last named this node at its epoch.
     confirmed_at: Mutex<Option<Instant>>,
+    /// Whether the store honours conditional writes (probed at acquire).
+    conditional: AtomicBool,
 }
 
 fn read(store: &dyn ObjectStore) -> Result<Option<(OwnerRecord, String)>, OwnershipError> {
@@ -153,9 +160,11 @@ impl Ownership {
             node_id: node_id.to_string(),
             epoch: AtomicU64::new(0),
             fenced: Mutex::new(None),
+            is_fenced: AtomicBool::new(false),
             replaced: Mutex::new(None),
             new_hands: AtomicBool::new(false),
             confirmed_at: Mutex::new(None),
+            conditional: AtomicBool::new(true),
         }
     }
 
@@ -166,6 +175,11 @@ impl Ownership {
     /// The epoch this node owns the prefix at (0: not taken).
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node was fenced (cheap: no lock).
+    pub fn is_fenced(&self) -> bool {
+        self.is_fenced.load(Ordering::SeqCst)
     }
 
     /// Who owns the prefix now, if this node was fenced.
@@ -185,6 +199,14 @@ impl Ownership {
         self.new_hands.load(Ordering::SeqCst)
     }
 
+    /// What this node puts in the keys of the segments it writes, beside
+    /// its epoch: its id on a store that ignores conditional writes, where
+    /// two nodes could both believe they hold one epoch and must still
+    /// never write the same key; nothing otherwise.
+    pub fn segment_writer(&self) -> Option<&str> {
+        (!self.conditional.load(Ordering::SeqCst)).then_some(self.node_id.as_str())
+    }
+
     /// The owner record as it is now, if it names another node.
     pub fn other_owner(
         &self,
@@ -198,11 +220,21 @@ impl Ownership {
     /// Takes the prefix: when the record is absent, released, or this
     /// node's own; from another node only with `take_over`. Raises the
     /// epoch every time, so any earlier process of the prefix is fenced.
-    pub fn acquire(&self, store: &dyn ObjectStore, take_over: bool) -> Result<u64, OwnershipError> {
+    ///
+    /// On a store that ignores conditional writes a take-over cannot fence
+    /// a node that still runs (both could write the record and believe they
+    /// own the prefix): it is refused unless `old_owner_is_dead`.
+    pub fn acquire(
+        &self,
+        store: &dyn ObjectStore,
+        take_over: bool,
+        old_owner_is_dead: bool,
+    ) -> Result<u64, OwnershipError> {
         let honoured = probe_conditional_writes(store, &self.node_id)?;
+        self.conditional.store(honoured, Ordering::SeqCst);
         if !honoured {
             log::warn!(
-                "the object store ignores conditional writes: the owner record is not atomic (see docs/OPERATIONS.md)"
+                "the object store ignores conditional writes: the owner record is not atomic, and this node puts its id in its segment keys (see docs/OPERATIONS.md)"
             );
         }
         for _ in 0..10 {
@@ -211,6 +243,14 @@ impl Ownership {
                 None => (1, Expect::Absent),
                 Some((rec, _)) if rec.held && rec.node_id != self.node_id && !take_over => {
                     return Err(OwnershipError::HeldBy(rec.clone()))
+                }
+                Some((rec, _))
+                    if rec.held
+                        && rec.node_id != self.node_id
+                        && !honoured
+                        && !old_owner_is_dead =>
+                {
+                    return Err(OwnershipError::Unfenceable(rec.clone()))
                 }
                 Some((rec, etag)) => (rec.epoch + 1, Expect::Version(etag.as_str())),
             };
@@ -233,6 +273,7 @@ impl Ownership {
             }
             self.epoch.store(next_epoch, Ordering::SeqCst);
             *lock(&self.fenced) = None;
+            self.is_fenced.store(false, Ordering::SeqCst);
             *lock(&self.confirmed_at) = Some(Instant::now());
             let new_hands = current
                 .as_ref()
@@ -294,6 +335,7 @@ impl Ownership {
             "fenced: the prefix is now owned by {owner}; this node stops acknowledging writes"
         );
         *lock(&self.fenced) = Some(owner.clone());
+        self.is_fenced.store(true, Ordering::SeqCst);
         OwnershipError::Fenced(owner)
     }
 
@@ -343,15 +385,15 @@ mod tests {
         let store = MemoryStore::new();
         let a = Ownership::unconfirmed("a");
         assert!(probe_conditional_writes(&store, "a").unwrap());
-        assert_eq!(a.acquire(&store, false).unwrap(), 1);
+        assert_eq!(a.acquire(&store, false, false).unwrap(), 1);
         a.confirm(&store).unwrap();
 
         let b = Ownership::unconfirmed("b");
-        match b.acquire(&store, false) {
+        match b.acquire(&store, false, false) {
             Err(OwnershipError::HeldBy(r)) => assert_eq!((r.node_id.as_str(), r.epoch), ("a", 1)),
             other => panic!("expected HeldBy, got {other:?}"),
         }
-        assert_eq!(b.acquire(&store, true).unwrap(), 2);
+        assert_eq!(b.acquire(&store, true, false).unwrap(), 2);
         match a.confirm(&store) {
             Err(OwnershipError::Fenced(owner)) => assert!(owner.contains("node b"), "{owner}"),
             other => panic!("expected Fenced, got {other:?}"),
@@ -363,13 +405,43 @@ mod tests {
         b.release(&store);
         let c = Ownership::unconfirmed("c");
         assert_eq!(
-            c.acquire(&store, false).unwrap(),
+            c.acquire(&store, false, false).unwrap(),
             3,
             "a released prefix is adopted"
         );
         // A node restarting with its own record held takes it back.
         let c_again = Ownership::unconfirmed("c");
-        assert_eq!(c_again.acquire(&store, false).unwrap(), 4);
+        assert_eq!(c_again.acquire(&store, false, false).unwrap(), 4);
         assert!(store.get("owner-probe/c").is_err(), "the probe is removed");
+    }
+
+    #[test]
+    fn a_store_that_ignores_either_condition_fails_the_probe_and_a_take_over_needs_the_operators_word(
+    ) {
+        for (none_match, match_) in [(true, false), (false, true), (true, true)] {
+            let store = MemoryStore::new();
+            store.set_faults(crate::object_store::Faults {
+                ignore_if_none_match: none_match,
+                ignore_if_match: match_,
+                ..Default::default()
+            });
+            assert!(!probe_conditional_writes(&store, "a").unwrap());
+            let a = Ownership::unconfirmed("a");
+            assert_eq!(a.acquire(&store, false, false).unwrap(), 1);
+            assert_eq!(a.segment_writer(), Some("a"), "its id goes in its keys");
+            let b = Ownership::unconfirmed("b");
+            match b.acquire(&store, true, false) {
+                Err(OwnershipError::Unfenceable(r)) => assert_eq!(r.node_id, "a"),
+                other => panic!("expected Unfenceable, got {other:?}"),
+            }
+            assert_eq!(b.acquire(&store, true, true).unwrap(), 2);
+            // A node restarting on its own record needs no word.
+            let b_again = Ownership::unconfirmed("b");
+            assert_eq!(b_again.acquire(&store, false, false).unwrap(), 3);
+        }
+        let honest = MemoryStore::new();
+        let a = Ownership::unconfirmed("a");
+        a.acquire(&honest, false, false).unwrap();
+        assert_eq!(a.segment_writer(), None, "keys as before");
     }
 }

@@ -524,6 +524,13 @@ fn take_ownership(ctx: &Context, unreadable: impl Fn(Error) -> Error) -> Result<
             rec.describe(),
             rec.since_ms
         )),
+        OwnershipError::Unfenceable(rec) => Error::Unavailable(format!(
+            "{prefix} is owned by {} and this object store ignores conditional writes \
+             (If-None-Match / If-Match), so a take-over cannot fence that node if it still \
+             runs; make sure it is stopped for good (process killed, machine off), then start \
+             with --take-over --old-owner-is-dead",
+            rec.describe()
+        )),
         OwnershipError::Malformed(reason) => Error::Malformed {
             object: layout::OWNER_KEY.to_string(),
             reason,
@@ -536,7 +543,11 @@ fn take_ownership(ctx: &Context, unreadable: impl Fn(Error) -> Error) -> Result<
         set_aside_superseded_wal(ctx, &other)?;
     }
     ctx.owner
-        .acquire(&ctx.store, ctx.config.take_over)
+        .acquire(
+            &ctx.store,
+            ctx.config.take_over,
+            ctx.config.old_owner_is_dead,
+        )
         .map_err(ownership_error)?;
     // Another node took the record between the look and the take.
     match ctx.owner.replaced_other_node() {
@@ -583,7 +594,9 @@ fn ownership_refusal(e: OwnershipError) -> Error {
         OwnershipError::Store(e) => Error::Unavailable(format!(
             "cannot confirm that this node still owns its bucket prefix ({e}); nothing was changed, retry later"
         )),
-        OwnershipError::HeldBy(rec) => crate::partition::fenced_error(&rec.describe()),
+        OwnershipError::HeldBy(rec) | OwnershipError::Unfenceable(rec) => {
+            crate::partition::fenced_error(&rec.describe())
+        }
         OwnershipError::Malformed(reason) => Error::Malformed {
             object: layout::OWNER_KEY.to_string(),
             reason,

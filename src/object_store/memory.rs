@@ -27,6 +27,11 @@ pub struct Faults {
     /// "connection lost" error, as when a connection drops after the request
     /// was sent: the caller cannot know whether it happened.
     pub lose_connection_fraction: f64,
+    /// Conditional writes with `If-None-Match: *` succeed whatever is
+    /// there, as on stores that accept the header and ignore it.
+    pub ignore_if_none_match: bool,
+    /// The same for `If-Match`.
+    pub ignore_if_match: bool,
 }
 
 /// An in-memory [`ObjectStore`] with fault injection. Cloning shares the
@@ -157,12 +162,16 @@ impl ObjectStore for MemoryStore {
     fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> StoreResult<()> {
         validate_key(key)?;
         self.before(key)?;
+        let (ignore_absent, ignore_version) = {
+            let f = lock(&self.inner.faults);
+            (f.ignore_if_none_match, f.ignore_if_match)
+        };
         let r = {
             let mut objects = lock(&self.inner.objects);
             let current = objects.get(key).map(|o| content_etag(o));
             let ok = match expect {
-                Expect::Absent => current.is_none(),
-                Expect::Version(tag) => current.as_deref() == Some(tag),
+                Expect::Absent => ignore_absent || current.is_none(),
+                Expect::Version(tag) => ignore_version || current.as_deref() == Some(tag),
             };
             if ok {
                 objects.insert(key.to_string(), Arc::new(data.to_vec()));

@@ -66,6 +66,17 @@ pub struct PartitionView {
 }
 
 impl PartitionView {
+    /// The offset readers may read up to: the high watermark, or on a
+    /// fenced node only what it committed to the bucket (its WAL's records
+    /// after that are not part of the new owner's history).
+    pub fn readable_end(&self, fenced: bool) -> i64 {
+        if fenced {
+            self.committed_next
+        } else {
+            self.high_watermark
+        }
+    }
+
     /// Index of the tail batch holding `offset` (which must be in
     /// `committed_next..high`).
     pub fn tail_position(&self, offset: i64) -> usize {

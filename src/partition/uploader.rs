@@ -16,7 +16,7 @@ use super::{PartitionShared, SegmentRef, Status};
 use crate::bucket::OwnershipError;
 use crate::context::Context;
 use crate::error::Error;
-use crate::layout::{producer_state_key, segment_key};
+use crate::layout::{producer_state_key, segment_key, segment_key_by};
 use crate::meta::{MetaError, SegmentRow};
 use crate::metrics::Metrics;
 use crate::object_store::{retry, RetryPolicy};
@@ -97,13 +97,16 @@ impl Uploader {
             );
             Stopped::Failed
         })?;
-        let key = segment_key(
+        let (topic, inc, p) = (
             &self.shared.topic,
             self.shared.incarnation,
             self.shared.partition,
-            seg.base_offset,
-            self.ctx.owner.epoch(),
         );
+        let epoch = self.ctx.owner.epoch();
+        let key = match self.ctx.owner.segment_writer() {
+            Some(writer) => segment_key_by(topic, inc, p, seg.base_offset, epoch, writer),
+            None => segment_key(topic, inc, p, seg.base_offset, epoch),
+        };
         // The producer table before the segment: a start adopts any
         // segment it finds in the bucket (ours too, uploaded but not yet
         // committed when we crashed), and must find its table beside it. A

@@ -167,7 +167,8 @@ impl PoolInner {
                         Ok(()) if !c.full() => continue,
                         _ => {
                             let view = task.partition.view();
-                            break Ok(c.finish(view.high_watermark, view.low_watermark));
+                            let high = view.readable_end(self.ctx.owner.is_fenced());
+                            break Ok(c.finish(high, view.low_watermark));
                         }
                     }
                 }
@@ -220,25 +221,26 @@ impl PoolInner {
             return Step::Done(Err(e));
         }
         let view = p.view();
+        let high = view.readable_end(self.ctx.owner.is_fenced());
         let offset = c.next;
         if !c.records.is_empty() && offset < view.low_watermark {
             // Retention moved past us mid-response: end it here rather than
             // skip offsets inside one answer.
-            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+            return Step::Done(Ok(c.finish(high, view.low_watermark)));
         }
-        if c.records.is_empty() && (offset < view.low_watermark || offset > view.high_watermark) {
+        if c.records.is_empty() && (offset < view.low_watermark || offset > high) {
             return Step::Done(Err(Error::OutOfRange(format!(
                 "offset {offset} is out of range for partition {}: valid offsets are {}..={} (low..high watermark)",
                 p.name(),
                 view.low_watermark,
-                view.high_watermark
+                high
             ))));
         }
-        if offset >= view.high_watermark {
+        if offset >= high {
             if c.records.is_empty() && Instant::now() < t.deadline {
                 return Step::Park(p.appends());
             }
-            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+            return Step::Done(Ok(c.finish(high, view.low_watermark)));
         }
         if offset >= view.committed_next {
             // The unflushed tail: readable as soon as it is acknowledged.
@@ -252,7 +254,7 @@ impl PoolInner {
                 }
                 i += 1;
             }
-            return Step::Done(Ok(c.finish(view.high_watermark, view.low_watermark)));
+            return Step::Done(Ok(c.finish(high, view.low_watermark)));
         }
         let i = view.segments.partition_point(|s| s.last_offset < offset);
         match view.segments.get(i) {

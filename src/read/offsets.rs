@@ -9,11 +9,13 @@ impl PoolInner {
         if let Some(e) = p.read_refusal() {
             return Err(e);
         }
+        let fenced = self.ctx.owner.is_fenced();
         let (seg, high) = {
             let view = p.view();
+            let end = view.readable_end(fenced);
             match timestamp_ms {
                 -2 => return Ok(view.low_watermark),
-                -1 => return Ok(view.high_watermark),
+                -1 => return Ok(end),
                 t if t < 0 => {
                     return Err(Error::InvalidArgument(format!(
                     "timestamp {t} is invalid: use -2 (earliest), -1 (latest) or a time in ms >= 0"
@@ -26,15 +28,15 @@ impl PoolInner {
                 .iter()
                 .find(|s| s.max_timestamp_ms >= timestamp_ms)
             {
-                Some(s) => (s.clone(), view.high_watermark),
+                Some(s) => (s.clone(), end),
                 None => {
                     let found = view
                         .tail
                         .iter()
                         .flat_map(|b| b.records.iter())
-                        .find(|r| r.timestamp_ms >= timestamp_ms)
+                        .find(|r| r.timestamp_ms >= timestamp_ms && r.offset < end)
                         .map(|r| r.offset);
-                    return Ok(found.unwrap_or(view.high_watermark));
+                    return Ok(found.unwrap_or(end));
                 }
             }
         };

@@ -182,6 +182,13 @@ pub const FLAGS: &[Flag] = &[
         help: "take the bucket prefix from the node that owns it (it is fenced); only when that node is gone",
     },
     Flag {
+        name: "--old-owner-is-dead",
+        env: "STREAMHOUSE_OLD_OWNER_IS_DEAD",
+        value: "",
+        default: none,
+        help: "with --take-over on a store that ignores conditional writes: the old owner is stopped for good (it cannot be fenced there)",
+    },
+    Flag {
         name: "--repair-wal",
         env: "STREAMHOUSE_REPAIR_WAL",
         value: "TOPIC/PARTITION,...",
@@ -397,6 +404,10 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
 fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> {
     let mut engine = EngineConfig::new(data_dir);
     engine.take_over = v.0.contains_key("--take-over");
+    engine.old_owner_is_dead = v.0.contains_key("--old-owner-is-dead");
+    if engine.old_owner_is_dead && !engine.take_over {
+        return Err("--old-owner-is-dead goes with --take-over".into());
+    }
     if let Some(list) = v.text("--repair-wal") {
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.rsplit_once('/') {
