@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The gRPC C core without debug info (see the file): a fresh build is
+# minutes shorter.
+export CMAKE_TOOLCHAIN_FILE="${CMAKE_TOOLCHAIN_FILE:-$PWD/scripts/grpc-no-debuginfo.cmake}"
 
 step() { echo "== $* ($(date +%H:%M:%S))"; }
 

@@ -41,6 +41,12 @@ impl PartitionHistory {
             .min()
     }
 
+    /// The latest start any epoch recorded: the bucket held every offset
+    /// below it then, so a history that ends before it has lost objects.
+    pub fn latest_start(&self) -> Option<&EpochStart> {
+        self.starts.iter().max_by_key(|s| s.start)
+    }
+
     /// Everything below this was removed by retention.
     pub fn low_watermark(&self) -> Option<i64> {
         self.lows.iter().map(|(low, _)| *low).max()

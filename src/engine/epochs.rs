@@ -31,8 +31,9 @@ type PartitionId = (String, i64, u32);
 
 /// Writes the epoch's start in every partition that needs one (all of them
 /// after a change of hands; otherwise those still pending), at the offset
-/// the partition's next write will get. Fails if the store refuses: a node
-/// must not write before its start is recorded.
+/// the bucket's history reaches (the committed offset: records this node's
+/// WAL replays past it are uploaded again under this epoch). Fails if the
+/// store refuses: a node must not write before its start is recorded.
 pub(super) fn write_epoch_starts(
     ctx: &Context,
     topics: &HashMap<String, Arc<Topic>>,
@@ -61,7 +62,7 @@ pub(super) fn write_epoch_starts(
         };
         let view = p.shared.view();
         if view.status == Status::Open {
-            due.push((id, view.high_watermark));
+            due.push((id, view.committed_next));
         } else {
             still_pending.insert(id);
         }

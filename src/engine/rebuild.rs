@@ -385,6 +385,15 @@ fn walk_chain(
         }
         i += 1;
     };
+    // An epoch that started past the end found had those offsets in the
+    // bucket when it started: objects are missing.
+    let blocked = blocked.or_else(|| {
+        let latest = history.latest_start().filter(|s| s.start > next)?;
+        Some(format!(
+            "epoch {} started at offset {} ({}), but no object holds offsets {next}..{}",
+            latest.epoch, latest.start, latest.key, latest.start
+        ))
+    });
     Walk {
         chain,
         next,
@@ -648,4 +657,104 @@ fn restore_group_offsets(ctx: &Context) -> Result<usize> {
             .set_setting(super::groups::STAMP_SETTING, &stamp.to_setting())?;
     }
     Ok(restored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::EpochStart;
+
+    fn listed(base: i64, epoch: u64) -> ListedSegment {
+        ListedSegment {
+            base_offset: base,
+            epoch,
+            key: format!("{base}-{epoch}.seg"),
+            size: 1,
+            producer_state: None,
+        }
+    }
+
+    fn row(base: i64, last: i64, epoch: u64) -> Result<SegmentRow> {
+        Ok(SegmentRow {
+            topic: "t".into(),
+            partition: 0,
+            base_offset: base,
+            last_offset: last,
+            record_count: last - base + 1,
+            size_bytes: 1,
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+            object_key: format!("{base}-{epoch}.seg"),
+            created_at_ms: 0,
+        })
+    }
+
+    fn walk(
+        segs: &[ListedSegment],
+        rows: Vec<Result<SegmentRow>>,
+        history: &PartitionHistory,
+    ) -> (Vec<i64>, i64, Option<String>, Vec<String>) {
+        let candidates: Vec<&ListedSegment> = segs.iter().collect();
+        let mut garbage = Garbage::default();
+        let w = walk_chain(&candidates, &rows, history, 0, &mut garbage);
+        let bases = w.chain.iter().map(|r| r.base_offset).collect();
+        (bases, w.next, w.blocked, garbage.fenced)
+    }
+
+    #[test]
+    fn the_walk_takes_the_newest_epoch_at_each_offset_and_stops_at_what_it_cannot_read() {
+        let none = PartitionHistory::default();
+        // A contiguous chain; at 10 the newest epoch wins, the older copy is
+        // left for the superseded pass.
+        let segs = [listed(0, 1), listed(10, 2), listed(10, 1), listed(20, 2)];
+        let rows = vec![row(0, 9, 1), row(10, 19, 2), row(10, 19, 1), row(20, 29, 2)];
+        assert_eq!(
+            walk(&segs, rows, &none),
+            (vec![0, 10, 20], 30, None, vec![])
+        );
+
+        // An unreadable object stops the walk before it, naming it.
+        let segs = [listed(0, 1), listed(10, 1), listed(20, 1)];
+        let rows = vec![
+            row(0, 9, 1),
+            Err(Error::Unavailable("403".into())),
+            row(20, 29, 1),
+        ];
+        let (bases, next, blocked, _) = walk(&segs, rows, &none);
+        assert_eq!((bases, next), (vec![0], 10));
+        assert!(blocked.unwrap().contains("10-1.seg cannot be read"));
+
+        // A gap: no object holds 10..20.
+        let segs = [listed(0, 1), listed(20, 1)];
+        let (bases, next, blocked, _) = walk(&segs, vec![row(0, 9, 1), row(20, 29, 1)], &none);
+        assert_eq!((bases, next), (vec![0], 10));
+        assert!(blocked.unwrap().contains("no object holds offsets 10..20"));
+    }
+
+    #[test]
+    fn an_object_that_runs_into_a_later_epoch_is_not_part_of_the_log() {
+        // Epoch 2 started at 15: epoch 1's object 10..=19 runs into it (a
+        // fenced node's upload) and is garbage; epoch 2's own object at 10
+        // is missing, so the history stops at 10 (blocked: 10..15 were in
+        // the bucket when epoch 2 started).
+        let history = PartitionHistory {
+            starts: vec![EpochStart {
+                epoch: 2,
+                start: 15,
+                key: "15-2.epoch".into(),
+            }],
+            lows: vec![],
+        };
+        let segs = [listed(0, 1), listed(10, 1)];
+        let (bases, next, blocked, fenced) =
+            walk(&segs, vec![row(0, 9, 1), row(10, 19, 1)], &history);
+        assert_eq!((bases, next), (vec![0], 10));
+        assert!(blocked.unwrap().contains("epoch 2 started at offset 15"));
+        assert_eq!(fenced, vec!["10-1.seg".to_string()]);
+        // With epoch 2's object at 10 beside it, that one is taken.
+        let segs = [listed(0, 1), listed(10, 2), listed(10, 1)];
+        let rows = vec![row(0, 9, 1), row(10, 24, 2), row(10, 19, 1)];
+        let (bases, next, blocked, _) = walk(&segs, rows, &history);
+        assert_eq!((bases, next, blocked), (vec![0, 10], 25, None));
+    }
 }
