@@ -172,3 +172,74 @@ fn waiting_uploaded_acks_are_answered_when_uploads_stop() {
     assert_eq!(got.get_records().len(), 1);
     assert_eq!(got.get_records()[0].get_value(), b"waits for the store");
 }
+
+/// Long polls whose deadline has passed by the time they park (readers
+/// backed up) are fired by the timer thread while they are still being
+/// parked, and appends wake others at the same moment: every one is
+/// answered, produce goes on, and the engine stops. (A lock-order cycle
+/// between parking and firing once hung every reader, produce and SIGTERM.)
+#[test]
+fn long_polls_parked_and_fired_at_once_are_all_answered() {
+    use common::engine::{config, topic};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use streamhouse::object_store::MemoryStore;
+    use streamhouse::{Acks, Engine, FetchRequest, Record};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.reader_threads = 1;
+    let engine = Engine::open(c, Arc::new(MemoryStore::new())).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let r = vec![Record {
+                    value: b"x".to_vec(),
+                    ..Default::default()
+                }];
+                engine.produce_sync("t", 0, r, Acks::None).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            n
+        })
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let pollers = {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                let high = engine.list_offsets_sync("t", 0, -1).unwrap();
+                let waits: Vec<_> = (0..2_000)
+                    .filter_map(|_| {
+                        let req = FetchRequest {
+                            offset: high,
+                            max_records: 1,
+                            max_bytes: 0,
+                            max_wait: Duration::from_millis(1),
+                        };
+                        engine.fetch("t", 0, req).ok()
+                    })
+                    .collect();
+                for w in waits {
+                    let _ = futures::executor::block_on(w);
+                }
+            }
+            let _ = done_tx.send(());
+        })
+    };
+    let answered = done_rx.recv_timeout(Duration::from_secs(120)).is_ok();
+    stop.store(true, Ordering::SeqCst);
+    if !answered {
+        // Hung: stopping the engine would hang too.
+        std::mem::forget(engine);
+        panic!("long polls were never answered (a deadlock between parking and firing)");
+    }
+    pollers.join().unwrap();
+    assert!(producer.join().unwrap() > 0);
+    engine.shutdown(Duration::from_secs(2));
+}

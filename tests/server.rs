@@ -828,3 +828,40 @@ fn a_second_server_on_the_same_data_dir_exits_1_naming_the_holder() {
     let c = first.clients();
     create(&c, "still-here", 1);
 }
+
+#[test]
+fn a_second_server_on_a_held_port_exits_naming_the_address() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = TestServer::start_in(a.path(), &[]);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listen", &first.addr, "--data-dir"])
+        .arg(b.path())
+        .env("STREAMHOUSE_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second server started on the held port {}", first.addr);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains(&first.addr), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // The first one still serves everyone.
+    create(&first.clients(), "t", 1);
+}

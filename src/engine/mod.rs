@@ -56,6 +56,9 @@ pub const MAX_PRODUCE_BYTES: u64 = 256 << 20;
 /// stuck in a call to a store that does not answer.
 const STOP_MARGIN: Duration = Duration::from_secs(1);
 
+/// How long shutdown waits for the partition writers to flush and seal.
+const WRITER_STOP: Duration = Duration::from_secs(10);
+
 struct Topic {
     row: TopicRow,
     partitions: Vec<Arc<Partition>>,
@@ -412,8 +415,21 @@ impl Engine {
                 )
             })
             .count();
+        // Every writer at once: they flush and seal side by side. Bounded:
+        // a writer stuck (a bug, a disk that hangs) must not hold the stop.
         for p in &partitions {
-            p.stop_writer();
+            p.ask_writer_to_stop();
+        }
+        let writers_end = Instant::now() + WRITER_STOP;
+        let stuck_writers = partitions
+            .iter()
+            .filter(|p| !p.join_writer(writers_end))
+            .count();
+        if stuck_writers > 0 {
+            log::error!(
+                "{stuck_writers} partition writers did not stop within {WRITER_STOP:?}; what they \
+                 accepted is in their WAL, replayed at the next start"
+            );
         }
         for p in &partitions {
             p.wait_uploads(grace_end);
@@ -431,7 +447,8 @@ impl Engine {
         // only in this node's WAL keep it held: a node started elsewhere
         // without --take-over would not have them.
         let (_, wal_bytes) = count_files(&layout::wal_root(&self.ctx.config.data_dir));
-        let everything_uploaded = self.backlog_bytes() == 0 && wal_bytes == 0 && stuck == 0;
+        let everything_uploaded =
+            self.backlog_bytes() == 0 && wal_bytes == 0 && stuck == 0 && stuck_writers == 0;
         let final_writes = {
             let (ctx, groups) = (Arc::clone(&self.ctx), Arc::clone(&self.groups));
             thread::spawn("final-writes", move || {

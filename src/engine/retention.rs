@@ -41,8 +41,9 @@ impl Engine {
         let new_low = last.last_offset + 1;
         // The bucket learns the new low watermark before anything goes, so
         // a rebuild continues at it even when no segment is left; and only
-        // from a node that still owns the prefix.
-        self.ensure_owner()?;
+        // from a node that owns the prefix this moment (a mark is evidence
+        // a rebuild deletes by).
+        self.confirm_owner_now()?;
         let epoch = self.ctx.owner.epoch();
         let mark = layout::low_watermark_key(topic, p.shared.incarnation, id, new_low, epoch);
         self.ctx.store.put(

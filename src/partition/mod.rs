@@ -104,12 +104,19 @@ impl Partition {
         })
     }
 
-    /// Stops the writer after it has written everything queued (and handed
-    /// its sealed segments to the uploads).
-    pub(crate) fn stop_writer(&self) {
+    /// Asks the writer to stop once it has written everything queued (and
+    /// handed its sealed segments to the uploads).
+    pub(crate) fn ask_writer_to_stop(&self) {
         let _ = self.writer_tx.send(WriterMsg::Shutdown);
-        if let Some(w) = lock(&self.writer).take() {
-            w.join();
+    }
+
+    /// Waits for the writer asked to stop, until `deadline`; false if it
+    /// had not stopped by then (it is left running: the process is
+    /// stopping, and what it accepted is in its WAL).
+    pub(crate) fn join_writer(&self, deadline: Instant) -> bool {
+        match lock(&self.writer).take() {
+            Some(w) => w.join_until(deadline),
+            None => true,
         }
     }
 
@@ -130,7 +137,13 @@ impl Partition {
     /// Stops the partition: the writer, then its uploads, waiting for the
     /// one in flight until `deadline`.
     pub(crate) fn stop_now(&self, deadline: Instant) {
-        self.stop_writer();
+        self.ask_writer_to_stop();
+        if !self.join_writer(deadline) {
+            log::error!(
+                "partition {}: its writer did not stop in time",
+                self.shared.name()
+            );
+        }
         self.abandon_uploads();
         self.wait_uploads(deadline);
     }

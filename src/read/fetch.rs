@@ -15,6 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A fetch parked at the high watermark.
+///
+/// Lock order: a parked fetch's own locks (`task`, `timer_key`) are never
+/// held while the pool's `timer` lock is taken, and the pool's `timer` lock
+/// is never held while a parked fetch's lock is taken. The timer fires a
+/// callback on its own thread as soon as it is registered when the deadline
+/// has passed already (readers backed up), so [`PoolInner::park`] and
+/// [`Parked::fire`] run at the same time; each takes one lock at a time.
 struct Parked {
     task: Mutex<Option<FetchTask>>,
     pool: std::sync::Weak<PoolInner>,
@@ -34,10 +41,13 @@ impl Parked {
         self.done.store(true, Ordering::SeqCst);
         match self.pool.upgrade() {
             Some(pool) => {
-                if let (Some(key), Some(timer)) =
-                    (lock(&self.timer_key).take(), lock(&pool.timer).as_ref())
-                {
-                    timer.cancel(key);
+                // The key's lock is released before the pool's timer lock
+                // is taken (see the lock order above).
+                let key = lock(&self.timer_key).take();
+                if let Some(key) = key {
+                    if let Some(timer) = lock(&pool.timer).as_ref() {
+                        timer.cancel(key);
+                    }
                 }
                 pool.submit_fetch(task);
             }
@@ -194,14 +204,23 @@ impl PoolInner {
             done: AtomicBool::new(false),
             timer_key: Mutex::new(None),
         });
-        let registered = match lock(&self.timer).as_ref() {
-            Some(timer) => {
+        // Registered under the pool's timer lock, the key stored after it is
+        // released (see the lock order on `Parked`). A fire in between finds
+        // no key to cancel: the entry has fired, or fires later and finds
+        // the task gone.
+        let key = {
+            let timer = lock(&self.timer);
+            timer.as_ref().map(|timer| {
                 let p = Arc::clone(&parked);
-                *lock(&parked.timer_key) = Some(timer.at(deadline, move || p.fire(false)));
-                true
-            }
-            None => false,
+                timer.at(deadline, move || p.fire(false))
+            })
         };
+        let registered = key.is_some();
+        if let Some(key) = key {
+            if !parked.done.load(Ordering::SeqCst) {
+                *lock(&parked.timer_key) = Some(key);
+            }
+        }
         if !registered {
             // Shutting down: no timer to end the wait.
             if let Some(task) = lock(&parked.task).take() {
@@ -310,5 +329,77 @@ impl PoolInner {
         }
         c.next = c.next.max(seg.last_offset + 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lock order between parking a fetch and firing it (the timer
+    //! thread fires at once when the deadline has passed, while the reader
+    //! is still parking): neither waits for a lock while holding the other
+    //! side's.
+    use super::*;
+    use crate::context::Context;
+    use crate::object_store::MemoryStore;
+    use crate::partition::{Backlog, PartitionView, Status};
+    use crate::read::{FetchRequest, ReaderPool};
+    use std::time::Duration;
+
+    fn pool(dir: &std::path::Path) -> ReaderPool {
+        let mut config = crate::EngineConfig::new(dir);
+        config.reader_threads = 1;
+        let ctx = Context::open(config, Arc::new(MemoryStore::new())).unwrap();
+        ReaderPool::start(ctx).unwrap()
+    }
+
+    fn task() -> FetchTask {
+        let view = PartitionView {
+            low_watermark: 0,
+            committed_next: 0,
+            high_watermark: 0,
+            segments: Default::default(),
+            tail: Default::default(),
+            status: Status::Open,
+        };
+        let backlog = Backlog::new(Default::default());
+        let partition = Arc::new(PartitionShared::new("t", 1, 0, view, backlog));
+        let (reply, _) = futures::channel::oneshot::channel();
+        FetchTask {
+            partition,
+            req: FetchRequest {
+                offset: 0,
+                max_records: 1,
+                max_bytes: 0,
+                max_wait: Duration::ZERO,
+            },
+            deadline: Instant::now(),
+            reply,
+            woken: None,
+        }
+    }
+
+    #[test]
+    fn firing_holds_no_lock_of_the_fetch_while_it_waits_for_the_timer_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(dir.path());
+        let parked = Arc::new(Parked {
+            task: Mutex::new(Some(task())),
+            pool: Arc::downgrade(&pool.inner),
+            done: AtomicBool::new(false),
+            timer_key: Mutex::new(Some((Instant::now(), 1))),
+        });
+        // A reader parking holds the pool's timer lock...
+        let parking = lock(&pool.inner.timer);
+        let p = Arc::clone(&parked);
+        let firing = std::thread::spawn(move || p.fire(false));
+        std::thread::sleep(Duration::from_millis(100));
+        // ... and takes the fetch's key lock next: it must be free while
+        // the firing thread waits for the timer lock.
+        assert!(
+            parked.timer_key.try_lock().is_ok(),
+            "fire holds the key's lock while it waits for the timer's: parking would deadlock"
+        );
+        drop(parking);
+        firing.join().unwrap();
     }
 }

@@ -69,8 +69,11 @@ impl Drop for Timer {
     fn drop(&mut self) {
         lock(&self.shared.entries).stopping = true;
         self.shared.changed.notify_one();
+        // Bounded: a callback stuck on a lock must not hold a shutdown.
         if let Some(t) = self.thread.take() {
-            t.join();
+            if !t.join_until(Instant::now() + std::time::Duration::from_secs(2)) {
+                log::error!("the long-poll timer did not stop within 2 s");
+            }
         }
     }
 }

@@ -46,7 +46,7 @@ pub const FLAGS: &[Flag] = &[
         env: "STREAMHOUSE_LISTEN",
         value: "ADDR",
         default: |_| Some(DEFAULT_LISTEN.into()),
-        help: "gRPC address (port 0 picks a free port; the bound address is printed)",
+        help: "gRPC address (port 0 picks a free port; the bound address is printed; a port another process holds is an error)",
     },
     Flag {
         name: "--data-dir",

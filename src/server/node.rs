@@ -46,6 +46,9 @@ impl Server {
             config.engine.data_dir.display(),
             store.describe()
         );
+        // Before the engine takes the data dir and the prefix: a port
+        // another process holds is a configuration error.
+        refuse_held_port(&config.listen)?;
         let engine = Engine::open(config.engine.clone(), store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
         let shared = Shared::new(Arc::clone(&engine), config.auth_token.clone(), blocking);
@@ -56,9 +59,12 @@ impl Server {
         // RESOURCE_EXHAUSTED from grpc rather than a dropped connection.
         let max_message = (64usize << 20).max(config.engine.max_record_bytes * 4) + (1 << 20);
         let env = Arc::new(Environment::new(2));
+        // No SO_REUSEPORT (gRPC's default): a second server on the same
+        // address must fail, not share the port and split the clients.
         let args = ChannelBuilder::new(Arc::clone(&env))
             .max_receive_message_len(max_message as i32)
             .max_send_message_len(max_message as i32)
+            .reuse_port(false)
             .build_args();
         let mut grpc = ServerBuilder::new(env)
             .channel_args(args)
@@ -141,4 +147,23 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
+}
+
+/// Fails, naming the address, when another socket holds `listen`'s port: a
+/// plain bind (no SO_REUSEPORT) is refused on a port any socket is bound
+/// to, including one that gRPC bound with SO_REUSEPORT. Port 0 asks for a
+/// free port and needs no check.
+fn refuse_held_port(listen: &str) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs = listen
+        .to_socket_addrs()
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+    for addr in addrs.filter(|a| a.port() != 0) {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(Error::Unavailable(format!(
+                "cannot listen on {listen} ({addr}): {e}; another process holds the port"
+            )));
+        }
+    }
+    Ok(())
 }
