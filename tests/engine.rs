@@ -613,7 +613,14 @@ fn a_torn_wal_tail_is_cut_and_the_rest_stays_readable() {
                 .produce_sync("t", 0, records(b * 10, 10), Acks::Wal)
                 .unwrap();
         }
+        // The stop seals the segment: the store must not take it, or the
+        // WAL file would be gone before the test tears it.
+        store.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
     }
+    store.set_faults(Faults::default());
     let wal_dir = streamhouse::layout::partition_wal_dir(&c.data_dir, "t", 0);
     let file = std::fs::read_dir(&wal_dir)
         .unwrap()

@@ -172,6 +172,21 @@ fn a_full_disk_is_backpressure_the_partition_stays_open_and_nothing_is_renumbere
 
 #[test]
 fn a_seal_that_finds_no_room_for_the_next_wal_file_waits_instead_of_stopping_the_partition() {
+    seal_waits_out(|fs| fs.faults.disk_full.store(true, Ordering::SeqCst));
+}
+
+#[test]
+fn a_seal_that_finds_no_descriptor_for_the_next_wal_file_waits_too() {
+    // EMFILE, as under a connection flood: the partition used to stop
+    // until a restart.
+    seal_waits_out(|fs| {
+        fs.faults
+            .creates_out_of_descriptors
+            .store(u32::MAX, Ordering::SeqCst)
+    });
+}
+
+fn seal_waits_out(fault: impl Fn(&FaultyWalFs)) {
     let dir = tempfile::tempdir().unwrap();
     let (mut c, fs) = faulty(dir.path());
     c.segment_max_age = Duration::from_millis(100);
@@ -183,7 +198,7 @@ fn a_seal_that_finds_no_room_for_the_next_wal_file_waits_instead_of_stopping_the
         .unwrap();
     // The disk fills before the segment's age is up: the seal cannot
     // create the next WAL file.
-    fs.faults.disk_full.store(true, Ordering::SeqCst);
+    fault(&fs);
     std::thread::sleep(Duration::from_millis(400));
     fs.faults.clear();
     // Still open; the seal happens once there is room, and acks=uploaded

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::producer::{ProducerEntry, ProducerTable, SequenceError, Verdict};
 use crate::util::clock::now_ms;
-use crate::wal::{encode_entry, is_disk_full, WalDir, WalWriter};
+use crate::wal::{encode_entry, is_disk_full, is_out_of_descriptors, WalDir, WalWriter};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,6 +79,13 @@ struct Accepted {
     acks: Acks,
     ack: AppendAck,
     received: Instant,
+}
+
+/// What became of a seal.
+enum Sealing {
+    Done,
+    /// The next WAL file could not be created (why); tried again later.
+    Postponed(&'static str),
 }
 
 /// What became of a group's WAL write.
@@ -542,24 +549,25 @@ impl Writer {
         if (full || old || lingered || stopping) && (!postponed || stopping) {
             let started = Instant::now();
             match self.seal(stopping) {
-                Ok(true) => self.seal_retry_at = None,
-                Ok(false) => self.postpone_seal(),
+                Ok(Sealing::Done) => self.seal_retry_at = None,
+                Ok(Sealing::Postponed(why)) => self.postpone_seal(why),
                 Err(e) => self.fail(e.to_string()),
             }
             self.ctx.stages.seal.observe(started.elapsed());
         }
     }
 
-    /// The disk had no room for the next WAL file: try again in a second
-    /// (the deadline waits for it, so the writer does not spin).
-    fn postpone_seal(&mut self) {
+    /// The next WAL file could not be created for want of room or
+    /// descriptors: try again in a second (the deadline waits for it, so
+    /// the writer does not spin).
+    fn postpone_seal(&mut self, why: &str) {
         self.seal_retry_at = Some(Instant::now() + SEAL_RETRY);
         if self
             .disk_full_logged
             .is_none_or(|t| t.elapsed() >= DISK_FULL_LOG_EVERY)
         {
             log::warn!(
-                "partition {}: the disk is full; its segment is sealed once there is room for the next WAL file",
+                "partition {}: {why}; its segment is sealed once the next WAL file can be created",
                 self.shared.name()
             );
             self.disk_full_logged = Some(Instant::now());
@@ -568,7 +576,7 @@ impl Writer {
 
     /// Hands the active segment to the uploader (with the producer table
     /// as of its end, idle producers expired) and starts a new WAL file.
-    fn seal(&mut self, last: bool) -> Result<bool> {
+    fn seal(&mut self, last: bool) -> Result<Sealing> {
         // Every group was fsynced already; this one costs nothing then, and
         // keeps the rule local: the sealed file is whole on disk before a
         // later file exists, or a power cut could tear it and take the
@@ -581,9 +589,15 @@ impl Writer {
         if !last {
             match self.wal_dir.create(self.next_offset) {
                 Ok(next) => self.wal = next,
-                // No room for the next file: the segment stays active (its
-                // file is whole and open) and the seal is tried again later.
-                Err(e) if is_disk_full(&e.source) => return Ok(false),
+                // No room or no descriptor for the next file: the segment
+                // stays active (its file is whole and open) and the seal is
+                // tried again later.
+                Err(e) if is_disk_full(&e.source) => {
+                    return Ok(Sealing::Postponed("the disk is full"))
+                }
+                Err(e) if is_out_of_descriptors(&e.source) => {
+                    return Ok(Sealing::Postponed("the process is out of file descriptors"))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -607,7 +621,7 @@ impl Writer {
         self.uploaded_waiting_since = None;
         Metrics::add(&self.ctx.metrics.segments_sealed, 1);
         self.uploads.push(sealed);
-        Ok(true)
+        Ok(Sealing::Done)
     }
 
     /// The producer table after forgetting producers idle for longer than

@@ -3,13 +3,17 @@
 use super::convert::fetch_response;
 use super::shared::Shared;
 use super::status::{error_to_status, fail_now, reply_later};
+use super::streams::SUBSCRIBE_MAX_BYTES;
 use crate::error::Error;
 use crate::proto as pb;
 use crate::proto::grpc::ConsumerService;
 use crate::read::FetchRequest;
+use futures::channel::oneshot;
+use futures::future::Either;
 use futures::SinkExt;
-use grpcio::{RpcContext, ServerStreamingSink, UnarySink, WriteFlags};
+use grpcio::{RpcContext, RpcStatus, RpcStatusCode, ServerStreamingSink, UnarySink, WriteFlags};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -20,6 +24,25 @@ const SUBSCRIBE_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Consumer(pub Shared);
+
+/// `rx`'s answer, or `None` once the client has cancelled the call (a
+/// stream whose client left ends now, not at its next record).
+async fn unless_cancelled<T>(
+    sink: &mut ServerStreamingSink<pb::FetchResponse>,
+    rx: oneshot::Receiver<T>,
+) -> Option<Result<T, oneshot::Canceled>> {
+    // The sink's readiness polls the call's close: an error means the
+    // call is over; polling it also wakes this task when that happens.
+    let cancelled = futures::future::poll_fn(|cx| match sink.poll_ready_unpin(cx) {
+        Poll::Ready(Err(_)) => Poll::Ready(()),
+        _ => Poll::Pending,
+    });
+    futures::pin_mut!(cancelled);
+    match futures::future::select(rx, cancelled).await {
+        Either::Left((answer, _)) => Some(answer),
+        Either::Right(((), _)) => None,
+    }
+}
 
 impl ConsumerService for Consumer {
     fn fetch(
@@ -62,11 +85,22 @@ impl ConsumerService for Consumer {
             });
             return;
         }
+        let slot = match self.0.streams.take(&ctx.peer()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let st = RpcStatus::with_message(RpcStatusCode::RESOURCE_EXHAUSTED, why);
+                ctx.spawn(async move {
+                    let _ = sink.fail(st).await;
+                });
+                return;
+            }
+        };
         let shared = self.0.clone();
         let topic = req.get_topic().to_string();
         let p = req.get_partition();
         let mut offset = req.get_offset();
         ctx.spawn(async move {
+            let _slot = slot;
             loop {
                 if shared.is_shutting_down() {
                     let _ = sink.fail(error_to_status(&Error::shutting_down())).await;
@@ -78,12 +112,15 @@ impl ConsumerService for Consumer {
                     FetchRequest {
                         offset,
                         max_records: 0,
-                        max_bytes: 0,
+                        max_bytes: SUBSCRIBE_MAX_BYTES,
                         max_wait: SUBSCRIBE_POLL,
                     },
                 );
                 let result = match rx {
-                    Ok(rx) => rx.await.unwrap_or_else(|_| Err(Error::shutting_down())),
+                    Ok(rx) => match unless_cancelled(&mut sink, rx).await {
+                        Some(answer) => answer.unwrap_or_else(|_| Err(Error::shutting_down())),
+                        None => return, // the client went away
+                    },
                     Err(e) => Err(e),
                 };
                 match result {

@@ -13,6 +13,8 @@ use std::time::Duration;
 const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 const DEFAULT_DATA_DIR: &str = "./streamhouse-data";
 const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+const DEFAULT_MAX_STREAMS: usize = 1000;
 
 /// One flag of the table.
 pub struct Flag {
@@ -46,7 +48,21 @@ pub const FLAGS: &[Flag] = &[
         env: "STREAMHOUSE_LISTEN",
         value: "ADDR",
         default: |_| Some(DEFAULT_LISTEN.into()),
-        help: "gRPC address (port 0 picks a free port; the bound address is printed; a port another process holds is an error)",
+        help: "gRPC address, HOST:PORT (port 0 picks a free port; the bound address is printed; a port another process holds is an error)",
+    },
+    Flag {
+        name: "--max-streams",
+        env: "STREAMHOUSE_MAX_STREAMS",
+        value: "N",
+        default: |_| Some(DEFAULT_MAX_STREAMS.to_string()),
+        help: "Subscribe streams open at once on the node (and at most 100 per connection); more answer RESOURCE_EXHAUSTED",
+    },
+    Flag {
+        name: "--max-connections",
+        env: "STREAMHOUSE_MAX_CONNECTIONS",
+        value: "N",
+        default: |_| Some(DEFAULT_MAX_CONNECTIONS.to_string()),
+        help: "gRPC connections open at once; more are closed at once, as are new ones when the node is near its open-files limit (descriptors are kept for the partitions)",
     },
     Flag {
         name: "--data-dir",
@@ -271,6 +287,8 @@ pub struct ServerConfig {
     pub s3: Option<S3Config>,
     pub auth_token: Option<String>,
     pub metrics_listen: Option<String>,
+    pub max_connections: usize,
+    pub max_streams: usize,
 }
 
 pub enum Parsed {
@@ -375,19 +393,17 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         .text("--data-dir")
         .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     let engine = engine_config(&v, PathBuf::from(data_dir))?;
-    if listen.parse::<std::net::SocketAddr>().is_err() {
-        return Err(format!(
-            "--listen: {listen:?} is not an address like 127.0.0.1:50051"
-        ));
-    }
+    check_address("--listen", &listen, "127.0.0.1:50051")?;
     let metrics_listen = v.text("--metrics-listen");
     if let Some(m) = &metrics_listen {
-        if m.parse::<std::net::SocketAddr>().is_err() {
-            return Err(format!(
-                "--metrics-listen: {m:?} is not an address like 127.0.0.1:9100"
-            ));
-        }
+        check_address("--metrics-listen", m, "127.0.0.1:9100")?;
     }
+    let max_connections = v
+        .count("--max-connections", 1 << 20)?
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let max_streams = v
+        .count("--max-streams", 1 << 20)?
+        .unwrap_or(DEFAULT_MAX_STREAMS);
     let auth_token = v.text("--auth-token");
     if auth_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err("--auth-token must not be empty".into());
@@ -398,7 +414,29 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         s3: s3_config(&v, env)?,
         auth_token,
         metrics_listen,
+        max_connections,
+        max_streams,
     })))
+}
+
+/// HOST:PORT, the host a name or an address (`localhost:50051` as well as
+/// `127.0.0.1:50051` or `[::1]:50051`).
+fn check_address(flag: &str, addr: &str, example: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{flag}: {addr:?} is not HOST:PORT like {example}"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{flag}: {addr:?} is not HOST:PORT like {example}"));
+    }
+    match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{flag}: {host:?} resolves to no address")),
+        Err(e) => Err(format!("{flag}: cannot resolve {host:?}: {e}")),
+    }
 }
 
 fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> {

@@ -1,14 +1,17 @@
 //! A small `/metrics` responder in the Prometheus text format: the engine's
-//! counters and gauges. One thread, one request at a time — scrapes are rare.
+//! counters and gauges. One thread, one request at a time — scrapes are rare
+//! — and each request done within 5 s or dropped.
 
+use super::gate::GateStats;
 use super::shared::Latencies;
+use super::streams::StreamSlots;
 use crate::engine::Engine;
 use crate::util::thread::{self, Worker};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct MetricsServer {
     addr: std::net::SocketAddr,
@@ -21,6 +24,8 @@ impl MetricsServer {
         addr: &str,
         engine: Arc<Engine>,
         latencies: Arc<Latencies>,
+        connections: Arc<GateStats>,
+        streams: Arc<StreamSlots>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -32,7 +37,7 @@ impl MetricsServer {
                     return;
                 }
                 if let Ok(c) = conn {
-                    if let Err(e) = serve(c, &engine, &latencies) {
+                    if let Err(e) = serve(c, &engine, &latencies, (&connections, &streams)) {
                         log::debug!("metrics request: {e}");
                     }
                 }
@@ -52,20 +57,72 @@ impl MetricsServer {
 
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        // Wake the accept loop; a request being served ends by its deadline.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(t) = self.thread.take() {
-            t.join();
+            let until = Instant::now() + REQUEST_DEADLINE + Duration::from_secs(1);
+            if !t.join_until(until) {
+                log::warn!("/metrics did not stop in time; leaving it");
+            }
         }
     }
 }
 
 /// Bytes of an HTTP request read before giving up on it.
 const MAX_REQUEST_BYTES: u64 = 8 * 1024;
+/// The whole exchange, request and reply: a client trickling its request
+/// a byte at a time cannot hold the one thread longer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// A socket whose reads and writes all end by one deadline.
+struct ByDeadline {
+    conn: TcpStream,
+    until: Instant,
+}
+
+impl ByDeadline {
+    fn remaining(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request took longer than its deadline",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for ByDeadline {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.conn.set_read_timeout(Some(self.remaining()?))?;
+        self.conn.read(buf)
+    }
+}
+
+impl Write for ByDeadline {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.conn.set_write_timeout(Some(self.remaining()?))?;
+        self.conn.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.conn.flush()
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    engine: &Engine,
+    latencies: &Latencies,
+    (connections, streams): (&GateStats, &StreamSlots),
+) -> std::io::Result<()> {
+    let until = Instant::now() + REQUEST_DEADLINE;
+    let reading = ByDeadline {
+        conn: conn.try_clone()?,
+        until,
+    };
     // A request (line and headers) is read up to 8 KiB, never more.
-    let mut reader = BufReader::new(conn.try_clone()?.take(MAX_REQUEST_BYTES));
+    let mut reader = BufReader::new(reading.take(MAX_REQUEST_BYTES));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     // Drain the headers.
@@ -73,7 +130,7 @@ fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Re
     while reader.read_line(&mut line)? > 2 {
         line.clear();
     }
-    let mut out = conn;
+    let mut out = ByDeadline { conn, until };
     let path = request_line.split_whitespace().nth(1).unwrap_or("");
     if path != "/metrics" {
         let body = "not found; try /metrics\n";
@@ -83,7 +140,7 @@ fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Re
             body.len()
         );
     }
-    let body = render(engine, latencies);
+    let body = render(engine, latencies, connections, streams);
     write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -92,8 +149,26 @@ fn serve(conn: TcpStream, engine: &Engine, latencies: &Latencies) -> std::io::Re
 }
 
 /// The exposition text.
-pub fn render(engine: &Engine, latencies: &Latencies) -> String {
+pub fn render(
+    engine: &Engine,
+    latencies: &Latencies,
+    connections: &GateStats,
+    streams: &StreamSlots,
+) -> String {
     let mut s = String::new();
+    s.push_str(&format!(
+        "# HELP streamhouse_grpc_connections gRPC connections open (counted again when at --max-connections).\n\
+         # TYPE streamhouse_grpc_connections gauge\nstreamhouse_grpc_connections {}\n\
+         # HELP streamhouse_grpc_connections_refused_total Connections closed at once: at --max-connections, or near the open-files limit.\n\
+         # TYPE streamhouse_grpc_connections_refused_total counter\nstreamhouse_grpc_connections_refused_total {}\n",
+        connections.open.load(Ordering::Relaxed),
+        connections.refused.load(Ordering::Relaxed),
+    ));
+    s.push_str(&format!(
+        "# HELP streamhouse_subscribe_streams Subscribe streams open.\n\
+         # TYPE streamhouse_subscribe_streams gauge\nstreamhouse_subscribe_streams {}\n",
+        streams.open()
+    ));
     s.push_str(&latencies.produce.render(
         "streamhouse_produce_latency_seconds",
         "Successful produce requests, receipt to acknowledgement (acks=uploaded includes the upload).",

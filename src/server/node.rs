@@ -4,22 +4,27 @@
 use super::admin::Admin;
 use super::consumer::Consumer;
 use super::flags::ServerConfig;
+use super::gate::{Bound, Gate, GateStats};
 use super::producer::Producer;
 use super::shared::{BlockingPool, Shared};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::object_store::{LocalFsStore, ObjectStore, S3Store};
+use crate::util::sync::lock;
 use crate::util::thread;
-use grpcio::{ChannelBuilder, Environment, ServerBuilder, ServerCredentials};
+use grpcio::{ChannelBuilder, Environment, ServerBuilder};
 use grpcio_health::{HealthService, ServingStatus};
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running server.
 pub struct Server {
-    grpc: grpcio::Server,
+    /// Shared with the accepting thread, which adds each connection.
+    grpc: Arc<Mutex<grpcio::Server>>,
+    gate: Gate,
     shared: Shared,
     health: HealthService,
     engine: Arc<Engine>,
@@ -31,7 +36,8 @@ impl Server {
     /// Opens the engine (recovering what is on disk) and starts serving.
     pub fn start(config: &ServerConfig) -> Result<Server> {
         // Every open partition holds its WAL file open.
-        match crate::util::rlimit::raise_open_files_limit() {
+        let open_files_limit = crate::util::rlimit::raise_open_files_limit();
+        match open_files_limit {
             Some(n) => log::info!("open-files limit: {n}"),
             None => log::warn!("cannot read the open-files limit"),
         }
@@ -48,10 +54,15 @@ impl Server {
         );
         // Before the engine takes the data dir and the prefix: a port
         // another process holds is a configuration error.
-        refuse_held_port(&config.listen)?;
+        let bound = Bound::bind(&config.listen)?;
         let engine = Engine::open(config.engine.clone(), store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
-        let shared = Shared::new(Arc::clone(&engine), config.auth_token.clone(), blocking);
+        let shared = Shared::new(
+            Arc::clone(&engine),
+            config.auth_token.clone(),
+            blocking,
+            config.max_streams,
+        );
         let health = HealthService::default();
         health.set_serving_status("", ServingStatus::Serving);
 
@@ -59,42 +70,56 @@ impl Server {
         // RESOURCE_EXHAUSTED from grpc rather than a dropped connection.
         let max_message = (64usize << 20).max(config.engine.max_record_bytes * 4) + (1 << 20);
         let env = Arc::new(Environment::new(2));
-        // No SO_REUSEPORT (gRPC's default): a second server on the same
-        // address must fail, not share the port and split the clients.
+        // Connections come from the gate (no listening port of grpc's own);
+        // one idle for 10 minutes (Kafka's connections.max.idle.ms) is
+        // closed, and its client reconnects when it needs to.
         let args = ChannelBuilder::new(Arc::clone(&env))
             .max_receive_message_len(max_message as i32)
             .max_send_message_len(max_message as i32)
-            .reuse_port(false)
+            .raw_cfg_int(c"grpc.max_connection_idle_ms".into(), 600_000)
             .build_args();
-        let mut grpc = ServerBuilder::new(env)
-            .channel_args(args)
-            .register_service(crate::proto::grpc::create_admin_service(Admin(
-                shared.clone(),
-            )))
-            .register_service(crate::proto::grpc::create_producer_service(Producer(
-                shared.clone(),
-            )))
-            .register_service(crate::proto::grpc::create_consumer_service(Consumer(
-                shared.clone(),
-            )))
-            .register_service(grpcio_health::create_health(health.clone()))
+        let mut builder = ServerBuilder::new(env).channel_args(args);
+        for service in super::admission::services(
+            &shared,
+            Admin(shared.clone()),
+            Producer(shared.clone()),
+            Consumer(shared.clone()),
+            health.clone(),
+        ) {
+            builder = builder.register_service(service);
+        }
+        let mut grpc = builder
             .build()
             .map_err(|e| Error::Unavailable(format!("cannot build the gRPC server: {e}")))?;
-        let port = grpc
-            .add_listening_port(config.listen.clone(), ServerCredentials::insecure())
-            .map_err(|e| Error::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
         grpc.start();
-        let host = config
-            .listen
-            .rsplit_once(':')
-            .map_or("127.0.0.1", |(h, _)| h);
-        let addr = format!("{host}:{port}");
+        let grpc = Arc::new(Mutex::new(grpc));
+        let addr = bound.addr().to_string();
+        let gate_stats = Arc::new(GateStats::default());
+        let to_grpc = Arc::clone(&grpc);
+        let gate = bound.start(
+            config.max_connections,
+            open_files_limit,
+            Arc::clone(&gate_stats),
+            Box::new(move |stream| {
+                let fd = stream.into_raw_fd();
+                let mut grpc = lock(&to_grpc);
+                #[allow(unsafe_code)]
+                // SAFETY: `fd` is an open, connected TCP socket that nothing
+                // else owns (taken out of its TcpStream); grpc owns and
+                // closes it from here on.
+                unsafe {
+                    grpc.add_channel_from_fd(fd)
+                };
+            }),
+        )?;
         let metrics = match &config.metrics_listen {
             Some(a) => Some(
                 super::metrics_http::MetricsServer::start(
                     a,
                     Arc::clone(&engine),
                     Arc::clone(&shared.latencies),
+                    gate_stats,
+                    Arc::clone(&shared.streams),
                 )
                 .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
             ),
@@ -102,6 +127,7 @@ impl Server {
         };
         Ok(Server {
             grpc,
+            gate,
             shared,
             health,
             engine,
@@ -126,7 +152,8 @@ impl Server {
         self.health
             .set_serving_status("", ServingStatus::NotServing);
         let grace = Duration::from_secs(5);
-        let done = self.grpc.shutdown();
+        self.gate.stop();
+        let done = lock(&self.grpc).shutdown();
         match thread::spawn("grpc-shutdown", move || {
             let _ = futures::executor::block_on(done);
         }) {
@@ -147,23 +174,4 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
-}
-
-/// Fails, naming the address, when another socket holds `listen`'s port: a
-/// plain bind (no SO_REUSEPORT) is refused on a port any socket is bound
-/// to, including one that gRPC bound with SO_REUSEPORT. Port 0 asks for a
-/// free port and needs no check.
-fn refuse_held_port(listen: &str) -> Result<()> {
-    use std::net::ToSocketAddrs;
-    let addrs = listen
-        .to_socket_addrs()
-        .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
-    for addr in addrs.filter(|a| a.port() != 0) {
-        if let Err(e) = std::net::TcpListener::bind(addr) {
-            return Err(Error::Unavailable(format!(
-                "cannot listen on {listen} ({addr}): {e}; another process holds the port"
-            )));
-        }
-    }
-    Ok(())
 }

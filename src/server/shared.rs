@@ -3,6 +3,7 @@
 //! object deletes (never on a completion-queue thread).
 
 use super::status::{fail_now, reply_later};
+use super::streams::StreamSlots;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::metrics::Histogram;
@@ -97,11 +98,18 @@ pub struct Shared {
     pub blocking: BlockingPool,
     pub shutting_down: Arc<AtomicBool>,
     pub(super) round_robin: Arc<AtomicU32>,
+    pub(super) streams: Arc<StreamSlots>,
 }
 
 impl Shared {
-    pub fn new(engine: Arc<Engine>, auth_token: Option<String>, blocking: BlockingPool) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        auth_token: Option<String>,
+        blocking: BlockingPool,
+        max_streams: usize,
+    ) -> Self {
         Shared {
+            streams: StreamSlots::new(max_streams),
             engine,
             latencies: Arc::new(Latencies::default()),
             auth_token: auth_token.map(Arc::from),

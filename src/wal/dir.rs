@@ -211,6 +211,12 @@ impl WalWriter {
     }
 }
 
+/// The process is out of file descriptors (a connection flood, a low
+/// limit): creating a file may succeed later.
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// The disk (or the user's quota) has no room: nothing was lost, and a
 /// write may succeed later.
 pub fn is_disk_full(e: &io::Error) -> bool {

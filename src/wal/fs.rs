@@ -114,6 +114,9 @@ pub struct WalFaults {
     pub fail_writes: AtomicU32,
     pub fail_syncs: AtomicU32,
     pub fail_creates: AtomicU32,
+    /// Creates that fail with EMFILE, as when the process is out of
+    /// descriptors.
+    pub creates_out_of_descriptors: AtomicU32,
     /// While set, every append writes half its bytes and fails with
     /// ENOSPC, as a full disk does, and creating a file fails with ENOSPC.
     pub disk_full: AtomicBool,
@@ -132,7 +135,12 @@ impl WalFaults {
 
     /// Ends every fault.
     pub fn clear(&self) {
-        for c in [&self.fail_writes, &self.fail_syncs, &self.fail_creates] {
+        for c in [
+            &self.fail_writes,
+            &self.fail_syncs,
+            &self.fail_creates,
+            &self.creates_out_of_descriptors,
+        ] {
             c.store(0, Ordering::SeqCst);
         }
         self.disk_full.store(false, Ordering::SeqCst);
@@ -206,6 +214,9 @@ impl WalFs for FaultyWalFs {
         }
         if WalFaults::take(&self.faults.fail_creates) {
             return Err(injected("create"));
+        }
+        if WalFaults::take(&self.faults.creates_out_of_descriptors) {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
         }
         Ok(self.wrap(OsWalFs.create(path)?, path))
     }

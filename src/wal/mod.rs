@@ -66,7 +66,7 @@ mod entry;
 mod fs;
 mod scan;
 
-pub(crate) use dir::{is_disk_full, WalDir, WalWriter};
+pub(crate) use dir::{is_disk_full, is_out_of_descriptors, WalDir, WalWriter};
 pub(crate) use entry::encode_entry;
 #[cfg(test)]
 use entry::encode_skip_entry;

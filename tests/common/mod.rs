@@ -44,6 +44,20 @@ impl TestServer {
         Self::spawn(sh, "127.0.0.1:0", dir, extra)
     }
 
+    /// Started with an open-files limit of `n`, soft and hard (the server
+    /// cannot raise it).
+    pub fn start_with_open_files_limit(
+        dir: &std::path::Path,
+        n: u32,
+        extra: &[&str],
+    ) -> TestServer {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!(r#"ulimit -n {n} && exec "$0" "$@""#))
+            .arg(env!("CARGO_BIN_EXE_streamhoused"));
+        Self::spawn(sh, "127.0.0.1:0", dir, extra)
+    }
+
     fn spawn(mut cmd: Command, listen: &str, dir: &std::path::Path, extra: &[&str]) -> TestServer {
         let mut child = cmd
             .args(["--listen", listen, "--data-dir"])
@@ -107,18 +121,35 @@ impl Drop for TestServer {
     }
 }
 
+/// The body (with status line and headers) of `GET url`, e.g. a server's
+/// `metrics_url`.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut sock = std::net::TcpStream::connect(hostport).unwrap();
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).unwrap();
+    body
+}
+
 /// Clients on a connection of their own to `addr`.
 pub fn clients_for(addr: &str) -> Clients {
     let env = Arc::new(Environment::new(1));
     let ch = ChannelBuilder::new(env)
         .max_receive_message_len(128 << 20)
         .max_send_message_len(128 << 20)
+        // grpc shares connections between channels to one address unless
+        // told otherwise.
+        .use_local_subchannel_pool(true)
         .connect(addr);
     Clients {
         admin: AdminServiceClient::new(ch.clone()),
         producer: ProducerServiceClient::new(ch.clone()),
         consumer: ConsumerServiceClient::new(ch.clone()),
-        health: grpcio_health::HealthClient::new(ch),
+        health: grpcio_health::HealthClient::new(ch.clone()),
+        channel: ch,
     }
 }
 
@@ -127,6 +158,7 @@ pub struct Clients {
     pub producer: ProducerServiceClient,
     pub consumer: ConsumerServiceClient,
     pub health: grpcio_health::HealthClient,
+    pub channel: grpcio::Channel,
 }
 
 /// The segment objects of one partition in a node's local object store
