@@ -39,6 +39,23 @@ struct PrintOpts {
     headers: bool,
 }
 
+/// Control characters escaped (`\x1b`, `\t`, `\n`): a key or header
+/// written by anyone must not drive the terminal or split the columns.
+/// The value is printed as it is (`--format json` escapes it too).
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn print_record(
     o: &mut impl Write,
     p: u32,
@@ -82,14 +99,20 @@ fn print_record(
                 cols.push(if r.get_key().is_empty() {
                     "null".into()
                 } else {
-                    String::from_utf8_lossy(r.get_key()).into_owned()
+                    printable(&String::from_utf8_lossy(r.get_key()))
                 });
             }
             if opts.headers {
                 let hs: Vec<String> = r
                     .get_headers()
                     .iter()
-                    .map(|h| format!("{}={}", h.get_key(), String::from_utf8_lossy(h.get_value())))
+                    .map(|h| {
+                        format!(
+                            "{}={}",
+                            printable(h.get_key()),
+                            printable(&String::from_utf8_lossy(h.get_value()))
+                        )
+                    })
                     .collect();
                 cols.push(hs.join(","));
             }
@@ -317,4 +340,35 @@ fn read_loop(
     }
     o.flush()?;
     Ok(printed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_keys_and_values_cannot_reach_the_terminal_raw() {
+        let mut r = pb::Record::new();
+        r.set_key(b"k\x1b]0;owned\x07".to_vec());
+        let mut h = pb::Header::new();
+        h.set_key("evil\u{1b}[2J\tkey".into());
+        h.set_value(b"v\x9b\n".to_vec());
+        r.mut_headers().push(h);
+        r.set_value(b"value".to_vec());
+        let opts = PrintOpts {
+            format: Format::Text,
+            key: true,
+            offset: false,
+            timestamp: false,
+            headers: true,
+        };
+        let mut out = Vec::new();
+        print_record(&mut out, 0, &r, &opts).expect("print");
+        let line = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            line,
+            "k\\x1b]0;owned\\x07\tevil\\x1b[2J\\tkey=v\u{fffd}\\n\tvalue\n"
+        );
+        assert!(!line.trim_end().chars().any(|c| c.is_control() && c != '\t'));
+    }
 }

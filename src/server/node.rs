@@ -55,6 +55,7 @@ impl Server {
         // Before the engine takes the data dir and the prefix: a port
         // another process holds is a configuration error.
         let bound = Bound::bind(&config.listen)?;
+        super::status::keep_private(&config.engine.data_dir);
         let engine = Engine::open(config.engine.clone(), store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
         let shared = Shared::new(
@@ -94,6 +95,11 @@ impl Server {
         grpc.start();
         let grpc = Arc::new(Mutex::new(grpc));
         let addr = bound.addr().to_string();
+        if !bound.addr().ip().is_loopback() && config.auth_token.is_none() {
+            log::warn!(
+                "listening on {addr} without --auth-token: anyone who reaches this port can create and delete topics and read every record"
+            );
+        }
         let gate_stats = Arc::new(GateStats::default());
         let to_grpc = Arc::clone(&grpc);
         let gate = bound.start(

@@ -5,6 +5,8 @@ use crate::error::Error;
 use crate::object_store::StoreError;
 use futures::channel::oneshot;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
+use std::path::Path;
+use std::sync::OnceLock;
 
 /// Engine errors as gRPC statuses. Store errors by kind: a transient one
 /// is UNAVAILABLE (retrying helps), a missing object is DATA_LOSS (a
@@ -34,7 +36,56 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::Io { source, .. } if out_of_resources(source) => RpcStatusCode::RESOURCE_EXHAUSTED,
         Error::Meta(_) | Error::Io { .. } => RpcStatusCode::INTERNAL,
     };
-    RpcStatus::with_message(code, e.to_string())
+    RpcStatus::with_message(code, client_message(e, code))
+}
+
+/// Directories whose paths stay in the server's log (the data directory).
+static PRIVATE_DIRS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Keeps `data_dir`'s path out of what clients are told (as given and as
+/// resolved); called once at start.
+pub fn keep_private(data_dir: &Path) {
+    let mut dirs = vec![data_dir.display().to_string()];
+    if let Ok(abs) = std::fs::canonicalize(data_dir) {
+        dirs.push(abs.display().to_string());
+    }
+    if let Ok(abs) = std::path::absolute(data_dir) {
+        dirs.push(abs.display().to_string());
+    }
+    // Longest first, so that a path is never half replaced.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    dirs.dedup();
+    dirs.retain(|d| !d.is_empty() && d != "." && d != "/");
+    let _ = PRIVATE_DIRS.set(dirs);
+}
+
+/// What a client is told: the error without local paths; for a failure
+/// inside the server (INTERNAL, or out of descriptors or disk), a short
+/// line, the details going to the log.
+fn client_message(e: &Error, code: RpcStatusCode) -> String {
+    let full = e.to_string();
+    let short = match e {
+        Error::Io { source, .. } if out_of_resources(source) => {
+            Some("the node is out of file descriptors or disk space; retry later")
+        }
+        Error::Io { .. } => Some("internal error: a local file operation failed"),
+        Error::Meta(_) => Some("internal error: the node's metadata store failed"),
+        _ => None,
+    };
+    match short {
+        Some(short) => {
+            log::error!("answered {code:?} to a client for: {full}");
+            format!("{short}; the server's log has the details")
+        }
+        None => redact(full),
+    }
+}
+
+fn redact(mut msg: String) -> String {
+    for dir in PRIVATE_DIRS.get().map(Vec::as_slice).unwrap_or(&[]) {
+        msg = msg.replace(dir.as_str(), "<data-dir>");
+    }
+    msg
 }
 
 /// Out of file descriptors or disk space: the node is short of something an
@@ -116,5 +167,35 @@ mod tests {
         assert_eq!(code(libc::EMFILE), RpcStatusCode::RESOURCE_EXHAUSTED);
         assert_eq!(code(libc::ENOSPC), RpcStatusCode::RESOURCE_EXHAUSTED);
         assert_eq!(code(libc::EIO), RpcStatusCode::INTERNAL);
+    }
+
+    #[test]
+    fn clients_are_not_told_local_paths() {
+        let dir = tempfile::tempdir().expect("dir");
+        keep_private(dir.path());
+        let wal = dir.path().join("wal/t/0/00000000000000000000.wal");
+        let io = Error::io(
+            format!("write WAL {}", wal.display()),
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        let st = error_to_status(&io);
+        assert_eq!(st.code(), RpcStatusCode::INTERNAL);
+        assert!(
+            !st.message().contains(&*dir.path().to_string_lossy()),
+            "{}",
+            st.message()
+        );
+        assert!(
+            st.message().contains("the server's log has the details"),
+            "{}",
+            st.message()
+        );
+        // Messages a client acts on keep their content, without the path.
+        let stopped = Error::Unavailable(format!("partition t/0 stopped ({})", wal.display()));
+        let msg = error_to_status(&stopped).message().to_string();
+        assert!(
+            msg.contains("<data-dir>/wal/t/0") && msg.starts_with("partition t/0"),
+            "{msg}"
+        );
     }
 }
