@@ -70,6 +70,9 @@ pub struct EngineConfig {
     /// forgotten (its batches can no longer be recognised as duplicates,
     /// and its id answers NOT_FOUND). 7 days, as Kafka's transactional ids.
     pub producer_expiry: Duration,
+    /// Most groups with committed offsets; a commit that would add one more
+    /// answers RESOURCE_EXHAUSTED.
+    pub max_groups: usize,
 }
 
 impl EngineConfig {
@@ -101,6 +104,7 @@ impl EngineConfig {
             old_owner_is_dead: false,
             repair_wal: Vec::new(),
             producer_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_groups: 10_000,
         }
     }
 }

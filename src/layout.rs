@@ -194,11 +194,20 @@ pub fn producer_id_block_key(end: u64) -> String {
     format!("producers/ids/{end:020}")
 }
 
+/// Hex digits of a name in one key segment: a local store makes each
+/// segment a file name, at most 255 bytes on common file systems.
+const NAME_SEGMENT_HEX: usize = 200;
+
 /// A named producer's id and current epoch; the name is hex-encoded (names
-/// are any UTF-8, keys are not).
+/// are any UTF-8, keys are not), cut into segments of at most 200 digits
+/// (a 255-byte name is 510 digits: three directories on a local store).
 pub fn producer_name_key(name: &str, epoch: u32, id: u64) -> String {
     let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("producers/names/{hex}/{epoch:010}-{id}")
+    let segments: Vec<&str> = (0..hex.len())
+        .step_by(NAME_SEGMENT_HEX)
+        .map(|i| &hex[i..(i + NAME_SEGMENT_HEX).min(hex.len())])
+        .collect();
+    format!("producers/names/{}/{epoch:010}-{id}", segments.join("/"))
 }
 
 /// What an object under [`PRODUCERS_PREFIX`] is, from its key.
@@ -220,8 +229,15 @@ pub fn parse_producer_key(key: &str) -> Option<ProducerObject> {
             .contains(&end)
             .then_some(ProducerObject::IdBlock { end });
     }
-    let (hex, file) = rest.strip_prefix("names/")?.split_once('/')?;
+    let (hex, file) = rest.strip_prefix("names/")?.rsplit_once('/')?;
     let (epoch, id) = file.split_once('-')?;
+    // Every segment but the last is full (one way to write each name).
+    let segments: Vec<&str> = hex.split('/').collect();
+    let (last, full) = segments.split_last()?;
+    if full.iter().any(|s| s.len() != NAME_SEGMENT_HEX) || last.is_empty() {
+        return None;
+    }
+    let hex = segments.concat();
     if hex.len() % 2 != 0 || !hex.is_ascii() {
         return None;
     }
@@ -242,6 +258,8 @@ pub fn parse_producer_key(key: &str) -> Option<ProducerObject> {
 
 /// The consumer-group offsets checkpoint.
 pub const GROUP_OFFSETS_KEY: &str = "groups/offsets";
+/// Group offsets changed since the base at [`GROUP_OFFSETS_KEY`].
+pub const GROUP_OFFSETS_DELTA_KEY: &str = "groups/offsets-delta";
 
 /// What an object under [`TOPICS_PREFIX`] is, from its key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -484,8 +502,24 @@ mod tests {
             parse_producer_key(&producer_id_block_key(2000)),
             Some(ProducerObject::IdBlock { end: 2000 })
         );
+        // The longest name: every segment fits a file name (255 bytes).
+        let long = "é".repeat(127) + "x";
+        assert_eq!(long.len(), 255);
+        let k = producer_name_key(&long, 1, 5);
+        assert!(k.split('/').all(|seg| seg.len() <= 255), "{k}");
+        assert_eq!(k.split('/').count(), 6, "{k}");
+        assert_eq!(
+            parse_producer_key(&k),
+            Some(ProducerObject::Name {
+                name: long,
+                epoch: 1,
+                id: 5
+            })
+        );
         for other in [
             "producers/names/6/1-2",
+            "producers/names/61/62/1-2",
+            "producers/names//1-2",
             "producers/names/zz/1-2",
             "producers/names/61/1",
             "producers/ids/x",

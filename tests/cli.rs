@@ -196,7 +196,28 @@ fn topics_produce_and_consume_byte_exact() {
     ]));
     assert!(third.starts_with("1:100\t"), "{third}");
     assert_eq!(group_lag(&s, "g", 1), (hw, hw - 101));
-    // Committed past the end: nothing left to read, not a negative lag.
+    // Past the end is refused (the group would read OUT_OF_RANGE ever
+    // after); at the end, nothing is left to read.
+    let past = run(
+        s.ctl().args([
+            "group",
+            "commit",
+            "g",
+            "--topic",
+            "movies",
+            "--partition",
+            "1",
+            "--offset",
+            "1000000",
+        ]),
+        None,
+    );
+    assert!(!past.status.success());
+    let why = String::from_utf8_lossy(&past.stderr);
+    assert!(
+        why.contains("past the end") && why.contains("OUT_OF_RANGE"),
+        "{why}"
+    );
     ok(s.ctl().args([
         "group",
         "commit",
@@ -206,7 +227,7 @@ fn topics_produce_and_consume_byte_exact() {
         "--partition",
         "1",
         "--offset",
-        "1000000",
+        &hw.to_string(),
     ]));
     assert_eq!(group_lag(&s, "g", 1), (hw, 0));
 

@@ -755,6 +755,9 @@ fn consumer_group_offsets_validate_their_input() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path()), Arc::new(MemoryStore::new())).unwrap();
     engine.create_topic(&topic("t", 2)).unwrap();
+    engine
+        .produce_sync("t", 1, records(0, 10), Acks::Wal)
+        .unwrap();
     engine.commit_offset("g", "t", 1, 7, "").unwrap();
     assert_eq!(
         engine
@@ -782,6 +785,12 @@ fn consumer_group_offsets_validate_their_input() {
         engine.commit_offset("g", "t", 0, -1, ""),
         Err(Error::InvalidArgument(_))
     ));
+    // Past the log: every later read of the group would be out of range.
+    assert!(matches!(
+        engine.commit_offset("g", "t", 1, 11, ""),
+        Err(Error::OutOfRange(m)) if m.contains("next offset is 10")
+    ));
+    engine.commit_offset("g", "t", 1, 10, "").unwrap();
     assert_eq!(engine.groups().unwrap(), vec!["g".to_string()]);
 }
 

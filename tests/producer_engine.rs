@@ -117,6 +117,57 @@ fn an_idle_producer_expires_and_its_id_answers_not_found() {
 }
 
 #[test]
+fn named_producers_expire_too_and_long_names_fit_a_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    // A local directory store: a 255-byte name used to fail with "File
+    // name too long" there.
+    let store = Arc::new(
+        streamhouse::object_store::LocalFsStore::open(objects.path().to_path_buf()).unwrap(),
+    );
+    let engine = Engine::open(short_expiry(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    let long = "n".repeat(255);
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("job-{i}"))
+        .chain([long.clone()])
+        .collect();
+    let first: Vec<(u64, u32)> = names
+        .iter()
+        .map(|n| engine.init_producer(n).unwrap())
+        .collect();
+    // A name keeps its id while it is in use: a second InitProducer bumps
+    // the epoch.
+    let again = engine.init_producer(&long).unwrap();
+    assert_eq!((again.0, again.1), (first[20].0, first[20].1 + 1));
+    let named_objects = || {
+        store
+            .list("producers/names/")
+            .unwrap()
+            .into_iter()
+            .filter(|o| !o.key.ends_with('/'))
+            .count()
+    };
+    assert_eq!(named_objects(), 21);
+    // Idle past the expiry: the objects go, and a name starts over.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        named_objects(),
+        0,
+        "idle named producers left their objects"
+    );
+    let fresh = engine.init_producer(&long).unwrap();
+    assert_eq!(fresh.1, 0, "a new epoch 0 for an expired name");
+    assert_ne!(fresh.0, first[20].0, "and a new id");
+    assert!(matches!(
+        send(&engine, again, 0, 1),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(send(&engine, fresh, 0, 1).unwrap(), (0, false));
+    engine.shutdown(Duration::from_secs(5));
+}
+
+#[test]
 fn a_segment_is_never_in_the_bucket_before_its_producer_table() {
     let dir = tempfile::tempdir().unwrap();
     let puts = Arc::new(Mutex::new(Vec::new()));

@@ -4,6 +4,13 @@
 //! line `end`. Version 2 carries a [`CheckpointStamp`] (the writer's owner
 //! epoch and a sequence): which checkpoint is newer is decided by it, never
 //! by clocks of different nodes. Version 1 reads as stamp (0, 0).
+//!
+//! Two objects: the base (`groups/offsets`, every offset) and the delta
+//! (`groups/offsets-delta`, the offsets changed since a base, with that
+//! base's stamp in `base_epoch` / `base_seq`). Most checkpoints write only
+//! the delta, so their size follows the groups that commit, not every
+//! group there is; the base is written again when the delta would be half
+//! its size, after a removal, and at a node's first checkpoint.
 
 use super::{field, parse_fields};
 use crate::meta::GroupOffset;
@@ -32,9 +39,19 @@ impl CheckpointStamp {
     }
 }
 
+/// One checkpoint object: a base (`base: None`) or a delta over the base
+/// with that stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GroupCheckpointObject {
+    pub stamp: CheckpointStamp,
+    pub base: Option<CheckpointStamp>,
+    pub offsets: Vec<GroupOffset>,
+}
+
 pub(crate) fn encode_group_offsets(
     offsets: &[GroupOffset],
     stamp: CheckpointStamp,
+    base: Option<CheckpointStamp>,
     written_at_ms: i64,
 ) -> Vec<u8> {
     let mut s = format!(
@@ -43,6 +60,9 @@ pub(crate) fn encode_group_offsets(
         stamp.seq,
         offsets.len()
     );
+    if let Some(b) = base {
+        s.push_str(&format!("base_epoch={}\nbase_seq={}\n", b.epoch, b.seq));
+    }
     for o in offsets {
         let meta: String = o.metadata.bytes().map(|b| format!("{b:02x}")).collect();
         s.push_str(&format!(
@@ -54,24 +74,33 @@ pub(crate) fn encode_group_offsets(
     s.into_bytes()
 }
 
-pub(crate) fn decode_group_offsets(
-    bytes: &[u8],
-) -> Result<(CheckpointStamp, Vec<GroupOffset>), String> {
+pub(crate) fn decode_group_offsets(bytes: &[u8]) -> Result<GroupCheckpointObject, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let text = text
         .strip_suffix("end\n")
         .ok_or_else(|| "the end line is missing (truncated)".to_string())?;
     let (head, rows): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| !l.contains('\t'));
     let head = head.join("\n");
-    let (f, stamp) = match parse_fields(&head, KIND, 2) {
+    let (f, stamp, base) = match parse_fields(&head, KIND, 2) {
         Ok(f) => {
             let stamp = CheckpointStamp {
                 epoch: field(&f, "epoch")?,
                 seq: field(&f, "seq")?,
             };
-            (f, stamp)
+            let base = match f.contains_key("base_seq") {
+                true => Some(CheckpointStamp {
+                    epoch: field(&f, "base_epoch")?,
+                    seq: field(&f, "base_seq")?,
+                }),
+                false => None,
+            };
+            (f, stamp, base)
         }
-        Err(_) => (parse_fields(&head, KIND, 1)?, CheckpointStamp::default()),
+        Err(_) => (
+            parse_fields(&head, KIND, 1)?,
+            CheckpointStamp::default(),
+            None,
+        ),
     };
     let count: usize = field(&f, "count")?;
     if rows.len() != count {
@@ -81,7 +110,11 @@ pub(crate) fn decode_group_offsets(
         .iter()
         .map(|row| decode_row(row))
         .collect::<Result<_, _>>()?;
-    Ok((stamp, offsets))
+    Ok(GroupCheckpointObject {
+        stamp,
+        base,
+        offsets,
+    })
 }
 
 fn decode_row(row: &str) -> Result<GroupOffset, String> {
@@ -137,15 +170,23 @@ mod tests {
             },
         ];
         let stamp = CheckpointStamp { epoch: 3, seq: 9 };
-        let bytes = encode_group_offsets(&offsets, stamp, 7);
-        assert_eq!(decode_group_offsets(&bytes).unwrap(), (stamp, offsets));
+        let bytes = encode_group_offsets(&offsets, stamp, None, 7);
+        let read = |b: &[u8]| {
+            let o = decode_group_offsets(b).unwrap();
+            (o.stamp, o.base, o.offsets)
+        };
+        assert_eq!(read(&bytes), (stamp, None, offsets.clone()));
         assert_eq!(
-            decode_group_offsets(&encode_group_offsets(&[], stamp, 7)).unwrap(),
-            (stamp, vec![])
+            read(&encode_group_offsets(&[], stamp, None, 7)),
+            (stamp, None, vec![])
         );
+        // A delta names its base.
+        let base = CheckpointStamp { epoch: 3, seq: 4 };
+        let delta = encode_group_offsets(&offsets[1..], stamp, Some(base), 7);
+        assert_eq!(read(&delta), (stamp, Some(base), offsets[1..].to_vec()));
         // Version 1 (before stamps) reads as the oldest stamp.
         let v1 = b"streamhouse-group-offsets 1\nwritten_at_ms=7\ncount=1\ng\tt\t0\t5\t1\t\nend\n";
-        let (old, rows) = decode_group_offsets(v1).unwrap();
+        let (old, _, rows) = read(v1);
         assert_eq!((old, rows[0].offset), (CheckpointStamp::default(), 5));
         assert!(CheckpointStamp { epoch: 2, seq: 0 } > CheckpointStamp { epoch: 1, seq: 50 });
         assert_eq!(

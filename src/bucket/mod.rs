@@ -20,7 +20,9 @@ mod history;
 mod manifest;
 mod owner;
 
-pub(crate) use groups::{decode_group_offsets, encode_group_offsets, CheckpointStamp};
+pub(crate) use groups::{
+    decode_group_offsets, encode_group_offsets, CheckpointStamp, GroupCheckpointObject,
+};
 pub(crate) use history::{encode_epoch_start, encode_low_watermark, EpochStart, PartitionHistory};
 pub(crate) use manifest::{decode_manifest, encode_manifest, encode_tombstone};
 pub(crate) use owner::{OwnerRecord, Ownership, OwnershipError};

@@ -1,5 +1,6 @@
 //! Consumer-group offsets: kept in metadata, and checkpointed to the bucket
-//! (`groups/offsets`) every [`CHECKPOINT_INTERVAL`] when they changed, and
+//! (a base `groups/offsets` and a delta `groups/offsets-delta`, see
+//! `bucket::groups`) every [`CHECKPOINT_INTERVAL`] when they changed, and
 //! at shutdown, so a node rebuilt from the bucket gets them back. A node
 //! that dies loses at most the commits of the last interval. Each
 //! checkpoint is stamped with the writer's owner epoch and a sequence; a
@@ -30,14 +31,55 @@ pub const MAX_COMMIT_METADATA: usize = 4096;
 /// How often changed group offsets are written to the bucket.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A group none of whose offsets changed for this long is removed, as
+/// Kafka's `offsets.retention.minutes` (7 days) does.
+pub const GROUP_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A committed offset's identity: group, topic, partition.
+type OffsetKey = (String, String, u32);
+
 /// Which commits the bucket has seen.
 #[derive(Debug, Default)]
 pub(super) struct GroupCheckpoint {
-    /// Commits so far.
+    /// Commits (and removals) so far.
     changes: AtomicU64,
-    /// `changes` as of the last checkpoint written; the lock also keeps
-    /// two checkpoints from racing.
-    written: Mutex<u64>,
+    /// Offsets changed since the base in the bucket was read from
+    /// metadata, and whether a row was removed since (a delta cannot say
+    /// so: the next checkpoint writes a base).
+    since_base: Mutex<SinceBase>,
+    /// The checkpoints written; the lock also keeps two from racing.
+    written: Mutex<Written>,
+}
+
+#[derive(Debug, Default)]
+struct SinceBase {
+    /// Each changed offset with the change count of its latest commit.
+    keys: HashMap<OffsetKey, u64>,
+    removals: u64,
+}
+
+#[derive(Debug, Default)]
+struct Written {
+    /// `changes` as of the last checkpoint written.
+    changes: u64,
+    /// The base this node wrote (its stamp and size), if any yet.
+    base: Option<(CheckpointStamp, usize)>,
+    /// `SinceBase::removals` that base covers.
+    removals: u64,
+}
+
+impl GroupCheckpoint {
+    fn changed(&self, key: OffsetKey) {
+        let mut since = lock(&self.since_base);
+        let n = self.changes.fetch_add(1, Ordering::SeqCst) + 1;
+        since.keys.insert(key, n);
+    }
+
+    /// Rows went (a group or topic deleted, groups expired).
+    pub(super) fn removed(&self) {
+        lock(&self.since_base).removals += 1;
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Engine {
@@ -50,7 +92,7 @@ impl Engine {
         metadata: &str,
     ) -> Result<()> {
         validate_group(group)?;
-        self.partition(topic, partition)?;
+        let p = self.partition(topic, partition)?;
         if let Some(owner) = self.ctx.owner.fenced() {
             return Err(fenced_error(&owner));
         }
@@ -59,10 +101,27 @@ impl Engine {
                 "offset {offset} is negative; commit the next offset to read (>= 0)"
             )));
         }
+        // Past the log, every later read of the group would be out of
+        // range (or skip what is written next).
+        let high = p.shared.view().high_watermark;
+        if offset > high {
+            return Err(Error::OutOfRange(format!(
+                "offset {offset} is past the end of {topic}/{partition}, whose next offset is {high}; \
+                 commit at most {high}"
+            )));
+        }
         if metadata.len() > MAX_COMMIT_METADATA {
             return Err(Error::InvalidArgument(format!(
                 "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
                 metadata.len()
+            )));
+        }
+        let max_groups = self.ctx.config.max_groups;
+        if !self.ctx.meta.group_exists(group)? && self.ctx.meta.group_count()? >= max_groups {
+            return Err(Error::Backpressure(format!(
+                "{max_groups} groups have committed offsets on this node; delete unused ones \
+                 (streamctl group delete) or let them expire ({} days without a commit)",
+                GROUP_EXPIRY.as_secs() / 86_400
             )));
         }
         self.ctx.meta.commit_group_offset(&GroupOffset {
@@ -73,8 +132,42 @@ impl Engine {
             metadata: metadata.to_string(),
             updated_at_ms: now_ms(),
         })?;
-        self.groups.changes.fetch_add(1, Ordering::SeqCst);
+        self.groups
+            .changed((group.to_string(), topic.to_string(), partition));
         Ok(())
+    }
+
+    /// Removes every committed offset of `group`; returns how many.
+    pub fn delete_group(&self, group: &str) -> Result<usize> {
+        validate_group(group)?;
+        if let Some(owner) = self.ctx.owner.fenced() {
+            return Err(fenced_error(&owner));
+        }
+        let n = self.ctx.meta.delete_group(group)?;
+        if n == 0 {
+            return Err(Error::NotFound(format!(
+                "group {group:?} has no committed offsets"
+            )));
+        }
+        self.groups.removed();
+        Ok(n)
+    }
+
+    /// Removes groups without a commit for [`GROUP_EXPIRY`].
+    pub(super) fn expire_groups(&self) {
+        let cutoff = now_ms().saturating_sub(GROUP_EXPIRY.as_millis() as i64);
+        match self.ctx.meta.expire_groups(cutoff) {
+            Ok(gone) if !gone.is_empty() => {
+                log::info!(
+                    "{} groups without a commit for {} days removed",
+                    gone.len(),
+                    GROUP_EXPIRY.as_secs() / 86_400
+                );
+                self.groups.removed();
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("could not expire idle groups: {e}"),
+        }
     }
 
     pub fn committed_offset(
@@ -131,12 +224,13 @@ impl Engine {
                 o.topic,
                 o.partition
             );
+            let key = (o.group.clone(), o.topic.clone(), o.partition);
             self.ctx.meta.commit_group_offset(&GroupOffset {
                 offset: high,
                 updated_at_ms: now_ms(),
                 ..o
             })?;
-            self.groups.changes.fetch_add(1, Ordering::SeqCst);
+            self.groups.changed(key);
         }
         Ok(())
     }
@@ -159,7 +253,7 @@ pub(super) fn local_stamp(ctx: &Context) -> Result<Option<CheckpointStamp>> {
 pub(super) fn checkpoint(ctx: &Context, state: &GroupCheckpoint) {
     let mut written = lock(&state.written);
     let changes = state.changes.load(Ordering::SeqCst);
-    if changes == *written {
+    if changes == written.changes {
         return;
     }
     // A node that no longer owns the prefix must not replace the new
@@ -168,20 +262,49 @@ pub(super) fn checkpoint(ctx: &Context, state: &GroupCheckpoint) {
         log::warn!("group offsets not checkpointed to the bucket: {e:?}");
         return;
     }
-    let result = (|| -> Result<()> {
-        let all = ctx.meta.all_group_offsets()?;
-        let stamp = CheckpointStamp {
-            epoch: ctx.owner.epoch(),
-            seq: local_stamp(ctx)?.map_or(0, |s| s.seq) + 1,
-        };
-        let bytes = bucket::encode_group_offsets(&all, stamp, now_ms());
-        ctx.store.put(layout::GROUP_OFFSETS_KEY, &bytes)?;
-        Ok(ctx.meta.set_setting(STAMP_SETTING, &stamp.to_setting())?)
-    })();
-    match result {
-        Ok(()) => *written = changes,
+    match write_checkpoint(ctx, state, &mut written) {
+        Ok(()) => written.changes = changes,
         Err(e) => log::warn!("group offsets not checkpointed to the bucket: {e}"),
     }
+}
+
+/// Writes a delta over this node's base, or a new base when there is none
+/// yet, a row was removed, or the delta would be half the base's size.
+fn write_checkpoint(ctx: &Context, state: &GroupCheckpoint, written: &mut Written) -> Result<()> {
+    let (keys, removals) = {
+        let since = lock(&state.since_base);
+        (since.keys.clone(), since.removals)
+    };
+    let stamp = CheckpointStamp {
+        epoch: ctx.owner.epoch(),
+        seq: local_stamp(ctx)?.map_or(0, |s| s.seq) + 1,
+    };
+    let delta_base = written
+        .base
+        .filter(|(b, _)| b.epoch == stamp.epoch && removals == written.removals);
+    if let Some((base, base_len)) = delta_base {
+        let mut rows = Vec::with_capacity(keys.len());
+        for (g, t, p) in keys.keys() {
+            rows.extend(ctx.meta.group_offset(g, t, *p)?);
+        }
+        let bytes = bucket::encode_group_offsets(&rows, stamp, Some(base), now_ms());
+        if bytes.len() * 2 <= base_len {
+            ctx.store.put(layout::GROUP_OFFSETS_DELTA_KEY, &bytes)?;
+            return Ok(ctx.meta.set_setting(STAMP_SETTING, &stamp.to_setting())?);
+        }
+    }
+    let all = ctx.meta.all_group_offsets()?;
+    let bytes = bucket::encode_group_offsets(&all, stamp, None, now_ms());
+    ctx.store.put(layout::GROUP_OFFSETS_KEY, &bytes)?;
+    ctx.meta.set_setting(STAMP_SETTING, &stamp.to_setting())?;
+    // An offset not committed again since the listing above is in the
+    // base; one committed since stays for the next delta.
+    lock(&state.since_base)
+        .keys
+        .retain(|k, n| keys.get(k) != Some(n));
+    written.base = Some((stamp, bytes.len()));
+    written.removals = removals;
+    Ok(())
 }
 
 /// Group names: 1-255 bytes of UTF-8 without control characters.

@@ -145,6 +145,7 @@ impl Engine {
                 if last_retention.elapsed() >= interval {
                     engine.run_retention();
                     engine.expire_producers();
+                    engine.expire_groups();
                     last_retention = Instant::now();
                 }
             }

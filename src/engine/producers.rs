@@ -185,6 +185,43 @@ impl Engine {
         if let Err(e) = self.ctx.meta.forget_anonymous_producers(cutoff) {
             log::warn!("could not forget expired producers: {e}");
         }
+        self.expire_named_producers(cutoff);
+    }
+
+    /// A named producer idle for the expiry goes as an anonymous one does
+    /// (as Kafka's transactional ids expire): its row and its object in the
+    /// bucket, so that names used once do not pile up in every start's
+    /// listing. Its next InitProducer starts again at a new id, epoch 0.
+    fn expire_named_producers(&self, cutoff: i64) {
+        if self.ctx.owner.fenced().is_some() {
+            return;
+        }
+        // InitProducer issues names under this lock: none is issued again
+        // between the listing and its removal.
+        let _ids = lock(&self.producer_ids);
+        let rows = match self.ctx.meta.named_producers_issued_before(cutoff) {
+            Ok(rows) => rows,
+            Err(e) => return log::warn!("could not list named producers: {e}"),
+        };
+        let idle: Vec<ProducerRow> = rows
+            .into_iter()
+            .filter(|r| !self.ctx.producers.contains(r.id))
+            .collect();
+        let mut forgotten = 0;
+        for row in idle {
+            let Some(name) = &row.name else { continue };
+            let key = layout::producer_name_key(name, row.epoch, row.id);
+            match self.ctx.store.delete(&key) {
+                Ok(()) => match self.ctx.meta.forget_producer(row.id) {
+                    Ok(()) => forgotten += 1,
+                    Err(e) => log::warn!("could not forget producer {name:?}: {e}"),
+                },
+                Err(e) => log::warn!("could not delete {key}: {e}; tried again later"),
+            }
+        }
+        if forgotten > 0 {
+            log::info!("{forgotten} idle named producers expired");
+        }
     }
 }
 

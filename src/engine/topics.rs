@@ -261,7 +261,10 @@ impl Engine {
         for p in &topic.partitions {
             close_deleted(p, name);
         }
-        finish_deletion(&self.ctx, name, incarnation)?;
+        let finished = finish_deletion(&self.ctx, name, incarnation);
+        // Its group offsets went with it (or go at the next start).
+        self.groups.removed();
+        finished?;
         log::info!("deleted topic {name:?}");
         Ok(())
     }

@@ -91,6 +91,56 @@ impl MetaStore {
         })
     }
 
+    /// Whether `group` has a committed offset.
+    pub fn group_exists(&self, group: &str) -> MetaResult<bool> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM consumer_offsets WHERE group_name = ?1 LIMIT 1")?
+                .query_row([group], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+        })
+    }
+
+    /// Groups with at least one committed offset.
+    pub fn group_count(&self) -> MetaResult<usize> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(DISTINCT group_name) FROM consumer_offsets",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as usize)
+    }
+
+    /// Removes every offset of `group`; returns how many there were.
+    pub fn delete_group(&self, group: &str) -> MetaResult<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM consumer_offsets WHERE group_name = ?1",
+                [group],
+            )?)
+        })
+    }
+
+    /// Removes groups whose newest commit is older than `cutoff_ms`;
+    /// returns their names.
+    pub fn expire_groups(&self, cutoff_ms: i64) -> MetaResult<Vec<String>> {
+        self.write(|tx| {
+            let names: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT group_name FROM consumer_offsets GROUP BY group_name
+                     HAVING MAX(updated_at_ms) < ?1",
+                )?
+                .query_map([cutoff_ms], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for g in &names {
+                tx.execute("DELETE FROM consumer_offsets WHERE group_name = ?1", [g])?;
+            }
+            Ok(names)
+        })
+    }
+
     /// Names of all groups with at least one committed offset.
     pub fn groups(&self) -> MetaResult<Vec<String>> {
         self.read(|c| {

@@ -60,6 +60,26 @@ impl MetaStore {
         .map(|v| v as u64)
     }
 
+    /// Named producers whose last InitProducer was before `cutoff_ms`.
+    pub fn named_producers_issued_before(&self, cutoff_ms: i64) -> MetaResult<Vec<ProducerRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, name, epoch, issued_at_ms FROM producers
+                 WHERE name IS NOT NULL AND issued_at_ms < ?1",
+            )?
+            .query_map([cutoff_ms], producer_from_row)?
+            .collect()
+        })
+    }
+
+    /// Forgets one producer id (an expired named producer).
+    pub fn forget_producer(&self, id: u64) -> MetaResult<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM producers WHERE id = ?1", [id as i64])?;
+            Ok(())
+        })
+    }
+
     /// Forgets anonymous ids issued before `cutoff_ms` (named rows stay:
     /// the name keeps its id). Returns how many.
     pub fn forget_anonymous_producers(&self, cutoff_ms: i64) -> MetaResult<usize> {

@@ -100,6 +100,11 @@ impl Registry {
         gone
     }
 
+    /// Whether `id` is known (issued or active within the expiry).
+    pub fn contains(&self, id: u64) -> bool {
+        lock(&self.known).contains_key(&id)
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.known).len()
     }
