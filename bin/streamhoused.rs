@@ -12,6 +12,10 @@ fn main() -> ExitCode {
             print!("{}", flags::help());
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Version) => {
+            println!("streamhoused {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Ok(Parsed::Run(c)) => c,
         Err(e) => {
             eprintln!("streamhoused: {e}");
@@ -31,6 +35,12 @@ fn main() -> ExitCode {
     };
     let server = match Server::start(&config) {
         Ok(s) => s,
+        // Exit 2 as for a bad flag: the systemd unit does not restart on
+        // it (RestartPreventExitStatus=2), as no restart would help.
+        Err(e @ streamhouse::Error::Config(_)) => {
+            eprintln!("streamhoused: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("streamhoused: {e}");
             return ExitCode::from(1);

@@ -83,7 +83,7 @@ run_on() { # local|s3
   local store=$1 extra=()
   if [ "$store" = s3 ]; then
     if [ -z "${STREAMHOUSE_TEST_S3_ENDPOINT:-}" ]; then
-      scripts/s3-server.sh start; started_s3=1; eval "$(scripts/s3-server.sh env)"
+      scripts/s3-server.sh start; started_s3=1; eval "$(scripts/s3-server.sh env --test)"
     fi
     extra=(--s3-endpoint "$STREAMHOUSE_TEST_S3_ENDPOINT" --s3-bucket "$STREAMHOUSE_TEST_S3_BUCKET"
            --s3-prefix "bench-$$-$(date +%s)" --s3-path-style)

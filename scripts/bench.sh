@@ -17,7 +17,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 scripts/setup.sh
 scripts/s3-server.sh start
 trap 'scripts/s3-server.sh stop' EXIT
-eval "$(scripts/s3-server.sh env)"
+eval "$(scripts/s3-server.sh env --test)"
 if [ "${1:-}" = cargo ]; then
   shift
   exec cargo bench --locked "$@"

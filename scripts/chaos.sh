@@ -57,7 +57,7 @@ ensure_s3() {
   if [ -z "${STREAMHOUSE_TEST_S3_ENDPOINT:-}" ]; then
     scripts/s3-server.sh start
     started_s3=1
-    eval "$(scripts/s3-server.sh env)"
+    eval "$(scripts/s3-server.sh env --test)"
   fi
 }
 

@@ -15,7 +15,7 @@ command -v cargo-llvm-cov >/dev/null 2>&1 || cargo install cargo-llvm-cov --vers
 scripts/setup.sh
 scripts/s3-server.sh start
 trap 'scripts/s3-server.sh stop' EXIT
-eval "$(scripts/s3-server.sh env)"
+eval "$(scripts/s3-server.sh env --test)"
 export STREAMHOUSE_REQUIRE_S3=1
 # Only src/ counts: tests, benches, the thin bin/ mains and generated code
 # are not what is measured.

@@ -8,10 +8,11 @@
 #   scripts/demo.sh                  # as fast as it goes
 #   DEMO_PAUSE=2 scripts/demo.sh     # 2 s pause after each step's heading
 #
-# Uses the built binaries in $CARGO_TARGET_DIR (default
-# ~/.cache/streamhouse/target): release if present, else debug; when both
-# are there the newer build (a stale release build would show an older
-# streamctl). DEMO_PROFILE=release|debug forces one. It never builds.
+# Uses built binaries, the first pair found of: $DEMO_BIN (a directory),
+# streamhoused and streamctl on PATH, ./target/release (the README's
+# `cargo build --release`), then $CARGO_TARGET_DIR (default
+# ~/.cache/streamhouse/target, where the scripts build) release and debug.
+# It never builds, and says where it looked when it finds none.
 # Data: ../shared/data/movies.jsonl from the repository root (DEMO_DATA).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,21 +22,22 @@ data="${DEMO_DATA:-$root/../shared/data/movies.jsonl}"
 
 die() { echo "demo: $*" >&2; exit 1; }
 
-profile="${DEMO_PROFILE:-}"
-if [ -z "$profile" ]; then
-  if [ -x "$target/release/streamhoused" ] && [ -x "$target/release/streamctl" ]; then
-    profile=release
-    if [ -x "$target/debug/streamctl" ] && [ "$target/debug/streamctl" -nt "$target/release/streamctl" ]; then
-      profile=debug
-    fi
-  else
-    profile=debug
-  fi
+candidates=()
+[ -n "${DEMO_BIN:-}" ] && candidates+=("$DEMO_BIN")
+if on_path="$(command -v streamhoused 2>/dev/null)"; then
+  candidates+=("$(dirname "$on_path")")
 fi
-BIN="$target/$profile"
-for b in streamhoused streamctl; do
-  [ -x "$BIN/$b" ] || die "$BIN/$b is missing; build first: cargo build --release --locked --bins"
+candidates+=("$root/target/release" "$target/release" "$root/target/debug" "$target/debug")
+BIN=""
+for dir in "${candidates[@]}"; do
+  if [ -x "$dir/streamhoused" ] && [ -x "$dir/streamctl" ]; then BIN="$dir"; break; fi
 done
+if [ -z "$BIN" ]; then
+  echo "demo: no streamhoused and streamctl found; looked in:" >&2
+  printf '  %s\n' "${candidates[@]}" >&2
+  die "build them first: cargo build --release --locked --bins (or set DEMO_BIN)"
+fi
+profile="$(basename "$BIN")"
 [ -r "$data" ] || die "cannot read $data (set DEMO_DATA)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/streamhouse-demo.XXXXXX")"
@@ -112,10 +114,11 @@ show "streamctl consume movies --partition 1 --offset 100 --limit 5 --print-offs
 streamctl consume movies --partition 1 --offset 100 --limit 5 --print-offset --print-key | cut -c1-110
 
 step "Consume 2,000 records as group 'dashboard': it commits as it goes"
-show "streamctl consume movies --group dashboard --limit 2000 > /dev/null"
-streamctl consume movies --group dashboard --limit 2000 > /dev/null
+show "streamctl consume movies --group dashboard --offset-reset earliest --limit 2000 > /dev/null"
+streamctl consume movies --group dashboard --offset-reset earliest --limit 2000 > /dev/null
+echo "(--offset-reset earliest: a new group starts at the beginning; Kafka's default, and ours, is the end)"
 run streamctl group get dashboard
-echo "(a partition the group has not read from yet has no committed offset, so no row)"
+echo "(a partition the group has not read from yet shows no offset, and all its records as lag)"
 
 step "What the topic holds before the crash"
 run streamctl topic describe movies

@@ -18,7 +18,7 @@ started_s3=0
 if [ -z "${STREAMHOUSE_TEST_S3_ENDPOINT:-}" ]; then
   scripts/s3-server.sh start
   started_s3=1
-  eval "$(scripts/s3-server.sh env)"
+  eval "$(scripts/s3-server.sh env --test)"
 fi
 work=$(mktemp -d)
 server_pid=""

@@ -5,6 +5,7 @@
 #   scripts/s3-server.sh start   install if missing, start on 127.0.0.1, create the bucket
 #   scripts/s3-server.sh stop    stop it and remove its data
 #   scripts/s3-server.sh env     print the endpoint and credentials as `export` lines
+#                                (--test: only the tests' STREAMHOUSE_TEST_S3_* and AWS_*)
 #   scripts/s3-server.sh pause   SIGSTOP it (chaos runs: the store stops answering)
 #   scripts/s3-server.sh resume  SIGCONT it
 #
@@ -130,15 +131,28 @@ stop() {
   rm -rf "$STATE"
 }
 
+# env: what streamhoused reads (STREAMHOUSE_S3_*: a server started in this
+# shell uses the test server) and what the tests read (STREAMHOUSE_TEST_S3_*).
+# env --test: the tests' variables only, so that servers the tests start
+# keep their own flags (the project's scripts use this).
 env_lines() {
   running || die "not running; run: scripts/s3-server.sh start"
+  local endpoint="http://127.0.0.1:$(cat "$STATE/port")"
   cat <<ENV
-export STREAMHOUSE_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$STATE/port")
+export STREAMHOUSE_TEST_S3_ENDPOINT=$endpoint
 export STREAMHOUSE_TEST_S3_BUCKET=$BUCKET
 export STREAMHOUSE_TEST_S3_REGION=$REGION
 export AWS_ACCESS_KEY_ID=$(cat "$STATE/access_key")
 export AWS_SECRET_ACCESS_KEY=$(cat "$STATE/secret_key")
 ENV
+  if [ "${1:-}" != "--test" ]; then
+    cat <<ENV
+export STREAMHOUSE_S3_ENDPOINT=$endpoint
+export STREAMHOUSE_S3_BUCKET=$BUCKET
+export STREAMHOUSE_S3_REGION=$REGION
+export STREAMHOUSE_S3_PATH_STYLE=true
+ENV
+  fi
 }
 
 # pause/resume: SIGSTOP/SIGCONT, for chaos runs (the store stops
@@ -152,7 +166,7 @@ signal_server() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  env) env_lines ;;
+  env) env_lines "${2:-}" ;;
   pause) signal_server STOP paused ;;
   resume) signal_server CONT resumed ;;
   *) echo "usage: $0 start|stop|env|pause|resume" >&2; exit 2 ;;

@@ -22,7 +22,7 @@ scripts/setup.sh
 step "S3 test server"
 scripts/s3-server.sh start
 trap 'scripts/s3-server.sh stop' EXIT
-eval "$(scripts/s3-server.sh env)"
+eval "$(scripts/s3-server.sh env --test)"
 # S3 tests fail (never skip) when the server is not reachable.
 export STREAMHOUSE_REQUIRE_S3=1
 

@@ -58,6 +58,9 @@ pub enum Error {
     FailedPrecondition(String),
     /// A producer epoch that a newer one fenced (ABORTED upstream).
     Aborted(String),
+    /// The node cannot start as configured (the store refuses its
+    /// credentials, a bucket that does not exist): retrying will not help.
+    Config(String),
 }
 
 impl Error {
@@ -108,6 +111,7 @@ impl fmt::Display for Error {
             }
             Error::Malformed { object, reason } => write!(f, "malformed object {object}: {reason}"),
             Error::Store(e) => write!(f, "object store: {e}"),
+            Error::Config(m) => write!(f, "configuration: {m}"),
             Error::Meta(e) => write!(f, "metadata: {e}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::InvalidArgument(m)

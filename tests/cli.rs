@@ -132,7 +132,8 @@ fn topics_produce_and_consume_byte_exact() {
         "{json}"
     );
 
-    // A group resumes where it committed.
+    // A group resumes where it committed (a new one starts at the end
+    // unless told otherwise, as in Kafka).
     let first = ok(s.ctl().args([
         "consume",
         "movies",
@@ -140,6 +141,8 @@ fn topics_produce_and_consume_byte_exact() {
         "1",
         "--group",
         "g",
+        "--offset-reset",
+        "earliest",
         "--limit",
         "5",
         "--print-offset",
@@ -465,4 +468,171 @@ topic list
     let out = run(s.ctl().arg("shell").env("HOME", &home), Some(b"!1\n"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+fn fails(cmd: &mut Command) -> (i32, String) {
+    let out = run(cmd, None);
+    assert!(!out.status.success(), "{cmd:?} succeeded");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kafka_users_habits_offsets_resets_deletes_and_typos() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    assert!(ok(s.ctl().args(["--version"])).starts_with("streamctl "));
+    let v = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("streamhoused "));
+    // One of each: "1 partition", "1 record".
+    assert_eq!(
+        ok(s.ctl()
+            .args(["topic", "create", "one", "--partitions", "1"])),
+        "created topic one with 1 partition\n"
+    );
+    ok(s.ctl().args(["produce", "one", "--value", "x"]));
+    let d = ok(s.ctl().args(["topic", "describe", "one"]));
+    assert!(
+        d.contains(": 1 partition, ") && d.contains(", 1 record ("),
+        "{d}"
+    );
+    // The record is in the WAL until a seal: the describe says so.
+    assert!(
+        d.contains("WAL_RECORDS") && d.contains("1 not yet in the store"),
+        "{d}"
+    );
+
+    ok(s.ctl()
+        .args(["topic", "create", "movies", "--partitions", "2"]));
+    let path = common::project_path("../shared/data/movies.jsonl");
+    ok(s.ctl().args([
+        "produce",
+        "movies",
+        "--partition",
+        "0",
+        "--file",
+        path.to_str().unwrap(),
+    ]));
+    let hw: i64 = 3201;
+    // A new group starts at the end by default (Kafka's latest)...
+    let none = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "0",
+        "--group",
+        "late",
+        "--limit",
+        "1",
+    ]));
+    assert_eq!(none, "");
+    // ...at the beginning when asked, or fails when asked to.
+    let first = ok(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "0",
+        "--group",
+        "early",
+        "--offset-reset",
+        "earliest",
+        "--limit",
+        "2",
+        "--print-offset",
+    ]));
+    assert!(first.starts_with("0:0\t"), "{first}");
+    let (code, why) = fails(s.ctl().args([
+        "consume",
+        "movies",
+        "--partition",
+        "1",
+        "--group",
+        "early",
+        "--offset-reset",
+        "error",
+    ]));
+    assert_eq!(code, 1);
+    assert!(why.contains("no committed offset for movies/1"), "{why}");
+
+    // reset-offsets: a plan first, then --execute.
+    let plan = ok(s.ctl().args([
+        "group",
+        "reset-offsets",
+        "early",
+        "--topic",
+        "movies",
+        "--shift-by",
+        "-1",
+    ]));
+    assert!(plan.contains("add --execute"), "{plan}");
+    assert!(ok(s.ctl().args(["group", "get", "early"])).contains("movies  0          2"));
+    ok(s.ctl().args([
+        "group",
+        "reset-offsets",
+        "early",
+        "--topic",
+        "movies",
+        "--to-latest",
+        "--execute",
+    ]));
+    let get = ok(s.ctl().args(["group", "get", "early", "--format", "json"]));
+    assert!(
+        get.contains(&format!("\"partition\":0,\"offset\":{hw},")),
+        "{get}"
+    );
+    assert!(get.contains("\"partition\":1,\"offset\":0,"), "{get}");
+    ok(s.ctl().args([
+        "group",
+        "reset-offsets",
+        "early",
+        "--topic",
+        "movies",
+        "--partition",
+        "0",
+        "--to-datetime",
+        "1970-01-01T00:00:00Z",
+        "--execute",
+    ]));
+    assert!(ok(s.ctl().args(["group", "get", "early"])).contains("movies  0          0"));
+    // Offsets by time, and the node.
+    let offsets = ok(s
+        .ctl()
+        .args(["offsets", "movies", "--time", "2020-01-01T00:00:00Z"]));
+    assert!(
+        offsets.contains("OFFSET_AT_TIME") && offsets.contains(&format!("0          0    {hw}  0")),
+        "{offsets}"
+    );
+    let node = ok(s.ctl().args(["cluster"]));
+    assert!(
+        node.contains("version    ")
+            && node.contains("health     ok")
+            && node.contains("topics     2"),
+        "{node}"
+    );
+    // group delete, then it is gone.
+    assert!(ok(s.ctl().args(["group", "delete", "early"]))
+        .starts_with("deleted group early (2 committed offsets)"));
+    let (code, why) = fails(s.ctl().args(["group", "delete", "early"]));
+    assert_eq!(code, 1);
+    assert!(why.contains("NOT_FOUND"), "{why}");
+
+    // Typos get the nearest word.
+    let (code, why) = fails(s.ctl().args(["consume", "movies", "--patition", "0"]));
+    assert_eq!(code, 2);
+    assert!(why.contains("did you mean --partition?"), "{why}");
+    let (_, why) = fails(s.ctl().args(["topc", "list"]));
+    assert!(why.contains("did you mean topic?"), "{why}");
+    let (_, why) = fails(s.ctl().args(["group", "lsit"]));
+    assert!(why.contains("did you mean list?"), "{why}");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--listn", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean --listen?"));
 }

@@ -52,6 +52,19 @@ impl Client {
             .map_err(|e| self.err(&format!("topic {topic:?}"), e))
     }
 
+    /// The partitions a command works on: `only` (checked to exist), or
+    /// every partition of the topic.
+    pub fn partitions(&self, topic: &str, only: Option<u32>) -> Result<Vec<u32>, CliError> {
+        let count = self.describe(topic)?.get_partitions();
+        match only {
+            Some(p) if p >= count => Err(CliError::Runtime(format!(
+                "topic {topic:?} has partitions 0..{count}, not {p}"
+            ))),
+            Some(p) => Ok(vec![p]),
+            None => Ok((0..count).collect()),
+        }
+    }
+
     /// One line saying what failed and what to do.
     pub fn err(&self, what: &str, e: grpcio::Error) -> CliError {
         match e {

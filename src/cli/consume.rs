@@ -24,6 +24,10 @@ streamctl consume TOPIC [FLAGS]
     --limit N            stop after N records
     --follow             wait for new records until Ctrl-C
     --group G            start from G's committed offsets and commit as records are printed
+    --offset-reset earliest|latest|error
+                         where a group without a valid committed offset (none, or one
+                         outside the log) starts: the low watermark, the high watermark
+                         (the default, as Kafka's auto.offset.reset), or an error
     --print-key --print-offset --print-timestamp --print-headers
                          extra columns (text format), tab-separated before the value
     --format text|json|raw
@@ -162,7 +166,17 @@ enum Start {
     Time(i64),
 }
 
+/// Where a group without a valid committed offset starts (Kafka's
+/// `auto.offset.reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reset {
+    Earliest,
+    Latest,
+    Error,
+}
+
 struct ConsumeOpts {
+    reset: Reset,
     topic: String,
     partition: Option<u32>,
     /// `None`: no start flag given (a group's committed offset wins).
@@ -184,6 +198,16 @@ fn parse_opts(mut a: pico_args::Arguments, format: Format) -> CliResult<ConsumeO
     let limit: Option<u64> = opt_num(&mut a, "--limit")?;
     let follow = a.contains("--follow");
     let group = opt_str(&mut a, "--group")?;
+    let reset = match opt_str(&mut a, "--offset-reset")?.as_deref() {
+        None | Some("latest") => Reset::Latest,
+        Some("earliest") => Reset::Earliest,
+        Some("error") => Reset::Error,
+        Some(other) => {
+            return Err(usage(format!(
+                "--offset-reset: {other:?}; use earliest, latest or error"
+            )))
+        }
+    };
     let print = PrintOpts {
         format,
         key: a.contains("--print-key"),
@@ -208,6 +232,7 @@ fn parse_opts(mut a: pico_args::Arguments, format: Format) -> CliResult<ConsumeO
         ));
     }
     Ok(ConsumeOpts {
+        reset,
         topic,
         partition,
         start: starts.first().copied(),
@@ -235,36 +260,49 @@ pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliRes
 /// (partition, first offset to read) for each partition to read.
 fn start_offsets(c: &Client, opts: &ConsumeOpts) -> CliResult<Vec<(u32, i64)>> {
     let topic = &opts.topic;
-    let info = c.describe(topic)?;
-    let partitions: Vec<u32> = match opts.partition {
-        Some(p) if p >= info.get_partitions() => {
-            return Err(CliError::Runtime(format!(
-                "topic {topic:?} has partitions 0..{}, not {p}",
-                info.get_partitions()
-            )))
-        }
-        Some(p) => vec![p],
-        None => (0..info.get_partitions()).collect(),
-    };
+    let partitions = c.partitions(topic, opts.partition)?;
     let mut next = Vec::with_capacity(partitions.len());
     for p in partitions {
-        let committed = match (&opts.group, opts.start) {
-            (Some(g), None) => committed_offset(c, g, topic, p)?,
-            _ => None,
-        };
-        let start = match (committed, opts.start) {
-            (Some(o), _) => o,
-            (None, Some(Start::Offset(o))) => o,
-            (None, Some(Start::End)) => list_offset(c, topic, p, -1)?,
-            (None, Some(Start::Time(t))) => list_offset(c, topic, p, t)?,
-            (None, Some(Start::Beginning) | None) => list_offset(c, topic, p, -2)?,
+        let start = match (&opts.group, opts.start) {
+            (Some(g), None) => group_start(c, g, topic, p, opts.reset)?,
+            (_, Some(Start::Offset(o))) => o,
+            (_, Some(Start::End)) => list_offset(c, topic, p, -1)?,
+            (_, Some(Start::Time(t))) => list_offset(c, topic, p, t)?,
+            (_, Some(Start::Beginning) | None) => list_offset(c, topic, p, -2)?,
         };
         next.push((p, start));
     }
     Ok(next)
 }
 
-fn committed_offset(c: &Client, group: &str, topic: &str, p: u32) -> CliResult<Option<i64>> {
+/// The group's committed offset when the log still holds it, else where
+/// `reset` says.
+fn group_start(c: &Client, group: &str, topic: &str, p: u32, reset: Reset) -> CliResult<i64> {
+    let committed = committed_offset(c, group, topic, p)?;
+    let low = list_offset(c, topic, p, -2)?;
+    let high = list_offset(c, topic, p, -1)?;
+    match (committed, reset) {
+        (Some(o), _) if (low..=high).contains(&o) => Ok(o),
+        (_, Reset::Earliest) => Ok(low),
+        (_, Reset::Latest) => Ok(high),
+        (committed, Reset::Error) => {
+            let has = committed.map_or("no committed offset".to_string(), |o| {
+                format!("committed offset {o}, outside the log")
+            });
+            Err(CliError::Runtime(format!(
+                "group {group:?} has {has} for {topic}/{p} (offsets {low}..{high}); choose \
+                 --offset-reset earliest or latest, or streamctl group reset-offsets"
+            )))
+        }
+    }
+}
+
+pub(super) fn committed_offset(
+    c: &Client,
+    group: &str,
+    topic: &str,
+    p: u32,
+) -> CliResult<Option<i64>> {
     let mut req = pb::GetCommittedOffsetRequest::new();
     req.set_group(group.to_string());
     req.set_topic(topic.to_string());

@@ -1,4 +1,4 @@
-//! `streamctl group list|get|commit`.
+//! `streamctl group list|get|commit|reset-offsets|delete`.
 
 use super::args::{finish, free, opt_str, required, usage, CliError, CliResult, Format};
 use super::client::{Client, CALL_TIMEOUT};
@@ -15,7 +15,20 @@ streamctl group get GROUP
     the high watermark and the lag (high watermark minus committed offset;
     without a commit, every retained record).
 streamctl group commit GROUP --topic T --partition P --offset N [--metadata M]
-    Commits an offset (the next offset to read) for GROUP.
+    Commits an offset (the next offset to read) for GROUP; at most the
+    partition's high watermark.
+streamctl group reset-offsets GROUP --topic T [--partition P] TARGET [--execute]
+    Moves GROUP's offsets on every partition of T (or on P), as Kafka's
+    kafka-consumer-groups --reset-offsets. TARGET is one of
+      --to-earliest        the low watermark
+      --to-latest          the high watermark
+      --to-datetime T      the first record at or after T (ms or RFC 3339)
+      --to-offset N        N, brought within the log
+      --shift-by N         the committed offset plus N (negative: back),
+                           brought within the log (no commit: from the low watermark)
+    Prints the plan; --execute commits it.
+streamctl group delete GROUP
+    Removes every committed offset of GROUP.
 ";
 
 pub(super) fn run(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
@@ -24,10 +37,14 @@ pub(super) fn run(c: &Client, mut a: pico_args::Arguments, format: Format) -> Cl
         Some("list") => list(c, a, format),
         Some("get") => get(c, a, format),
         Some("commit") => commit(c, a, format),
+        Some("reset-offsets") => reset_offsets(c, a, format),
+        Some("delete") => delete(c, a, format),
         Some(other) => Err(usage(format!(
-            "unknown group command {other:?}; use list, get or commit"
+            "unknown group command {other:?}; use list, get, commit, reset-offsets or delete"
         ))),
-        None => Err(usage("group needs a command: list, get or commit")),
+        None => Err(usage(
+            "group needs a command: list, get, commit, reset-offsets or delete",
+        )),
     }
 }
 
@@ -145,7 +162,7 @@ struct Lag {
 impl Lag {
     /// Records not yet consumed: from the committed offset, or from the
     /// oldest retained record without one. Never negative: an offset
-    /// committed past the end (allowed, as in Kafka) has nothing to read.
+    /// committed past the end (refused now, but kept from older builds) has nothing to read.
     fn lag(&self) -> Option<i64> {
         let (low, high) = self.ends?;
         let from = self.at.as_ref().map_or(low, |x| x.get_offset().max(low));
@@ -199,6 +216,138 @@ fn commit(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult 
             json_str(&topic)
         )?,
         _ => writeln!(out(), "group {g}: {topic}/{p} committed at {offset}")?,
+    }
+    Ok(())
+}
+
+fn delete(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
+    let g = free(&mut a, "group delete needs a GROUP")?;
+    finish(a)?;
+    let mut req = pb::DeleteGroupRequest::new();
+    req.set_group(g.clone());
+    let r = c
+        .consumer
+        .delete_group_opt(&req, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("delete group {g:?}"), e))?;
+    match format {
+        Format::Json => writeln!(
+            out(),
+            "{{\"deleted\":{},\"offsets\":{}}}",
+            json_str(&g),
+            r.get_offsets_deleted()
+        )?,
+        _ => writeln!(
+            out(),
+            "deleted group {g} ({})",
+            super::topic::count(r.get_offsets_deleted(), "committed offset")
+        )?,
+    }
+    Ok(())
+}
+
+/// Where reset-offsets moves a group.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Earliest,
+    Latest,
+    Time(i64),
+    Offset(i64),
+    Shift(i64),
+}
+
+fn parse_target(a: &mut pico_args::Arguments) -> CliResult<Target> {
+    let mut targets = Vec::new();
+    if a.contains("--to-earliest") {
+        targets.push(Target::Earliest);
+    }
+    if a.contains("--to-latest") {
+        targets.push(Target::Latest);
+    }
+    if let Some(t) = opt_str(a, "--to-datetime")? {
+        let t = super::time::parse_time(&t).map_err(|e| usage(format!("--to-datetime: {e}")))?;
+        targets.push(Target::Time(t));
+    }
+    if let Some(n) = super::args::opt_num(a, "--to-offset")? {
+        targets.push(Target::Offset(n));
+    }
+    if let Some(n) = super::args::opt_num(a, "--shift-by")? {
+        targets.push(Target::Shift(n));
+    }
+    match targets[..] {
+        [t] => Ok(t),
+        [] => Err(usage(
+            "group reset-offsets needs one of --to-earliest, --to-latest, --to-datetime, --to-offset, --shift-by",
+        )),
+        _ => Err(usage("group reset-offsets takes only one target")),
+    }
+}
+
+fn reset_offsets(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
+    let topic: String = required(&mut a, "--topic", "group reset-offsets")?;
+    let partition: Option<u32> = super::args::opt_num(&mut a, "--partition")?;
+    let target = parse_target(&mut a)?;
+    let execute = a.contains("--execute");
+    let g = free(&mut a, "group reset-offsets needs a GROUP")?;
+    finish(a)?;
+    let chosen = c.partitions(&topic, partition)?;
+    let mut plan = Vec::with_capacity(chosen.len());
+    for p in chosen {
+        let low = super::consume::list_offset(c, &topic, p, -2)?;
+        let high = super::consume::list_offset(c, &topic, p, -1)?;
+        let current = super::consume::committed_offset(c, &g, &topic, p)?;
+        let new = match target {
+            Target::Earliest => low,
+            Target::Latest => high,
+            Target::Time(t) => super::consume::list_offset(c, &topic, p, t)?,
+            Target::Offset(n) => n,
+            Target::Shift(n) => current.unwrap_or(low).saturating_add(n),
+        }
+        .clamp(low, high);
+        plan.push((p, current, new));
+    }
+    if execute {
+        for (p, _, new) in &plan {
+            super::consume::commit(c, &g, &topic, *p, *new, "")?;
+        }
+    }
+    let mut o = out();
+    if format == Format::Json {
+        let items: Vec<String> = plan
+            .iter()
+            .map(|(p, current, new)| {
+                let current = current.map_or("null".to_string(), |v| v.to_string());
+                format!("{{\"partition\":{p},\"current\":{current},\"new\":{new}}}")
+            })
+            .collect();
+        writeln!(
+            o,
+            "{{\"group\":{},\"topic\":{},\"executed\":{execute},\"offsets\":[{}]}}",
+            json_str(&g),
+            json_str(&topic),
+            items.join(",")
+        )?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .map(|(p, current, new)| {
+            vec![
+                topic.clone(),
+                p.to_string(),
+                current.map_or("-".to_string(), |v| v.to_string()),
+                new.to_string(),
+            ]
+        })
+        .collect();
+    write!(
+        o,
+        "{}",
+        table(&["TOPIC", "PARTITION", "CURRENT", "NEW"], &rows)
+    )?;
+    if execute {
+        writeln!(o, "committed for group {g}")?;
+    } else {
+        writeln!(o, "(a plan: nothing committed; add --execute to commit it)")?;
     }
     Ok(())
 }

@@ -3,13 +3,15 @@
 //! stderr and an exit code (1 runtime, 2 usage).
 //!
 //! One file per command ([`topic`], [`produce`], [`consume`], [`group`],
-//! [`perf`], [`shell`]); [`args`] parses, [`client`] connects, [`output`] formats.
+//! [`perf`], [`shell`] with [`line_editor`]); [`args`] parses, [`client`]
+//! connects, [`output`] formats.
 
 mod args;
 mod client;
 mod consume;
 mod group;
 mod idempotent;
+mod line_editor;
 mod output;
 mod perf;
 mod produce;
@@ -32,20 +34,27 @@ GLOBAL FLAGS:
     --token TOKEN        [STREAMHOUSE_TOKEN]  sent as `authorization: Bearer TOKEN`
     --format text|json   output format (consume also takes raw)
     -h, --help           help; `streamctl COMMAND --help` for a command
+    -V, --version        the version
 
 COMMANDS:
     topic create NAME --partitions N [--retention-ms MS] [--retention-bytes B]
     topic list
     topic describe NAME
     topic delete NAME
+    cluster              the node: id, version, store, owner epoch, health
     produce TOPIC [--partition P] [--key K] [--header K=V]... [--acks wal|uploaded|none]
                   [--value V | --file F | stdin] [--key-separator SEP] [--batch N]
     consume TOPIC [--partition P] [--offset N | --from-beginning | --from-end | --from-time T]
-                  [--limit N] [--follow] [--group G]
+                  [--limit N] [--follow] [--group G] [--offset-reset earliest|latest|error]
                   [--print-key] [--print-offset] [--print-timestamp] [--print-headers]
     group list
     group get GROUP
     group commit GROUP --topic T --partition P --offset N [--metadata M]
+    group reset-offsets GROUP --topic T [--partition P]
+                  (--to-earliest | --to-latest | --to-datetime T | --to-offset N | --shift-by N) [--execute]
+    group delete GROUP
+    offsets TOPIC [--partition P] [--time T]
+                         low and high watermarks, or the first offset at or after T
     perf-produce --topic T --records N --record-size B [--batch N] [--acks A]
                  [--throughput R] [--payload-file F] [--partition P]
     perf-consume --topic T --records N [--partition P]
@@ -81,6 +90,10 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
         .unwrap_or_else(|| "127.0.0.1:50051".to_string());
     let token = opt_str(&mut a, "--token")?.or_else(|| env_var("STREAMHOUSE_TOKEN"));
     let format = parse_format(&mut a)?;
+    if a.contains(["-V", "--version"]) {
+        println!("streamctl {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
     let help = a.contains(["-h", "--help"]);
     let command = a.subcommand().map_err(|e| usage(e.to_string()))?;
     let Some(command) = command else {
@@ -103,7 +116,39 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
         print!("{section}");
         return Ok(());
     }
-    execute(&Client::connect(&server, token), &command, a, format)
+    let result = execute(&Client::connect(&server, token), &command, a, format);
+    with_suggestion(result, section)
+}
+
+/// Commands, for "did you mean".
+const COMMANDS: &[&str] = &[
+    "topic",
+    "produce",
+    "consume",
+    "group",
+    "offsets",
+    "cluster",
+    "perf-produce",
+    "perf-consume",
+    "shell",
+];
+
+/// A usage error about a mistyped word ("--patition", "lsit") gets the
+/// closest word of the command's help.
+pub(super) fn with_suggestion(result: CliResult, help: &str) -> CliResult {
+    let Err(CliError::Usage(m)) = result else {
+        return result;
+    };
+    let Some(word) = m.split('"').nth(1) else {
+        return Err(CliError::Usage(m));
+    };
+    let known = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.len() > 1 && w.starts_with("--") == word.starts_with("--"));
+    match crate::util::suggest::closest(word, known) {
+        Some(s) => Err(CliError::Usage(format!("{m}; did you mean {s}?"))),
+        None => Err(CliError::Usage(m)),
+    }
 }
 
 fn parse_format(a: &mut pico_args::Arguments) -> CliResult<Format> {
@@ -123,7 +168,16 @@ fn help_section(command: &str) -> CliResult<&'static str> {
         "consume" => Ok(consume::HELP),
         "group" => Ok(group::HELP),
         "perf-produce" | "perf-consume" => Ok(perf::HELP),
-        other => Err(usage(format!("unknown command {other:?}"))),
+        "offsets" => Ok(topic::OFFSETS_HELP),
+        "cluster" => Ok(topic::CLUSTER_HELP),
+        other => Err(unknown_command(other)),
+    }
+}
+
+fn unknown_command(word: &str) -> CliError {
+    match crate::util::suggest::closest(word, COMMANDS.iter().copied()) {
+        Some(s) => usage(format!("unknown command {word:?}; did you mean {s}?")),
+        None => usage(format!("unknown command {word:?}")),
     }
 }
 
@@ -136,6 +190,8 @@ fn execute(client: &Client, command: &str, a: pico_args::Arguments, format: Form
         "group" => group::run(client, a, format),
         "perf-produce" => perf::produce(client, a, format == Format::Json),
         "perf-consume" => perf::consume(client, a, format == Format::Json),
-        other => Err(usage(format!("unknown command {other:?}"))),
+        "offsets" => topic::offsets(client, a, format),
+        "cluster" => topic::cluster(client, a, format),
+        other => Err(unknown_command(other)),
     }
 }

@@ -2,8 +2,8 @@
 //! for people exploring. Lines are split like a POSIX shell splits words
 //! (quotes and backslashes), history is kept in memory and in
 //! `~/.streamctl_history`, and a failed command prints its error and the
-//! shell goes on. No line editing: a terminal user who wants arrow keys can
-//! run it under `rlwrap`.
+//! shell goes on. On a terminal, lines are edited with the arrows and the
+//! usual keys ([`super::line_editor`]); the up arrow recalls the history.
 
 use super::args::{usage, CliError, CliResult};
 use super::client::Client;
@@ -25,6 +25,16 @@ streamctl shell
     shell's). The exit code is that of the last command.
 ";
 
+/// What `help` adds to the commands' list in the shell.
+const SHELL_COMMANDS: &str = "
+IN THE SHELL:
+    help [COMMAND]       this, or one command's flags
+    history              the lines run so far, numbered
+    !N  !!               run line N of the history again, or the last one
+    exit, quit           leave (so do Ctrl-D and the end of input)
+    Up/Down recall earlier lines; Left/Right, Home/End, Ctrl-A/E/U edit.
+";
+
 /// Lines of history kept (in memory and in the file).
 const HISTORY_LINES: usize = 1000;
 
@@ -32,15 +42,16 @@ pub(super) fn run(client: &Client) -> CliResult {
     let interactive = stdin_is_terminal();
     let mut history = History::load();
     let mut last = 0;
-    let mut input = std::io::stdin().lock();
     loop {
-        if interactive {
-            eprint!("streamhouse> ");
-        }
-        let mut line = String::new();
-        if input.read_line(&mut line)? == 0 {
+        let line = if interactive {
+            super::line_editor::read_line("streamhouse> ", &history.lines)?
+        } else {
+            let mut line = String::new();
+            (std::io::stdin().lock().read_line(&mut line)? > 0).then_some(line)
+        };
+        let Some(line) = line else {
             break;
-        }
+        };
         let line = match history.expand(line.trim()) {
             Ok(Some(line)) => line,
             Ok(None) => continue,
@@ -72,12 +83,11 @@ fn run_line(client: &Client, line: &str, history: &History) -> CliResult {
     };
     match command {
         "help" => {
-            let section = match words.get(1) {
-                Some(c) if c == "shell" => HELP,
-                Some(c) => super::help_section(c)?,
-                None => super::HELP,
-            };
-            print!("{section}");
+            match words.get(1) {
+                Some(c) if c == "shell" => print!("{HELP}"),
+                Some(c) => print!("{}", super::help_section(c)?),
+                None => print!("{}{SHELL_COMMANDS}", super::HELP),
+            }
             Ok(())
         }
         "history" => {
@@ -88,6 +98,7 @@ fn run_line(client: &Client, line: &str, history: &History) -> CliResult {
             Ok(())
         }
         "shell" => Err(usage("already in the shell")),
+        "exit" | "quit" => Ok(()),
         "produce" if !words.iter().any(|w| w == "--value" || w == "--file") => {
             Err(usage("in the shell, produce needs --value V or --file F"))
         }

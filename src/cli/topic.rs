@@ -7,6 +7,20 @@ use crate::proto as pb;
 use std::io::Write;
 use std::time::Duration;
 
+pub(super) const OFFSETS_HELP: &str = "\
+streamctl offsets TOPIC [--partition P] [--time T]
+    Per partition: the low and high watermarks; with --time, the first
+    offset whose timestamp is at or after T (milliseconds since the epoch,
+    or RFC 3339 like 2026-01-02T03:04:05Z; the high watermark if none is).
+";
+
+pub(super) const CLUSTER_HELP: &str = "\
+streamctl cluster
+    The node: its id, version, object store and prefix, owner epoch
+    (fenced when another node took the prefix over), topics, partitions by
+    state, and the bytes acknowledged but not yet uploaded.
+";
+
 pub(super) const HELP: &str = "\
 streamctl topic create NAME --partitions N [--retention-ms MS] [--retention-bytes B]
     Creates a topic. Retention 0 (the default) keeps data forever; retention
@@ -14,7 +28,8 @@ streamctl topic create NAME --partitions N [--retention-ms MS] [--retention-byte
 streamctl topic list
     A table of topics: name, partitions, records, stored bytes.
 streamctl topic describe NAME
-    Per partition: low and high watermark, segments, stored bytes.
+    Per partition: low and high watermark, segments and bytes in the store,
+    and what is acknowledged but only in the WAL so far.
 streamctl topic delete NAME
     Deletes the topic with its data.
 ";
@@ -25,12 +40,14 @@ fn topic_json(t: &pb::TopicInfo) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{{\"partition\":{},\"low_watermark\":{},\"high_watermark\":{},\"segment_count\":{},\"stored_bytes\":{}}}",
+                "{{\"partition\":{},\"low_watermark\":{},\"high_watermark\":{},\"segment_count\":{},\"stored_bytes\":{},\"wal_records\":{},\"wal_bytes\":{}}}",
                 p.get_partition(),
                 p.get_low_watermark(),
                 p.get_high_watermark(),
                 p.get_segment_count(),
-                p.get_stored_bytes()
+                p.get_stored_bytes(),
+                p.get_wal_records(),
+                p.get_wal_bytes()
             )
         })
         .collect();
@@ -43,6 +60,15 @@ fn topic_json(t: &pb::TopicInfo) -> String {
         t.get_created_at_ms(),
         parts.join(",")
     )
+}
+
+/// "1 record", "2 records".
+pub(super) fn count(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn records_of(t: &pb::TopicInfo) -> i64 {
@@ -91,9 +117,9 @@ fn create(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult 
         Format::Json => writeln!(out(), "{}", topic_json(&t))?,
         _ => writeln!(
             out(),
-            "created topic {} with {} partitions",
+            "created topic {} with {}",
             t.get_name(),
-            t.get_partitions()
+            count(t.get_partitions().into(), "partition")
         )?,
     }
     Ok(())
@@ -148,14 +174,19 @@ fn describe(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResul
         return Ok(());
     }
     let mut o = out();
+    let wal: i64 = t
+        .get_partition_info()
+        .iter()
+        .map(|p| p.get_wal_records())
+        .sum();
     writeln!(
         o,
-        "topic {}: {} partitions, retention {} ms / {} bytes (0 = unlimited), {} records",
+        "topic {}: {}, retention {} ms / {} bytes (0 = unlimited), {} ({wal} not yet in the store)",
         t.get_name(),
-        t.get_partitions(),
+        count(t.get_partitions().into(), "partition"),
         t.get_retention_ms(),
         t.get_retention_bytes(),
-        records_of(&t)
+        count(records_of(&t), "record")
     )?;
     let rows: Vec<Vec<String>> = t
         .get_partition_info()
@@ -167,6 +198,8 @@ fn describe(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResul
                 p.get_high_watermark().to_string(),
                 p.get_segment_count().to_string(),
                 p.get_stored_bytes().to_string(),
+                p.get_wal_records().to_string(),
+                p.get_wal_bytes().to_string(),
             ]
         })
         .collect();
@@ -174,7 +207,15 @@ fn describe(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResul
         o,
         "{}",
         table(
-            &["PARTITION", "LOW", "HIGH", "SEGMENTS", "STORED_BYTES"],
+            &[
+                "PARTITION",
+                "LOW",
+                "HIGH",
+                "SEGMENTS",
+                "STORED_BYTES",
+                "WAL_RECORDS",
+                "WAL_BYTES"
+            ],
             &rows
         )
     )?;
@@ -193,5 +234,121 @@ fn delete(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult 
         Format::Json => writeln!(out(), "{{\"deleted\":{}}}", json_str(&name))?,
         _ => writeln!(out(), "deleted topic {name}")?,
     }
+    Ok(())
+}
+
+pub(super) fn offsets(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
+    let partition: Option<u32> = opt_num(&mut a, "--partition")?;
+    let time = opt_str(&mut a, "--time")?
+        .map(|v| super::time::parse_time(&v).map_err(|e| usage(format!("--time: {e}"))))
+        .transpose()?;
+    let topic = free(&mut a, "offsets needs a TOPIC")?;
+    finish(a)?;
+    let chosen = c.partitions(&topic, partition)?;
+    let mut rows = Vec::with_capacity(chosen.len());
+    for p in chosen {
+        let low = super::consume::list_offset(c, &topic, p, -2)?;
+        let high = super::consume::list_offset(c, &topic, p, -1)?;
+        let at = time
+            .map(|t| super::consume::list_offset(c, &topic, p, t))
+            .transpose()?;
+        rows.push((p, low, high, at));
+    }
+    let mut o = out();
+    if format == Format::Json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(p, low, high, at)| {
+                let at = at.map_or(String::new(), |v| format!(",\"offset_at_time\":{v}"));
+                format!(
+                    "{{\"partition\":{p},\"low_watermark\":{low},\"high_watermark\":{high}{at}}}"
+                )
+            })
+            .collect();
+        writeln!(o, "[{}]", items.join(","))?;
+        return Ok(());
+    }
+    let mut header = vec!["PARTITION", "LOW", "HIGH"];
+    if time.is_some() {
+        header.push("OFFSET_AT_TIME");
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(p, low, high, at)| {
+            let mut r = vec![p.to_string(), low.to_string(), high.to_string()];
+            r.extend(at.map(|v| v.to_string()));
+            r
+        })
+        .collect();
+    write!(o, "{}", table(&header, &rows))?;
+    Ok(())
+}
+
+pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
+    finish(a)?;
+    let r = c
+        .admin
+        .describe_cluster_opt(&pb::DescribeClusterRequest::new(), c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err("describe the node", e))?;
+    let states: Vec<(String, u64)> = r
+        .get_partitions()
+        .iter()
+        .map(|s| (s.get_state().to_string(), s.get_count()))
+        .collect();
+    let mut o = out();
+    if format == Format::Json {
+        let parts: Vec<String> = states
+            .iter()
+            .map(|(s, n)| format!("{}:{n}", json_str(s)))
+            .collect();
+        writeln!(
+            o,
+            "{{\"node_id\":{},\"version\":{},\"store\":{},\"owner_epoch\":{},\"fenced\":{},\"topics\":{},\"partitions\":{{{}}},\"backlog_bytes\":{}}}",
+            json_str(r.get_node_id()),
+            json_str(r.get_version()),
+            json_str(r.get_store()),
+            r.get_owner_epoch(),
+            r.get_fenced(),
+            r.get_topics(),
+            parts.join(","),
+            r.get_backlog_bytes()
+        )?;
+        return Ok(());
+    }
+    let healthy = !r.get_fenced() && states.iter().all(|(s, n)| s == "open" || *n == 0);
+    let parts: Vec<String> = states
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    writeln!(o, "node       {}", r.get_node_id())?;
+    writeln!(o, "version    {}", r.get_version())?;
+    writeln!(o, "store      {}", r.get_store())?;
+    writeln!(
+        o,
+        "epoch      {}{}",
+        r.get_owner_epoch(),
+        if r.get_fenced() {
+            " (fenced: another node took the prefix over)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(o, "topics     {}", r.get_topics())?;
+    writeln!(
+        o,
+        "partitions {}",
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    )?;
+    writeln!(
+        o,
+        "backlog    {} bytes not yet uploaded",
+        r.get_backlog_bytes()
+    )?;
+    writeln!(o, "health     {}", if healthy { "ok" } else { "degraded" })?;
     Ok(())
 }

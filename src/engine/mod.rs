@@ -23,7 +23,7 @@ mod retention;
 mod topics;
 
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
-pub use topics::{PartitionInfo, TopicInfo, TopicSpec};
+pub use topics::{NodeInfo, PartitionInfo, TopicInfo, TopicSpec};
 
 use crate::bucket::{OwnerRecord, OwnershipError};
 use crate::config::EngineConfig;
@@ -92,9 +92,17 @@ impl Engine {
         // cannot know whether its metadata is current, and serving from
         // stale metadata would hand out offsets the bucket already holds.
         let unreadable = |e: Error| {
-            Error::Unavailable(format!(
+            match e {
+            // A 403, a 400, a bucket that does not exist: the store answers,
+            // and will answer the same at every start.
+            Error::Store(crate::object_store::StoreError::Permanent { .. }) => Error::Config(format!(
+                "the object store refuses this node's requests ({e}); check the bucket, region, \
+                 endpoint, --s3-path-style and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            )),
+            e => Error::Unavailable(format!(
                 "cannot read the bucket ({e}); a node reconciles with it before serving, so start again once the object store answers"
-            ))
+            )),
+        }
         };
         take_ownership(&ctx, unreadable)?;
         let reconciled = rebuild::reconcile(&ctx).map_err(unreadable)?;

@@ -25,6 +25,15 @@ pub struct TopicSpec {
     pub retention_bytes: i64,
 }
 
+/// This node, for `streamctl cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub epoch: u64,
+    pub store: String,
+    pub fenced: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: u32,
@@ -33,6 +42,9 @@ pub struct PartitionInfo {
     /// Sealed segment objects in the store (the WAL is not counted).
     pub segment_count: i64,
     pub stored_bytes: i64,
+    /// Acknowledged records not in the store yet (the WAL's).
+    pub wal_records: i64,
+    pub wal_bytes: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +191,8 @@ impl Engine {
                 high_watermark: view.high_watermark,
                 segment_count: usage.segment_count,
                 stored_bytes: usage.stored_bytes,
+                wal_records: view.high_watermark - view.committed_next,
+                wal_bytes: view.tail.iter().map(|b| b.bytes as i64).sum(),
             });
         }
         Ok(TopicInfo {
@@ -230,6 +244,20 @@ impl Engine {
     /// Whether another node took the prefix over (this one refuses writes).
     pub fn is_fenced(&self) -> bool {
         self.ctx.owner.fenced().is_some()
+    }
+
+    pub fn topic_count(&self) -> usize {
+        sync::read(&self.topics).len()
+    }
+
+    /// Who this node is and where its objects live.
+    pub fn node(&self) -> NodeInfo {
+        NodeInfo {
+            node_id: self.ctx.owner.node_id().to_string(),
+            epoch: self.ctx.owner.epoch(),
+            store: self.ctx.store.identity(),
+            fenced: self.is_fenced(),
+        }
     }
 
     pub fn partition_count(&self, topic: &str) -> Result<u32> {

@@ -1,4 +1,4 @@
-//! AdminService: topics. Every call runs on the blocking pool.
+//! AdminService: topics and the node. Every call runs on the blocking pool.
 
 use super::convert::topic_info;
 use super::shared::Shared;
@@ -70,6 +70,43 @@ impl AdminService for Admin {
             sink,
             move |e| e.delete_topic(req.get_name()),
             |()| pb::DeleteTopicResponse::new(),
+        );
+    }
+
+    fn describe_cluster(
+        &mut self,
+        ctx: RpcContext<'_>,
+        _req: pb::DescribeClusterRequest,
+        sink: UnarySink<pb::ClusterInfo>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            |e| {
+                Ok((
+                    e.node(),
+                    e.topic_count(),
+                    e.partition_states(),
+                    e.backlog_bytes(),
+                ))
+            },
+            |(node, topics, states, backlog)| {
+                let mut r = pb::ClusterInfo::new();
+                r.set_node_id(node.node_id);
+                r.set_version(env!("CARGO_PKG_VERSION").to_string());
+                r.set_store(node.store);
+                r.set_owner_epoch(node.epoch);
+                r.set_fenced(node.fenced);
+                r.set_topics(topics as u32);
+                for (state, count) in states {
+                    let mut c = pb::PartitionStateCount::new();
+                    c.set_state(state.to_string());
+                    c.set_count(count);
+                    r.mut_partitions().push(c);
+                }
+                r.set_backlog_bytes(backlog as i64);
+                r
+            },
         );
     }
 }

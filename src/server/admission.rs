@@ -327,6 +327,7 @@ where
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DescribeTopic" => describe_topic, small_de);
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/ListTopics" => list_topics, small_de);
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DeleteTopic" => delete_topic, small_de);
+    let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DescribeCluster" => describe_cluster, small_de);
     let admin = b.build();
 
     let b = ServiceBuilder::new();
@@ -342,6 +343,7 @@ where
     let b = handler!(b, shared, consumer, unary "/streamhouse.v1.ConsumerService/GetCommittedOffset" => get_committed_offset, small_de);
     let b = handler!(b, shared, consumer, unary "/streamhouse.v1.ConsumerService/ListGroups" => list_groups, small_de);
     let b = handler!(b, shared, consumer, unary "/streamhouse.v1.ConsumerService/DescribeGroup" => describe_group, small_de);
+    let b = handler!(b, shared, consumer, unary "/streamhouse.v1.ConsumerService/DeleteGroup" => delete_group, small_de);
     let consumer = b.build();
 
     // Health answers without a token; a refused check still says why.

@@ -260,4 +260,22 @@ impl ConsumerService for Consumer {
             },
         );
     }
+
+    fn delete_group(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::DeleteGroupRequest,
+        sink: UnarySink<pb::DeleteGroupResponse>,
+    ) {
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.delete_group(req.get_group()),
+            |n| {
+                let mut r = pb::DeleteGroupResponse::new();
+                r.set_offsets_deleted(n as i64);
+                r
+            },
+        );
+    }
 }

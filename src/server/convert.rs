@@ -21,6 +21,8 @@ pub(super) fn topic_info(t: TopicInfo) -> pb::TopicInfo {
         pi.set_high_watermark(p.high_watermark);
         pi.set_segment_count(p.segment_count);
         pi.set_stored_bytes(p.stored_bytes);
+        pi.set_wal_records(p.wal_records);
+        pi.set_wal_bytes(p.wal_bytes);
         out.mut_partition_info().push(pi);
     }
     out

@@ -293,6 +293,7 @@ pub struct ServerConfig {
 
 pub enum Parsed {
     Help,
+    Version,
     Run(Box<ServerConfig>),
 }
 
@@ -381,11 +382,18 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
     if a.contains(["-h", "--help"]) {
         return Ok(Parsed::Help);
     }
+    if a.contains(["-V", "--version"]) {
+        return Ok(Parsed::Version);
+    }
     let v = Values(read_values(&mut a, env)?);
     if let Some(extra) = a.finish().first() {
+        let extra = extra.to_string_lossy();
+        let name = extra.split('=').next().unwrap_or(&extra);
+        let hint = crate::util::suggest::closest(name, FLAGS.iter().map(|f| f.name))
+            .map(|f| format!("did you mean {f}? "))
+            .unwrap_or_default();
         return Err(format!(
-            "unknown argument {:?}; see streamhoused --help",
-            extra.to_string_lossy()
+            "unknown argument {extra:?}; {hint}see streamhoused --help"
         ));
     }
     let listen = v.text("--listen").unwrap_or_else(|| DEFAULT_LISTEN.into());
@@ -537,6 +545,20 @@ fn s3_config(v: &Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
     let Some(bucket) = bucket else {
         return Err("--s3-endpoint needs --s3-bucket (STREAMHOUSE_S3_BUCKET)".into());
     };
+    let path_style = v.0.contains_key("--s3-path-style");
+    if let Some(e) = endpoint.as_deref().filter(|_| !path_style) {
+        let host = e.split("://").last().unwrap_or(e);
+        let host = host.split('/').next().unwrap_or(host);
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "--s3-endpoint {e}: the bucket cannot be a subdomain of {host} (virtual-hosted \
+                 style); add --s3-path-style (STREAMHOUSE_S3_PATH_STYLE=true), as MinIO and \
+                 other stores on one host need"
+            ));
+        }
+    }
     Ok(Some(S3Config {
         endpoint,
         region: v
@@ -544,7 +566,7 @@ fn s3_config(v: &Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<
             .unwrap_or_else(|| DEFAULT_REGION.into()),
         bucket,
         prefix: v.text("--s3-prefix").unwrap_or_default(),
-        path_style: v.0.contains_key("--s3-path-style"),
+        path_style,
         access_key: env("AWS_ACCESS_KEY_ID").filter(|s| !s.is_empty()),
         secret_key: env("AWS_SECRET_ACCESS_KEY").filter(|s| !s.is_empty()),
         request_timeout: Duration::from_secs(30),
@@ -594,6 +616,7 @@ mod tests {
         match parse(args.iter().map(OsString::from).collect(), &lookup)? {
             Parsed::Run(c) => Ok(*c),
             Parsed::Help => Err("help".into()),
+            Parsed::Version => Err("version".into()),
         }
     }
 

@@ -34,7 +34,7 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
             RpcStatusCode::INTERNAL
         }
         Error::Io { source, .. } if out_of_resources(source) => RpcStatusCode::RESOURCE_EXHAUSTED,
-        Error::Meta(_) | Error::Io { .. } => RpcStatusCode::INTERNAL,
+        Error::Meta(_) | Error::Io { .. } | Error::Config(_) => RpcStatusCode::INTERNAL,
     };
     RpcStatus::with_message(code, client_message(e, code))
 }

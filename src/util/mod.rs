@@ -6,6 +6,7 @@ pub mod clock;
 pub mod fs;
 pub mod rlimit;
 pub mod size;
+pub mod suggest;
 pub mod sync;
 pub mod thread;
 pub mod xorshift;

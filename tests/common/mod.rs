@@ -64,6 +64,13 @@ impl TestServer {
             .arg(dir)
             .args(extra)
             .env("STREAMHOUSE_LOG", "warn")
+            // A developer's shell may hold `scripts/s3-server.sh env`: the
+            // tests choose their store with flags.
+            .env_remove("STREAMHOUSE_S3_ENDPOINT")
+            .env_remove("STREAMHOUSE_S3_BUCKET")
+            .env_remove("STREAMHOUSE_S3_REGION")
+            .env_remove("STREAMHOUSE_S3_PREFIX")
+            .env_remove("STREAMHOUSE_S3_PATH_STYLE")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start streamhoused");
