@@ -865,3 +865,57 @@ fn a_second_server_on_a_held_port_exits_naming_the_address() {
     // The first one still serves everyone.
     create(&first.clients(), "t", 1);
 }
+
+/// Runs streamhoused to its exit (it must not start): exit code, stderr.
+fn refused_start(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamhoused"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(args)
+        .env("STREAMHOUSE_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_configuration_no_restart_can_fix_exits_2_saying_what_to_check() {
+    // Virtual-hosted style against an address cannot work.
+    let (code, err) = refused_start(
+        &["--s3-endpoint", "http://127.0.0.1:9", "--s3-bucket", "b"].map(String::from),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("add --s3-path-style"), "{err}");
+    // A wrong secret: the store answers 403 at every start.
+    let Some(endpoint) = common::s3::endpoint() else {
+        return;
+    };
+    let prefix = common::s3::unique_prefix("wrong-secret");
+    let (code, err) = refused_start(
+        &common::s3::flags(&endpoint, &prefix),
+        &[("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("refuses this node's requests") && err.contains("credentials"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("not-the-secret") && !err.contains("StringToSign"),
+        "{err}"
+    );
+}
+
+#[test]
+fn listen_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_at(dir.path(), "localhost:0", &[]);
+    create(&s.clients(), "t", 1);
+}
