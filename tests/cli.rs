@@ -636,3 +636,38 @@ fn kafka_users_habits_offsets_resets_deletes_and_typos() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean --listen?"));
 }
+
+#[test]
+fn topic_alter_adds_partitions_and_changes_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[]);
+    ok(s.ctl().args(["topic", "create", "t", "--partitions", "1"]));
+    let out = ok(s.ctl().args([
+        "topic",
+        "alter",
+        "t",
+        "--partitions",
+        "4",
+        "--retention-ms",
+        "3600000",
+    ]));
+    assert_eq!(
+        out,
+        "topic t: 4 partitions, retention 3600000 ms / 0 bytes (0 = unlimited)\n"
+    );
+    ok(s.ctl()
+        .args(["produce", "t", "--partition", "3", "--value", "new"]));
+    let (code, why) = fails(s.ctl().args(["topic", "alter", "t", "--partitions", "2"]));
+    assert_eq!(code, 1);
+    assert!(
+        why.contains("INVALID_ARGUMENT") && why.contains("not removed"),
+        "{why}"
+    );
+    let (code, _) = fails(s.ctl().args(["topic", "alter", "t"]));
+    assert_eq!(code, 2);
+    let s = s.restart();
+    let d = ok(s.ctl().args(["topic", "describe", "t"]));
+    assert!(d.contains("t: 4 partitions, retention 3600000 ms"), "{d}");
+    let got = ok(s.ctl().args(["consume", "t", "--partition", "3"]));
+    assert_eq!(got, "new\n");
+}

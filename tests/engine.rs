@@ -907,3 +907,53 @@ fn a_fetch_from_a_segment_stops_at_the_byte_limit_when_the_next_record_does_not_
     }
     assert_eq!(calls, 3, "349 + 349 + 302 records");
 }
+
+#[test]
+fn alter_topic_adds_partitions_everywhere_and_never_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(config(dir.path()), store.clone()).unwrap();
+    engine.create_topic(&topic("t", 1)).unwrap();
+    engine
+        .produce_sync("t", 0, records(0, 5), Acks::Uploaded)
+        .unwrap();
+    let change = streamhouse::engine::TopicChange {
+        partitions: Some(3),
+        retention_ms: Some(60_000),
+        retention_bytes: None,
+    };
+    let info = engine.alter_topic("t", &change).unwrap();
+    assert_eq!((info.partitions, info.retention_ms), (3, 60_000));
+    assert_eq!(info.partition_info.len(), 3);
+    engine
+        .produce_sync("t", 2, records(0, 4), Acks::Uploaded)
+        .unwrap();
+    let fewer = streamhouse::engine::TopicChange {
+        partitions: Some(2),
+        ..Default::default()
+    };
+    assert!(
+        matches!(engine.alter_topic("t", &fewer), Err(Error::InvalidArgument(m)) if m.contains("not removed"))
+    );
+    assert!(matches!(
+        engine.alter_topic("nope", &change),
+        Err(Error::NotFound(_))
+    ));
+    engine.shutdown(Duration::from_secs(5));
+    drop(engine);
+    // The same disk, and a new one rebuilt from the bucket.
+    let fresh = tempfile::tempdir().unwrap();
+    for data in [dir.path(), fresh.path()] {
+        let engine = Engine::open(config(data), store.clone()).unwrap();
+        let t = engine.describe_topic("t").unwrap();
+        assert_eq!(
+            (t.partitions, t.retention_ms),
+            (3, 60_000),
+            "{}",
+            data.display()
+        );
+        assert_eq!(fetch_all(&engine, "t", 0, 0).len(), 5);
+        assert_eq!(fetch_all(&engine, "t", 2, 0).len(), 4);
+        engine.shutdown(Duration::from_secs(5));
+    }
+}

@@ -40,6 +40,7 @@ COMMANDS:
     topic create NAME --partitions N [--retention-ms MS] [--retention-bytes B]
     topic list
     topic describe NAME
+    topic alter NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
     topic delete NAME
     cluster              the node: id, version, store, owner epoch, health
     produce TOPIC [--partition P] [--key K] [--header K=V]... [--acks wal|uploaded|none]

@@ -30,6 +30,9 @@ streamctl topic list
 streamctl topic describe NAME
     Per partition: low and high watermark, segments and bytes in the store,
     and what is acknowledged but only in the WAL so far.
+streamctl topic alter NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
+    Adds partitions (never removes them: keyed records then go to other
+    partitions, as in Kafka) and changes retention.
 streamctl topic delete NAME
     Deletes the topic with its data.
 ";
@@ -84,12 +87,13 @@ pub(super) fn run(c: &Client, mut a: pico_args::Arguments, format: Format) -> Cl
         Some("create") => create(c, a, format),
         Some("list") => list(c, a, format),
         Some("describe") => describe(c, a, format),
+        Some("alter") => alter(c, a, format),
         Some("delete") => delete(c, a, format),
         Some(other) => Err(usage(format!(
-            "unknown topic command {other:?}; use create, list, describe or delete"
+            "unknown topic command {other:?}; use create, list, describe, alter or delete"
         ))),
         None => Err(usage(
-            "topic needs a command: create, list, describe or delete",
+            "topic needs a command: create, list, describe, alter or delete",
         )),
     }
 }
@@ -120,6 +124,45 @@ fn create(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult 
             "created topic {} with {}",
             t.get_name(),
             count(t.get_partitions().into(), "partition")
+        )?,
+    }
+    Ok(())
+}
+
+fn alter(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
+    let mut req = pb::AlterTopicRequest::new();
+    if let Some(n) = opt_num(&mut a, "--partitions")? {
+        req.set_partitions(n);
+    }
+    if let Some(ms) = opt_num(&mut a, "--retention-ms")? {
+        req.set_retention_ms(ms);
+    }
+    if let Some(v) = opt_str(&mut a, "--retention-bytes")? {
+        let b = crate::util::size::parse_size(&v)
+            .map_err(|e| usage(format!("--retention-bytes: {e}")))?;
+        req.set_retention_bytes(b as i64);
+    }
+    let name = free(&mut a, "topic alter needs a NAME")?;
+    finish(a)?;
+    if !(req.has_partitions() || req.has_retention_ms() || req.has_retention_bytes()) {
+        return Err(usage(
+            "topic alter needs --partitions, --retention-ms or --retention-bytes",
+        ));
+    }
+    req.set_name(name.clone());
+    let t = c
+        .admin
+        .alter_topic_opt(&req, c.opt(CALL_TIMEOUT))
+        .map_err(|e| c.err(&format!("alter topic {name:?}"), e))?;
+    match format {
+        Format::Json => writeln!(out(), "{}", topic_json(&t))?,
+        _ => writeln!(
+            out(),
+            "topic {}: {}, retention {} ms / {} bytes (0 = unlimited)",
+            t.get_name(),
+            count(t.get_partitions().into(), "partition"),
+            t.get_retention_ms(),
+            t.get_retention_bytes()
         )?,
     }
     Ok(())

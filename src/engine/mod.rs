@@ -23,7 +23,7 @@ mod retention;
 mod topics;
 
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
-pub use topics::{NodeInfo, PartitionInfo, TopicInfo, TopicSpec};
+pub use topics::{NodeInfo, PartitionInfo, TopicChange, TopicInfo, TopicSpec};
 
 use crate::bucket::{OwnerRecord, OwnershipError};
 use crate::config::EngineConfig;

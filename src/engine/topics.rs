@@ -34,6 +34,14 @@ pub struct NodeInfo {
     pub fenced: bool,
 }
 
+/// What AlterTopic changes (`None`: unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicChange {
+    pub partitions: Option<u32>,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionInfo {
     pub partition: u32,
@@ -107,6 +115,58 @@ impl Engine {
         lock(&self.pending).remove(&spec.name);
         let topic = created?;
         self.info(&topic)
+    }
+
+    /// Adds partitions and changes retention: the manifest in the bucket
+    /// first (a node rebuilt from it opens every partition), then
+    /// metadata, then the new partitions open. Partitions are only added.
+    pub fn alter_topic(&self, name: &str, change: &TopicChange) -> Result<TopicInfo> {
+        self.reserve_name(name, true)?;
+        let altered = self.alter_reserved(name, change);
+        lock(&self.pending).remove(name);
+        self.info(&*altered?)
+    }
+
+    fn alter_reserved(&self, name: &str, change: &TopicChange) -> Result<Arc<Topic>> {
+        let old = self.topic(name)?;
+        let row = TopicRow {
+            partitions: change.partitions.unwrap_or(old.row.partitions),
+            retention_ms: change.retention_ms.unwrap_or(old.row.retention_ms),
+            retention_bytes: change.retention_bytes.unwrap_or(old.row.retention_bytes),
+            ..old.row.clone()
+        };
+        if row.partitions < old.row.partitions {
+            return Err(Error::InvalidArgument(format!(
+                "topic {name:?} has {} partitions; partitions can be added, not removed",
+                old.row.partitions
+            )));
+        }
+        validate_spec(&TopicSpec {
+            name: row.name.clone(),
+            partitions: row.partitions,
+            retention_ms: row.retention_ms,
+            retention_bytes: row.retention_bytes,
+        })?;
+        self.confirm_owner_now()?;
+        let manifest = layout::topic_manifest_key(&row.name, row.incarnation);
+        self.ctx
+            .store
+            .put(&manifest, &bucket::encode_manifest(&row))?;
+        self.ctx.meta.alter_topic(&row)?;
+        let mut partitions = old.partitions.clone();
+        for p in old.row.partitions..row.partitions {
+            partitions.push(Arc::new(open_partition(&self.ctx, &self.uploads, name, p)?));
+        }
+        if row.partitions > old.row.partitions {
+            log::info!(
+                "topic {name:?}: partitions {} -> {}",
+                old.row.partitions,
+                row.partitions
+            );
+        }
+        let topic = Arc::new(Topic { row, partitions });
+        sync::write(&self.topics).insert(name.to_string(), Arc::clone(&topic));
+        Ok(topic)
     }
 
     /// Claims `name` for a creation (it must not exist) or a deletion (it

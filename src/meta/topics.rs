@@ -110,6 +110,31 @@ impl MetaStore {
         })
     }
 
+    /// Changes a topic's partition count (up only: the new partitions'
+    /// rows are added) and retention.
+    pub fn alter_topic(&self, topic: &TopicRow) -> MetaResult<()> {
+        self.write(|tx| {
+            let before: u32 = tx
+                .query_row(
+                    "SELECT partitions FROM topics WHERE name = ?1",
+                    [&topic.name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| MetaError::NotFound(format!("topic {:?} does not exist", topic.name)))?;
+            tx.execute(
+                "UPDATE topics SET partitions = ?2, retention_ms = ?3, retention_bytes = ?4 WHERE name = ?1",
+                params![topic.name, topic.partitions, topic.retention_ms, topic.retention_bytes],
+            )?;
+            let mut stmt =
+                tx.prepare("INSERT INTO partitions (topic, partition) VALUES (?1, ?2)")?;
+            for p in before..topic.partitions {
+                stmt.execute(params![topic.name, p])?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn topic(&self, name: &str) -> MetaResult<Option<TopicRow>> {
         self.read(|c| {
             c.prepare_cached(

@@ -2,7 +2,7 @@
 
 use super::convert::topic_info;
 use super::shared::Shared;
-use crate::engine::TopicSpec;
+use crate::engine::{TopicChange, TopicSpec};
 use crate::proto as pb;
 use crate::proto::grpc::AdminService;
 use grpcio::{RpcContext, UnarySink};
@@ -70,6 +70,25 @@ impl AdminService for Admin {
             sink,
             move |e| e.delete_topic(req.get_name()),
             |()| pb::DeleteTopicResponse::new(),
+        );
+    }
+
+    fn alter_topic(
+        &mut self,
+        ctx: RpcContext<'_>,
+        req: pb::AlterTopicRequest,
+        sink: UnarySink<pb::TopicInfo>,
+    ) {
+        let change = TopicChange {
+            partitions: req.has_partitions().then(|| req.get_partitions()),
+            retention_ms: req.has_retention_ms().then(|| req.get_retention_ms()),
+            retention_bytes: req.has_retention_bytes().then(|| req.get_retention_bytes()),
+        };
+        self.0.blocking(
+            &ctx,
+            sink,
+            move |e| e.alter_topic(req.get_name(), &change),
+            topic_info,
         );
     }
 

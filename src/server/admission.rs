@@ -327,6 +327,7 @@ where
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DescribeTopic" => describe_topic, small_de);
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/ListTopics" => list_topics, small_de);
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DeleteTopic" => delete_topic, small_de);
+    let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/AlterTopic" => alter_topic, small_de);
     let b = handler!(b, shared, admin, unary "/streamhouse.v1.AdminService/DescribeCluster" => describe_cluster, small_de);
     let admin = b.build();
 
