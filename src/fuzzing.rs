@@ -13,7 +13,7 @@ use crate::proto as pb;
 use crate::segment::format::{FrameHeader, Trailer, FORMAT_VERSION, HEADER_LEN};
 use crate::segment::{BlockIndexEntry, DecodedBlock, Footer, SegmentBytes, SegmentWriter};
 use crate::server::partitioner::partition_for_key;
-use crate::server::request::split;
+use crate::server::request::{scan_produce, split};
 use crate::Record;
 use protobuf::Message;
 use std::sync::atomic::AtomicU32;
@@ -205,15 +205,28 @@ pub fn wal_file(data: &[u8]) {
     assert_eq!(scan.cut.is_none(), scan.good_len == file.len() as u64);
 }
 
-/// A produce request as the server receives it: decoded, split by
-/// partition and checked. The first byte picks the topic's partition count.
+/// A produce request as the server receives it: counted on the wire
+/// (refused past the limits), decoded, split by partition and checked. The
+/// first byte picks the topic's partition count.
 pub fn produce_request(data: &[u8]) {
     let mut f = Fields(data);
     let partitions = u32::from(f.u8() % 16) + 1;
-    let Ok(mut req) = pb::ProduceRequest::parse_from_bytes(f.rest()) else {
+    let bytes = f.rest();
+    let Ok(counts) = scan_produce(bytes) else {
         return;
     };
+    let Ok(mut req) = pb::ProduceRequest::parse_from_bytes(bytes) else {
+        return;
+    };
+    // The scan saw what the decoder made of the bytes: it bounded them.
     let sent = req.get_records().len();
+    assert_eq!(sent, counts.records, "records counted on the wire");
+    let headers: usize = req
+        .get_records()
+        .iter()
+        .map(|r| r.get_headers().len())
+        .sum();
+    assert!(headers <= counts.items, "headers counted on the wire");
     let named = req.has_partition().then(|| req.get_partition());
     let Ok(routed) = split(&mut req, partitions, &AtomicU32::new(0)) else {
         return;

@@ -252,7 +252,10 @@ pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliRes
     }
     let printed = read_loop(c, &opts, &mut next, &interrupted)?;
     if format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("processed {printed} records");
+        eprintln!(
+            "processed {}",
+            super::topic::count(printed as i64, "record")
+        );
     }
     Ok(())
 }

@@ -384,11 +384,16 @@ fn report(
     for (p, l) in landed {
         writeln!(
             o,
-            "partition {p}: offsets {}..={} ({} records)",
-            l.first, l.last, l.count
+            "partition {p}: offsets {}..={} ({})",
+            l.first,
+            l.last,
+            super::topic::count(l.count, "record")
         )?;
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("produced {total} records to {topic} in {secs:.2} s");
+    eprintln!(
+        "produced {} to {topic} in {secs:.2} s",
+        super::topic::count(total as i64, "record")
+    );
     Ok(())
 }
