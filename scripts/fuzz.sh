@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_footer segment_object wal_file produce_request producer_snapshot)
+[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_footer segment_object wal_file produce_request producer_snapshot kafka_record_batch)
 
 export CARGO_TARGET_DIR="${STREAMHOUSE_FUZZ_TARGET_DIR:-$HOME/.cache/streamhouse/fuzz-target}"
 export RUSTC_BOOTSTRAP=1
@@ -44,6 +44,10 @@ seed() {
       { printf '\001\000\000\000\000'; head -n 10 "$data/movies.jsonl"; } > "$dir/seed-movies" ;;
     segment_block | wal_file | produce_request)
       head -c 2000 "$data/movies.jsonl" > "$dir/seed-movies" ;;
+    kafka_record_batch)
+      # Mode byte 1 (fix the CRC), then one batch laid out by hand from
+      # Kafka's message-format page: key "k", value "v", header ("h", null).
+      printf '\001\000\000\000\000\000\000\000\005\000\000\000\075\000\000\000\000\002\205\245\046\324\000\000\000\000\000\000\000\000\000\000\000\000\003\350\000\000\000\000\000\000\003\352\377\377\377\377\377\377\377\377\377\377\377\377\377\377\000\000\000\001\026\000\004\000\002\153\002\166\002\002\150\001' > "$dir/seed-batch" ;;
   esac
 }
 

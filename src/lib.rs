@@ -23,7 +23,7 @@
 //! - `read`: reader pool, block cache, prefetch, long polls;
 //! - [`engine`]: topics and partitions behind one API;
 //! - [`server`], [`cli`]: `streamhoused` and `streamctl`; [`proto`]: the
-//!   generated gRPC contract.
+//!   generated gRPC contract; [`kafka`]: the Kafka wire formats.
 
 #![deny(unsafe_code)]
 
@@ -38,6 +38,7 @@ mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod kafka;
 pub mod layout;
 pub mod logging;
 pub mod meta;
