@@ -14,11 +14,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::meta::GroupOffset;
-use crate::object_store::ObjectStore;
+use crate::object_store::{ObjectStore, StoreError};
 use crate::partition::{fenced_error, Status};
 use crate::util::clock::now_ms;
 use crate::util::sync::lock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -305,6 +305,73 @@ fn write_checkpoint(ctx: &Context, state: &GroupCheckpoint, written: &mut Writte
     written.base = Some((stamp, bytes.len()));
     written.removals = removals;
     Ok(())
+}
+
+/// A checkpoint object, `None` when there is none.
+fn read_group_checkpoint(
+    ctx: &Context,
+    key: &str,
+) -> Result<Option<bucket::GroupCheckpointObject>> {
+    let bytes = match ctx.store.get(key) {
+        Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    bucket::decode_group_offsets(&bytes)
+        .map(Some)
+        .map_err(|reason| Error::Malformed {
+            object: key.to_string(),
+            reason,
+        })
+}
+
+/// The base checkpoint with its delta applied (a delta over another base
+/// is older than this base, and ignored).
+fn latest_group_checkpoint(ctx: &Context) -> Result<Option<(CheckpointStamp, Vec<GroupOffset>)>> {
+    let Some(base) = read_group_checkpoint(ctx, layout::GROUP_OFFSETS_KEY)? else {
+        return Ok(None);
+    };
+    let delta = read_group_checkpoint(ctx, layout::GROUP_OFFSETS_DELTA_KEY)?
+        .filter(|d| d.base == Some(base.stamp));
+    let Some(delta) = delta else {
+        return Ok(Some((base.stamp, base.offsets)));
+    };
+    let mut merged: BTreeMap<(String, String, u32), GroupOffset> = base
+        .offsets
+        .into_iter()
+        .map(|o| ((o.group.clone(), o.topic.clone(), o.partition), o))
+        .collect();
+    for o in delta.offsets {
+        merged.insert((o.group.clone(), o.topic.clone(), o.partition), o);
+    }
+    Ok(Some((delta.stamp, merged.into_values().collect())))
+}
+
+/// Group offsets from the bucket's checkpoint, for partitions that exist:
+/// every one if the checkpoint's stamp is newer than the last this node
+/// wrote or restored (another node went on after it), else only those
+/// missing locally. Stamps, not clocks: nodes' clocks differ. Offsets past
+/// a partition's log are clamped once the partitions are open.
+pub(super) fn restore_group_offsets(ctx: &Context) -> Result<usize> {
+    let Some((stamp, offsets)) = latest_group_checkpoint(ctx)? else {
+        return Ok(0);
+    };
+    let newer = local_stamp(ctx)?.is_none_or(|local| stamp > local);
+    let mut restored = 0;
+    for o in offsets {
+        if ctx.meta.partition(&o.topic, o.partition)?.is_none() {
+            continue;
+        }
+        let local = ctx.meta.group_offset(&o.group, &o.topic, o.partition)?;
+        if newer || local.is_none() {
+            ctx.meta.commit_group_offset(&o)?;
+            restored += 1;
+        }
+    }
+    if newer {
+        ctx.meta.set_setting(STAMP_SETTING, &stamp.to_setting())?;
+    }
+    Ok(restored)
 }
 
 /// Group names: 1-255 bytes of UTF-8 without control characters.

@@ -67,33 +67,7 @@ impl Server {
         let health = HealthService::default();
         health.set_serving_status("", ServingStatus::Serving);
 
-        // Room for a full batch of maximal records; larger messages get
-        // RESOURCE_EXHAUSTED from grpc rather than a dropped connection.
-        let max_message = (64usize << 20).max(config.engine.max_record_bytes * 4) + (1 << 20);
-        let env = Arc::new(Environment::new(2));
-        // Connections come from the gate (no listening port of grpc's own);
-        // one idle for 10 minutes (Kafka's connections.max.idle.ms) is
-        // closed, and its client reconnects when it needs to.
-        let args = ChannelBuilder::new(Arc::clone(&env))
-            .max_receive_message_len(max_message as i32)
-            .max_send_message_len(max_message as i32)
-            .raw_cfg_int(c"grpc.max_connection_idle_ms".into(), 600_000)
-            .build_args();
-        let mut builder = ServerBuilder::new(env).channel_args(args);
-        for service in super::admission::services(
-            &shared,
-            Admin(shared.clone()),
-            Producer(shared.clone()),
-            Consumer(shared.clone()),
-            health.clone(),
-        ) {
-            builder = builder.register_service(service);
-        }
-        let mut grpc = builder
-            .build()
-            .map_err(|e| Error::Unavailable(format!("cannot build the gRPC server: {e}")))?;
-        grpc.start();
-        let grpc = Arc::new(Mutex::new(grpc));
+        let grpc = Arc::new(Mutex::new(grpc_server(config, &shared, &health)?));
         let addr = bound.addr().to_string();
         if !bound.addr().ip().is_loopback() && config.auth_token.is_none() {
             log::warn!(
@@ -101,22 +75,11 @@ impl Server {
             );
         }
         let gate_stats = Arc::new(GateStats::default());
-        let to_grpc = Arc::clone(&grpc);
         let gate = bound.start(
             config.max_connections,
             open_files_limit,
             Arc::clone(&gate_stats),
-            Box::new(move |stream| {
-                let fd = stream.into_raw_fd();
-                let mut grpc = lock(&to_grpc);
-                #[allow(unsafe_code)]
-                // SAFETY: `fd` is an open, connected TCP socket that nothing
-                // else owns (taken out of its TcpStream); grpc owns and
-                // closes it from here on.
-                unsafe {
-                    grpc.add_channel_from_fd(fd)
-                };
-            }),
+            hand_to(Arc::clone(&grpc)),
         )?;
         let metrics = match &config.metrics_listen {
             Some(a) => Some(
@@ -180,4 +143,56 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
+}
+
+/// grpc's C-core server with every service behind its admission decoder,
+/// started, without a listening port: connections come from the gate.
+fn grpc_server(
+    config: &ServerConfig,
+    shared: &Shared,
+    health: &HealthService,
+) -> Result<grpcio::Server> {
+    // Room for a full batch of maximal records; larger messages get
+    // RESOURCE_EXHAUSTED from grpc rather than a dropped connection.
+    let max_message = (64usize << 20).max(config.engine.max_record_bytes * 4) + (1 << 20);
+    let env = Arc::new(Environment::new(2));
+    // Connections come from the gate (no listening port of grpc's own);
+    // one idle for 10 minutes (Kafka's connections.max.idle.ms) is
+    // closed, and its client reconnects when it needs to.
+    let args = ChannelBuilder::new(Arc::clone(&env))
+        .max_receive_message_len(max_message as i32)
+        .max_send_message_len(max_message as i32)
+        .raw_cfg_int(c"grpc.max_connection_idle_ms".into(), 600_000)
+        .build_args();
+    let mut builder = ServerBuilder::new(env).channel_args(args);
+    for service in super::admission::services(
+        shared,
+        Admin(shared.clone()),
+        Producer(shared.clone()),
+        Consumer(shared.clone()),
+        health.clone(),
+    ) {
+        builder = builder.register_service(service);
+    }
+    let mut grpc = builder
+        .build()
+        .map_err(|e| Error::Unavailable(format!("cannot build the gRPC server: {e}")))?;
+    grpc.start();
+    Ok(grpc)
+}
+
+/// What the gate does with an admitted connection: hands its descriptor
+/// to grpc.
+fn hand_to(grpc: Arc<Mutex<grpcio::Server>>) -> super::gate::Sink {
+    Box::new(move |stream| {
+        let fd = stream.into_raw_fd();
+        let mut grpc = lock(&grpc);
+        #[allow(unsafe_code)]
+        // SAFETY: `fd` is an open, connected TCP socket that nothing else
+        // owns (taken out of its TcpStream); grpc owns and closes it from
+        // here on.
+        unsafe {
+            grpc.add_channel_from_fd(fd)
+        };
+    })
 }
