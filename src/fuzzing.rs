@@ -280,6 +280,7 @@ pub fn kafka_record_batch(data: &[u8]) {
     }
     let limits = Limits {
         max_records: 10_000,
+        max_batch_bytes: 4 << 20,
     };
     let Ok(batches) = decode_batches(&bytes, limits) else {
         return;

@@ -15,10 +15,13 @@
 //!
 //! Null keys and values, empty ones, duplicate header keys and null header
 //! values are kept apart exactly. Control batches and transactional batches
-//! are refused (no transactions here); compressed batches are refused with
-//! the codec named until decompression lands.
+//! are refused (no transactions here). Compressed records (gzip, snappy,
+//! lz4, zstd) are inflated within [`Limits::max_batch_bytes`] by
+//! [`super::compression`]; batches are written uncompressed.
 
+use super::compression::{decompress, Codec, InflateError};
 use crate::codec::{put_varint, Cursor};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The only record format this codec reads and writes.
@@ -71,8 +74,8 @@ pub enum BatchError {
     /// A magic other than 2 (the v0/v1 message sets of clients older than
     /// Kafka 0.11).
     UnsupportedMagic(i8),
-    /// Compressed with a codec this node does not read yet.
-    UnsupportedCompression(&'static str),
+    /// A compression type that does not exist (5-7).
+    UnsupportedCompression(i16),
     /// Transactional or control batches: no transactions here.
     Transactional,
     /// More records or bytes than the caller allows.
@@ -100,9 +103,10 @@ impl fmt::Display for BatchError {
                 f,
                 "record batch magic {m}; this node reads magic 2 (Kafka 0.11 and later)"
             ),
-            BatchError::UnsupportedCompression(c) => {
-                write!(f, "{c} compression is not supported by this node yet")
-            }
+            BatchError::UnsupportedCompression(c) => write!(
+                f,
+                "compression type {c} does not exist (0-4: none, gzip, snappy, lz4, zstd)"
+            ),
             BatchError::Transactional => {
                 write!(f, "transactional and control batches are not supported")
             }
@@ -115,6 +119,8 @@ impl fmt::Display for BatchError {
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_records: usize,
+    /// Records of one batch once inflated.
+    pub max_batch_bytes: usize,
 }
 
 fn corrupt(why: impl Into<String>) -> BatchError {
@@ -140,7 +146,7 @@ pub fn decode_batches(bytes: &[u8], limits: Limits) -> Result<Vec<RecordBatch>, 
     let mut rest = bytes;
     let mut records = 0usize;
     while !rest.is_empty() {
-        let (batch, used) = decode_batch(rest, limits.max_records - records)?;
+        let (batch, used) = decode_batch(rest, limits.max_records - records, limits)?;
         records += batch.records.len();
         out.push(batch);
         rest = &rest[used..];
@@ -149,7 +155,11 @@ pub fn decode_batches(bytes: &[u8], limits: Limits) -> Result<Vec<RecordBatch>, 
 }
 
 /// One batch at the start of `bytes`, and the bytes it took.
-fn decode_batch(bytes: &[u8], max_records: usize) -> Result<(RecordBatch, usize), BatchError> {
+fn decode_batch(
+    bytes: &[u8],
+    max_records: usize,
+    limits: Limits,
+) -> Result<(RecordBatch, usize), BatchError> {
     if bytes.len() < LOG_OVERHEAD + 5 {
         return Err(corrupt(format!(
             "{} bytes cannot hold a batch header",
@@ -181,19 +191,23 @@ fn decode_batch(bytes: &[u8], max_records: usize) -> Result<(RecordBatch, usize)
     if attributes & (TRANSACTIONAL | CONTROL) != 0 {
         return Err(BatchError::Transactional);
     }
-    match attributes & COMPRESSION_MASK {
-        0 => {}
-        1 => return Err(BatchError::UnsupportedCompression("gzip")),
-        2 => return Err(BatchError::UnsupportedCompression("snappy")),
-        3 => return Err(BatchError::UnsupportedCompression("lz4")),
-        4 => return Err(BatchError::UnsupportedCompression("zstd")),
-        _ => {
-            return Err(corrupt(format!(
-                "compression type {}",
-                attributes & COMPRESSION_MASK
-            )))
+    let records: Cow<'_, [u8]> = match attributes & COMPRESSION_MASK {
+        0 => Cow::Borrowed(&b[BATCH_HEADER_LEN..]),
+        id => {
+            let codec = Codec::from_id(id).ok_or(BatchError::UnsupportedCompression(id))?;
+            match decompress(codec, &b[BATCH_HEADER_LEN..], limits.max_batch_bytes) {
+                Ok(plain) => Cow::Owned(plain),
+                Err(InflateError::TooLarge) => {
+                    return Err(BatchError::TooLarge(format!(
+                        "its {} records inflate past {} bytes",
+                        codec.name(),
+                        limits.max_batch_bytes
+                    )))
+                }
+                Err(InflateError::Corrupt(why)) => return Err(corrupt(why)),
+            }
         }
-    }
+    };
     let mut batch = RecordBatch {
         base_offset: be_i64(&b[0..8]),
         partition_leader_epoch: be_i32(&b[12..16]),
@@ -214,14 +228,14 @@ fn decode_batch(bytes: &[u8], max_records: usize) -> Result<(RecordBatch, usize)
         )));
     }
     // Each record takes at least 7 bytes: no allocation beyond the input.
-    if count > (total - BATCH_HEADER_LEN) / 7 {
+    if count > records.len() / 7 {
         return Err(corrupt(format!(
             "{count} records cannot fit in {} bytes",
-            total - BATCH_HEADER_LEN
+            records.len()
         )));
     }
     batch.records.reserve(count);
-    let mut c = Cursor::new(b, BATCH_HEADER_LEN);
+    let mut c = Cursor::new(&records, 0);
     for i in 0..count {
         let r = decode_record(&mut c, batch.base_timestamp)
             .map_err(|e| corrupt(format!("record {i}: {e}")))?;
@@ -349,7 +363,10 @@ pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_records: 1000 };
+    const LIMITS: Limits = Limits {
+        max_records: 1000,
+        max_batch_bytes: 1 << 20,
+    };
 
     fn sample() -> RecordBatch {
         RecordBatch {
@@ -481,10 +498,16 @@ mod tests {
     #[test]
     fn what_is_not_taken_says_why() {
         let mut b = sample();
-        let limited = decode_batches(&encode_batch(&b), Limits { max_records: 3 });
+        let limited = decode_batches(
+            &encode_batch(&b),
+            Limits {
+                max_records: 3,
+                ..LIMITS
+            },
+        );
         assert!(matches!(limited, Err(BatchError::TooLarge(_))));
-        // Compressed, transactional, control and old-magic batches.
-        for (attributes, code) in [(1i16, 76i16), (4, 76), (0x10, 48), (0x20, 48)] {
+        // No such codec, transactional, control and old-magic batches.
+        for (attributes, code) in [(5i16, 76i16), (7, 76), (0x10, 48), (0x20, 48)] {
             let mut bytes = encode_batch(&b);
             bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
             let crc = crc32c::crc32c(&bytes[21..]);
@@ -510,5 +533,55 @@ mod tests {
             decode_batches(&bytes, LIMITS),
             Err(BatchError::TooLarge(_))
         ));
+    }
+
+    /// `batch` encoded with its records compressed by `codec` (id).
+    fn compressed(batch: &RecordBatch, codec: i16, pack: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let plain = encode_batch(batch);
+        let mut out = plain[..BATCH_HEADER_LEN].to_vec();
+        out.extend(pack(&plain[BATCH_HEADER_LEN..]));
+        let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+        out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        out[21..23].copy_from_slice(&codec.to_be_bytes());
+        let crc = crc32c::crc32c(&out[21..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn compressed_batches_decode_to_the_same_records_within_the_bound() {
+        use std::io::Write;
+        let gzip = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b).expect("gzip");
+            e.finish().expect("gzip")
+        };
+        let lz4 = |b: &[u8]| {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            e.write_all(b).expect("lz4");
+            e.finish().expect("lz4")
+        };
+        let zstd = |b: &[u8]| {
+            ruzstd::encoding::compress_to_vec(b, ruzstd::encoding::CompressionLevel::Fastest)
+        };
+        let snappy = |b: &[u8]| snap::raw::Encoder::new().compress_vec(b).expect("snappy");
+        let b = sample();
+        type Pack<'a> = &'a dyn Fn(&[u8]) -> Vec<u8>;
+        let packs: [(i16, Pack<'_>); 4] = [(1, &gzip), (2, &snappy), (3, &lz4), (4, &zstd)];
+        for (codec, pack) in packs {
+            let bytes = compressed(&b, codec, pack);
+            let got = decode_batches(&bytes, LIMITS).unwrap_or_else(|e| panic!("{codec}: {e}"));
+            assert_eq!(got[0].records, b.records, "codec {codec}");
+            // Records that inflate past the bound: MESSAGE_TOO_LARGE.
+            let tight = Limits {
+                max_batch_bytes: 10,
+                ..LIMITS
+            };
+            let e = decode_batches(&bytes, tight).unwrap_err();
+            assert_eq!(e.kafka_code(), 10, "codec {codec}: {e}");
+        }
+        // Garbage where the compressed records should be: CORRUPT_MESSAGE.
+        let bytes = compressed(&b, 4, |_| b"not zstd at all".to_vec());
+        assert_eq!(decode_batches(&bytes, LIMITS).unwrap_err().kafka_code(), 2);
     }
 }
