@@ -26,7 +26,7 @@ pub(super) fn collect_garbage(ctx: &Context) -> Result<usize> {
         // read of the owner record per batch).
         ctx.owner
             .confirm(&ctx.store)
-            .map_err(super::ownership_refusal)?;
+            .map_err(super::ownership::ownership_refusal)?;
         for key in &keys {
             ctx.store.delete(key)?;
         }

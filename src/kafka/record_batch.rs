@@ -191,23 +191,7 @@ fn decode_batch(
     if attributes & (TRANSACTIONAL | CONTROL) != 0 {
         return Err(BatchError::Transactional);
     }
-    let records: Cow<'_, [u8]> = match attributes & COMPRESSION_MASK {
-        0 => Cow::Borrowed(&b[BATCH_HEADER_LEN..]),
-        id => {
-            let codec = Codec::from_id(id).ok_or(BatchError::UnsupportedCompression(id))?;
-            match decompress(codec, &b[BATCH_HEADER_LEN..], limits.max_batch_bytes) {
-                Ok(plain) => Cow::Owned(plain),
-                Err(InflateError::TooLarge) => {
-                    return Err(BatchError::TooLarge(format!(
-                        "its {} records inflate past {} bytes",
-                        codec.name(),
-                        limits.max_batch_bytes
-                    )))
-                }
-                Err(InflateError::Corrupt(why)) => return Err(corrupt(why)),
-            }
-        }
-    };
+    let records = inflate(attributes, &b[BATCH_HEADER_LEN..], limits.max_batch_bytes)?;
     let mut batch = RecordBatch {
         base_offset: be_i64(&b[0..8]),
         partition_leader_epoch: be_i32(&b[12..16]),
@@ -255,6 +239,24 @@ fn decode_batch(
         )));
     }
     Ok((batch, total))
+}
+
+/// A batch's records as stored: borrowed when uncompressed, inflated
+/// within `max` bytes otherwise.
+fn inflate(attributes: i16, stored: &[u8], max: usize) -> Result<Cow<'_, [u8]>, BatchError> {
+    let id = attributes & COMPRESSION_MASK;
+    if id == 0 {
+        return Ok(Cow::Borrowed(stored));
+    }
+    let codec = Codec::from_id(id).ok_or(BatchError::UnsupportedCompression(id))?;
+    match decompress(codec, stored, max) {
+        Ok(plain) => Ok(Cow::Owned(plain)),
+        Err(InflateError::TooLarge) => Err(BatchError::TooLarge(format!(
+            "its {} records inflate past {max} bytes",
+            codec.name()
+        ))),
+        Err(InflateError::Corrupt(why)) => Err(corrupt(why)),
+    }
 }
 
 fn decode_record(c: &mut Cursor<'_>, base_timestamp: i64) -> Result<KafkaRecord, String> {

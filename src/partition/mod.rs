@@ -157,14 +157,7 @@ impl Partition {
         partition: u32,
         why: String,
     ) -> Partition {
-        let view = PartitionView {
-            low_watermark: 0,
-            committed_next: 0,
-            high_watermark: 0,
-            segments: Default::default(),
-            tail: Default::default(),
-            status: Status::NotOpened(why),
-        };
+        let view = PartitionView::empty(Status::NotOpened(why));
         let shared =
             PartitionShared::new(topic, incarnation, partition, view, Backlog::new(backlog));
         Partition::without_writer(shared)

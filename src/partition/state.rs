@@ -66,6 +66,18 @@ pub struct PartitionView {
 }
 
 impl PartitionView {
+    /// A partition with no records yet, in `status`.
+    pub fn empty(status: Status) -> Self {
+        PartitionView {
+            low_watermark: 0,
+            committed_next: 0,
+            high_watermark: 0,
+            segments: Default::default(),
+            tail: Default::default(),
+            status,
+        }
+    }
+
     /// The offset readers may read up to: the high watermark, or on a
     /// fenced node only what it committed to the bucket (its WAL's records
     /// after that are not part of the new owner's history).

@@ -353,14 +353,7 @@ mod tests {
     }
 
     fn task() -> FetchTask {
-        let view = PartitionView {
-            low_watermark: 0,
-            committed_next: 0,
-            high_watermark: 0,
-            segments: Default::default(),
-            tail: Default::default(),
-            status: Status::Open,
-        };
+        let view = PartitionView::empty(Status::Open);
         let backlog = Backlog::new(Default::default());
         let partition = Arc::new(PartitionShared::new("t", 1, 0, view, backlog));
         let (reply, _) = futures::channel::oneshot::channel();
