@@ -37,6 +37,7 @@ fn start(dir: &std::path::Path) -> Node {
         .arg(env!("CARGO_BIN_EXE_streamhoused"))
         .arg(dir)
         .env("STREAMHOUSE_LOG", "warn")
+        .env("STREAMHOUSE_KAFKA_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()
         .expect("start streamhoused");

@@ -51,6 +51,9 @@ fn main() -> ExitCode {
     if let Some(m) = server.metrics_addr() {
         println!("streamhoused metrics on http://{m}/metrics");
     }
+    if let Some(k) = server.kafka_addr() {
+        println!("streamhoused kafka on {k}");
+    }
     log::info!("listening on {}", server.addr());
     if let Some(sig) = signals.forever().next() {
         log::info!("signal {sig}: shutting down");

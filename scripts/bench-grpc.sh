@@ -16,6 +16,8 @@
 # in DIR instead of building them (to compare two builds in one sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A free port for the Kafka listener, so that runs side by side never collide.
+export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 if [ -n "${STREAMHOUSE_BIN_DIR:-}" ]; then
   BIN="$STREAMHOUSE_BIN_DIR"

@@ -20,6 +20,8 @@
 # requests, so many in flight when the kill comes), CHAOS_OUTAGE_S (30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A free port for the Kafka listener, so that runs side by side never collide.
+export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 ROUNDS="${CHAOS_ROUNDS:-20}"
 PRODUCERS="${CHAOS_PRODUCERS:-4}"

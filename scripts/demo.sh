@@ -15,6 +15,8 @@
 # It never builds, and says where it looked when it finds none.
 # Data: ../shared/data/movies.jsonl from the repository root (DEMO_DATA).
 set -euo pipefail
+# A free port for the Kafka listener: a Kafka already on 9092 does not stop the demo.
+export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 pause="${DEMO_PAUSE:-0}"

@@ -9,6 +9,8 @@
 # running yet, starts it (and stops it again at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A free port for the Kafka listener, so that runs side by side never collide.
+export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
 BIN="$CARGO_TARGET_DIR/debug"
 DATA="${STREAMHOUSE_DATA_DIR:-$(cd .. && pwd)/shared/data}"

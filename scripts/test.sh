@@ -47,5 +47,8 @@ scripts/integration.sh
 step "python example"
 scripts/python-example.sh
 
+step "kafka clients (kcat, kafkajs, confluent-kafka)"
+scripts/kafka-clients.sh
+
 step "fuzz (5 s per target; scripts/fuzz.sh 600 for the long run)"
 scripts/fuzz.sh 5

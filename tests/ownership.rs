@@ -42,7 +42,13 @@ fn crash_with_wal_only(
 /// its exit (a start that is refused).
 fn refused_start(disk: &std::path::Path, endpoint: &str, prefix: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(disk)
         .args(s3::flags(endpoint, prefix))
         .env("STREAMHOUSE_LOG", "off")
@@ -65,7 +71,13 @@ fn a_second_node_refuses_a_held_prefix_and_take_over_fences_the_first() {
 
     // B without --take-over: refused, naming the owner.
     let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(disk_b.path())
         .args(s3::flags(&endpoint, &bucket.prefix))
         .env("STREAMHOUSE_LOG", "off")
@@ -159,7 +171,13 @@ fn after_kill_9_a_new_node_takes_over_with_everything_uploaded() {
     }
     let fresh = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(fresh.path())
         .args(s3::flags(&endpoint, &bucket.prefix))
         .env("STREAMHOUSE_LOG", "off")

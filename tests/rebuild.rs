@@ -203,7 +203,13 @@ fn a_stale_or_foreign_sqlite_file_is_reconciled_and_deletes_nothing() {
         assert!(s.sigterm_and_wait().success());
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(foreign_disk.path())
         .args(s3::flags(&endpoint, &bucket.prefix))
         .env("STREAMHOUSE_LOG", "warn")

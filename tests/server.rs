@@ -708,7 +708,13 @@ fn a_dead_object_store_means_resource_exhausted_not_lost_data() {
     // reconciles with the bucket first), and says why.
     let extra: Vec<&str> = s.extra.iter().map(String::as_str).collect();
     let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .args(&extra)
         .env("STREAMHOUSE_LOG", "off")
@@ -814,7 +820,13 @@ fn a_second_server_on_the_same_data_dir_exits_1_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let first = TestServer::start_in(dir.path(), &[]);
     let out = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("STREAMHOUSE_LOG", "warn")
         .output()
@@ -834,7 +846,13 @@ fn a_second_server_on_a_held_port_exits_naming_the_address() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let first = TestServer::start_in(a.path(), &[]);
     let mut second = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
-        .args(["--listen", &first.addr, "--data-dir"])
+        .args([
+            "--listen",
+            &first.addr,
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(b.path())
         .env("STREAMHOUSE_LOG", "off")
         .stdout(std::process::Stdio::null())
@@ -870,10 +888,16 @@ fn a_second_server_on_a_held_port_exits_naming_the_address() {
 fn refused_start(args: &[String], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamhoused"));
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(args)
-        .env("STREAMHOUSE_LOG", "warn");
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--kafka-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .args(args)
+    .env("STREAMHOUSE_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }

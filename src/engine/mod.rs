@@ -26,7 +26,10 @@ mod retention;
 mod topics;
 
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
-pub use topics::{NodeInfo, PartitionInfo, TopicChange, TopicInfo, TopicSpec};
+pub use topics::{
+    validate_spec as validate_topic_spec, NodeInfo, PartitionInfo, TopicChange, TopicInfo,
+    TopicSpec, MAX_PARTITIONS,
+};
 
 use crate::config::EngineConfig;
 use crate::context::Context;

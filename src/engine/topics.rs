@@ -91,7 +91,9 @@ fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_spec(spec: &TopicSpec) -> Result<()> {
+/// What CreateTopic checks before it changes anything (Kafka's
+/// `validate_only` asks for just this).
+pub fn validate_spec(spec: &TopicSpec) -> Result<()> {
     validate_topic_name(&spec.name).map_err(Error::InvalidArgument)?;
     if spec.partitions == 0 || spec.partitions > MAX_PARTITIONS {
         return Err(Error::InvalidArgument(format!(

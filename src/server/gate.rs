@@ -87,6 +87,7 @@ impl Bound {
     /// `sink`.
     pub fn start(
         self,
+        name: &str,
         max_connections: usize,
         open_files_limit: Option<u64>,
         stats: Arc<GateStats>,
@@ -104,7 +105,7 @@ impl Bound {
         };
         let stopping = Arc::clone(&stop);
         let mut sink = sink;
-        let worker = thread::spawn("grpc-accept", move || {
+        let worker = thread::spawn(format!("{name}-accept"), move || {
             accept_loop(&listener, &stopping, &mut admission, &mut sink)
         })
         .map_err(|e| crate::Error::io("start the accepting thread", e))?;
@@ -301,6 +302,7 @@ mod tests {
         let addr = bound.addr();
         let g = bound
             .start(
+                "test",
                 max,
                 None,
                 Arc::clone(&stats),

@@ -3,12 +3,13 @@
 
 use super::admin::Admin;
 use super::consumer::Consumer;
-use super::flags::ServerConfig;
+use super::flags::{KafkaListener, ServerConfig};
 use super::gate::{Bound, Gate, GateStats};
 use super::producer::Producer;
 use super::shared::{BlockingPool, Shared};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::kafka::{self, Connections, Face};
 use crate::layout;
 use crate::object_store::{LocalFsStore, ObjectStore, S3Store};
 use crate::util::sync::lock;
@@ -30,6 +31,14 @@ pub struct Server {
     engine: Arc<Engine>,
     addr: String,
     metrics: Option<super::metrics_http::MetricsServer>,
+    kafka: Option<KafkaListening>,
+}
+
+/// The Kafka listener: its gate and its open connections.
+struct KafkaListening {
+    gate: Gate,
+    connections: Arc<Connections>,
+    addr: String,
 }
 
 impl Server {
@@ -55,6 +64,10 @@ impl Server {
         // Before the engine takes the data dir and the prefix: a port
         // another process holds is a configuration error.
         let bound = Bound::bind(&config.listen)?;
+        let kafka_bound = match &config.kafka {
+            Some(k) => Some(Bound::bind(&k.listen)?),
+            None => None,
+        };
         super::status::keep_private(&config.engine.data_dir);
         let engine = Engine::open(config.engine.clone(), store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
@@ -76,11 +89,16 @@ impl Server {
         }
         let gate_stats = Arc::new(GateStats::default());
         let gate = bound.start(
+            "grpc",
             config.max_connections,
             open_files_limit,
             Arc::clone(&gate_stats),
             hand_to(Arc::clone(&grpc)),
         )?;
+        let kafka = match (&config.kafka, kafka_bound) {
+            (Some(k), Some(b)) => Some(start_kafka(k, b, &engine, open_files_limit)?),
+            _ => None,
+        };
         let metrics = match &config.metrics_listen {
             Some(a) => Some(
                 super::metrics_http::MetricsServer::start(
@@ -102,12 +120,18 @@ impl Server {
             engine,
             addr,
             metrics,
+            kafka,
         })
     }
 
     /// The address actually bound (the port resolved when 0 was asked).
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The Kafka listener's bound address (`None` when it is off).
+    pub fn kafka_addr(&self) -> Option<&str> {
+        self.kafka.as_ref().map(|k| k.addr.as_str())
     }
 
     pub fn metrics_addr(&self) -> Option<String> {
@@ -122,6 +146,10 @@ impl Server {
             .set_serving_status("", ServingStatus::NotServing);
         let grace = Duration::from_secs(5);
         self.gate.stop();
+        if let Some(mut k) = self.kafka.take() {
+            k.gate.stop();
+            k.connections.close_all();
+        }
         let done = lock(&self.grpc).shutdown();
         match thread::spawn("grpc-shutdown", move || {
             let _ = futures::executor::block_on(done);
@@ -143,6 +171,37 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
+}
+
+/// Starts accepting Kafka connections on `bound`.
+fn start_kafka(
+    k: &KafkaListener,
+    bound: Bound,
+    engine: &Arc<Engine>,
+    open_files_limit: Option<u64>,
+) -> Result<KafkaListening> {
+    let addr = bound.addr();
+    if !addr.ip().is_loopback() {
+        log::warn!(
+            "Kafka listener on {addr} has no authentication yet: anyone who reaches this port can read and write every topic"
+        );
+    }
+    let face = Face::new(Arc::clone(engine), k.config.clone(), addr).map_err(Error::Config)?;
+    let face = Arc::new(face);
+    let connections = Arc::new(Connections::default());
+    let conns = Arc::clone(&connections);
+    let gate = bound.start(
+        "kafka",
+        k.max_connections,
+        open_files_limit,
+        Arc::new(GateStats::default()),
+        Box::new(move |stream| kafka::serve(Arc::clone(&face), Arc::clone(&conns), stream)),
+    )?;
+    Ok(KafkaListening {
+        gate,
+        connections,
+        addr: addr.to_string(),
+    })
 }
 
 /// grpc's C-core server with every service behind its admission decoder,

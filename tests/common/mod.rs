@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod grpc;
+pub mod kafka;
 pub mod s3;
 pub mod store;
 
@@ -16,6 +17,9 @@ use streamhouse::proto::grpc::{AdminServiceClient, ConsumerServiceClient, Produc
 pub struct TestServer {
     /// `http://host:port/metrics` when started with `--metrics-listen`.
     pub metrics_url: Option<String>,
+    /// The Kafka listener's `host:port` (a free port unless the test
+    /// passes `--kafka-listen`).
+    pub kafka_addr: Option<String>,
     pub child: Child,
     pub addr: String,
     pub dir: std::path::PathBuf,
@@ -64,6 +68,8 @@ impl TestServer {
             .arg(dir)
             .args(extra)
             .env("STREAMHOUSE_LOG", "warn")
+            // Tests run in parallel: no fixed Kafka port.
+            .env("STREAMHOUSE_KAFKA_LISTEN", "127.0.0.1:0")
             // A developer's shell may hold `scripts/s3-server.sh env`: the
             // tests choose their store with flags.
             .env_remove("STREAMHOUSE_S3_ENDPOINT")
@@ -82,6 +88,17 @@ impl TestServer {
             stdout.read_line(&mut m).unwrap();
             m.trim().rsplit(' ').next().unwrap().to_string()
         });
+        let kafka_off = extra
+            .windows(2)
+            .any(|w| w[0] == "--kafka-listen" && w[1] == "off");
+        let kafka_addr = (!kafka_off).then(|| {
+            let mut k = String::new();
+            stdout.read_line(&mut k).unwrap();
+            k.trim()
+                .strip_prefix("streamhoused kafka on ")
+                .unwrap_or_else(|| panic!("unexpected kafka line {k:?}"))
+                .to_string()
+        });
         let addr = line
             .trim()
             .strip_prefix("streamhoused listening on ")
@@ -89,6 +106,7 @@ impl TestServer {
             .to_string();
         TestServer {
             metrics_url,
+            kafka_addr,
             child,
             addr,
             dir: dir.to_path_buf(),

@@ -1,9 +1,10 @@
 //! The flag table's tests: defaults, the environment, every refusal,
 //! and README.md's copy of the table.
+use super::table::show_size;
 use super::*;
 
 const README_BEGIN: &str =
-    "<!-- flags: generated from src/server/flags/mod.rs; a test checks it -->\n";
+    "<!-- flags: generated from src/server/flags/table.rs; a test checks it -->\n";
 const README_END: &str = "<!-- end of flags -->";
 
 /// README.md's flag table is the one this table makes. To refresh it:

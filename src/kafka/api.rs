@@ -1,0 +1,173 @@
+//! Dispatch: the APIs and versions this node serves (ApiVersions lists
+//! exactly [`SUPPORTED`]), each request's shape checked ([`guard`]) and
+//! decoded, handed to its handler, and the answer encoded.
+//!
+//! [`guard`]: super::guard
+
+use super::convert::code;
+use super::wire::{self, RequestHeader};
+use super::{admin, fetch, guard, metadata, offsets, produce, Face};
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable};
+use std::sync::Arc;
+
+/// (API, lowest version, highest version) served. Produce starts at 3 and
+/// Fetch at 4: older versions carry message sets v0/v1, which neither
+/// kafka-protocol 0.18 nor this node decodes (Kafka 4.0 removed them too).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// What the connection does with a request.
+pub enum Action {
+    /// Send these bytes (in order).
+    Reply(Vec<u8>),
+    /// Run this (it may wait for the engine), then send what it returns;
+    /// `None` closes the connection.
+    Later(Box<dyn FnOnce() -> Option<Vec<u8>> + Send>),
+    /// Nothing to send (a produce with acks=0).
+    NoReply,
+    /// Close the connection, for this reason (logged).
+    Close(String),
+}
+
+/// A handler's answer: now, after waiting, or none at all.
+pub enum Answer<R> {
+    Now(R),
+    Later(Box<dyn FnOnce() -> R + Send>),
+    Nothing,
+}
+
+/// Handles one request frame.
+pub fn handle(face: &Arc<Face>, frame: Vec<u8>) -> Action {
+    let (header, at) = match wire::parse_header(&frame) {
+        Ok(h) => h,
+        Err(e) => return Action::Close(e.to_string()),
+    };
+    let body = Bytes::from(frame).slice(at..);
+    let Ok(key) = ApiKey::try_from(header.api_key) else {
+        return Action::Close(format!("unknown api key {}", header.api_key));
+    };
+    let version = header.api_version;
+    let served = SUPPORTED
+        .iter()
+        .any(|(k, lo, hi)| *k == key && (*lo..=*hi).contains(&version));
+    if !served {
+        if key == ApiKey::ApiVersions {
+            return unsupported_api_versions(&header);
+        }
+        return Action::Close(format!("{key:?} version {version} is not supported"));
+    }
+    if let Err(e) = guard::check_request(header.api_key, version, &body) {
+        return Action::Close(format!("malformed {key:?} v{version} request: {e}"));
+    }
+    dispatch(face, key, header, body)
+}
+
+fn dispatch(face: &Arc<Face>, key: ApiKey, header: RequestHeader, body: Bytes) -> Action {
+    match key {
+        ApiKey::ApiVersions => run(face, header, body, |_, _: ApiVersionsRequest, _| {
+            Answer::Now(api_versions(code::NONE))
+        }),
+        ApiKey::Metadata => run(face, header, body, metadata::metadata),
+        ApiKey::Produce => run(face, header, body, produce::produce),
+        ApiKey::InitProducerId => run(face, header, body, produce::init_producer_id),
+        ApiKey::Fetch => run(face, header, body, fetch::fetch),
+        ApiKey::ListOffsets => run(face, header, body, offsets::list_offsets),
+        ApiKey::FindCoordinator => run(face, header, body, offsets::find_coordinator),
+        ApiKey::OffsetCommit => run(face, header, body, offsets::offset_commit),
+        ApiKey::OffsetFetch => run(face, header, body, offsets::offset_fetch),
+        ApiKey::CreateTopics => run(face, header, body, admin::create_topics),
+        ApiKey::DeleteTopics => run(face, header, body, admin::delete_topics),
+        ApiKey::DescribeConfigs => run(face, header, body, admin::describe_configs),
+        ApiKey::DescribeGroups => run(face, header, body, admin::describe_groups),
+        ApiKey::ListGroups => run(face, header, body, admin::list_groups),
+        ApiKey::DescribeCluster => run(face, header, body, admin::describe_cluster),
+        other => Action::Close(format!("{other:?} is not served")),
+    }
+}
+
+/// Decodes the body as `Q`, runs the handler, encodes its answer.
+fn run<Q, R>(
+    face: &Arc<Face>,
+    header: RequestHeader,
+    mut body: Bytes,
+    handler: impl FnOnce(&Arc<Face>, Q, i16) -> Answer<R>,
+) -> Action
+where
+    Q: Decodable,
+    R: Encodable + Send + 'static,
+{
+    let version = header.api_version;
+    let req = match Q::decode(&mut body, version) {
+        Ok(r) => r,
+        Err(e) => {
+            return Action::Close(format!(
+                "cannot decode api {} v{version}: {e}",
+                header.api_key
+            ))
+        }
+    };
+    let encode = move |resp: R| match wire::encode_response(&header, &resp, version) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            log::warn!("kafka: {e}");
+            None
+        }
+    };
+    match handler(face, req, version) {
+        Answer::Now(resp) => match encode(resp) {
+            Some(b) => Action::Reply(b),
+            None => Action::Close("an answer could not be encoded".into()),
+        },
+        Answer::Later(work) => Action::Later(Box::new(move || encode(work()))),
+        Answer::Nothing => Action::NoReply,
+    }
+}
+
+/// The ApiVersions answer: every API in [`SUPPORTED`].
+pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*lo)
+                .with_max_version(*hi)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+}
+
+/// An ApiVersions request at a version we do not serve: Kafka's rule is
+/// a v0 answer with UNSUPPORTED_VERSION and the list, so that the client
+/// can pick a version both sides know.
+fn unsupported_api_versions(header: &RequestHeader) -> Action {
+    match wire::encode_response(header, &api_versions(code::UNSUPPORTED_VERSION), 0) {
+        Ok(b) => Action::Reply(b),
+        Err(e) => Action::Close(e),
+    }
+}
+
+/// A string for kafka-protocol.
+pub fn sb(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

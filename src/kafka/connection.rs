@@ -1,0 +1,144 @@
+//! One Kafka connection: a reader thread that reads each request, checks
+//! and decodes it, and starts its work (a produce is queued into the
+//! partition writers at once); a responder thread that sends the answers
+//! in the order the requests came, each when its work completes. A client
+//! with five produce requests in flight therefore has all five in the
+//! writers' queues, sharing fsyncs, while it waits for the first answer.
+//!
+//! A malformed frame or header closes the connection (as Kafka does);
+//! malformed bodies get the API's error answer where one can be encoded.
+
+use super::api::{self, Action};
+use super::wire::{self, FrameError};
+use super::Face;
+use crate::util::sync::lock;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Answers a connection may have outstanding before its reader waits:
+/// more than librdkafka's 5 in flight, few enough to bound the memory.
+const MAX_IN_FLIGHT: usize = 16;
+/// Stack of a connection's threads: they decode requests and wait.
+const STACK: usize = 256 << 10;
+
+/// The open connections, so that stopping the server closes them.
+#[derive(Default)]
+pub struct Connections {
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next: AtomicU64,
+    pub accepted: AtomicU64,
+}
+
+impl Connections {
+    /// Closes every open connection (their threads then end).
+    pub fn close_all(&self) {
+        for (_, s) in lock(&self.open).drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        lock(&self.open).len()
+    }
+}
+
+/// Serves `stream` on two threads of its own; returns at once.
+pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    // The gate accepts without blocking; requests are read blocking.
+    if let Err(e) = stream.set_nonblocking(false) {
+        log::warn!("kafka: cannot serve {peer}: {e}");
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(face.config.idle_timeout));
+    let (Ok(writer), Ok(registered)) = (stream.try_clone(), stream.try_clone()) else {
+        log::warn!("kafka: cannot serve {peer}: out of descriptors");
+        return;
+    };
+    let id = conns.next.fetch_add(1, Ordering::Relaxed);
+    conns.accepted.fetch_add(1, Ordering::Relaxed);
+    lock(&conns.open).insert(id, registered);
+    let (tx, rx) = bounded::<Action>(MAX_IN_FLIGHT);
+    let responder_peer = peer.clone();
+    let responder = std::thread::Builder::new()
+        .name("kafka-respond".into())
+        .stack_size(STACK)
+        .spawn(move || respond(writer, rx, &responder_peer));
+    if let Err(e) = responder {
+        log::warn!("kafka: cannot serve {peer}: {e}");
+        lock(&conns.open).remove(&id);
+        return;
+    }
+    let reader = std::thread::Builder::new()
+        .name("kafka-read".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            read_requests(&face, stream, tx, &peer);
+            lock(&conns.open).remove(&id);
+        });
+    if let Err(e) = reader {
+        // The sender went with the failed closure: the responder ends.
+        log::warn!("kafka: cannot serve a connection: {e}");
+    }
+}
+
+/// Reads requests until the peer closes, a frame is malformed, or the
+/// responder has stopped.
+fn read_requests(face: &Arc<Face>, mut stream: TcpStream, tx: Sender<Action>, peer: &str) {
+    loop {
+        let frame = match wire::read_frame(&mut stream, face.config.max_request_bytes) {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                log::debug!("kafka: closing {peer}: idle");
+                break;
+            }
+            Err(e) => {
+                log::info!("kafka: closing {peer}: {e}");
+                break;
+            }
+        };
+        let action = api::handle(face, frame);
+        if let Action::Close(why) = &action {
+            log::info!("kafka: closing {peer}: {why}");
+        }
+        let close = matches!(action, Action::Close(_));
+        if tx.send(action).is_err() || close {
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Read);
+}
+
+/// Sends answers in request order; ends when the reader has ended and
+/// every answer is out, or the peer stops reading.
+fn respond(mut stream: TcpStream, rx: Receiver<Action>, peer: &str) {
+    for action in rx {
+        let bytes = match action {
+            Action::Reply(b) => b,
+            Action::Later(work) => match work() {
+                Some(b) => b,
+                None => break,
+            },
+            Action::NoReply => continue,
+            Action::Close(_) => break,
+        };
+        if let Err(e) = stream.write_all(&bytes) {
+            log::debug!("kafka: {peer} stopped reading: {e}");
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}

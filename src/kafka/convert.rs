@@ -1,0 +1,227 @@
+//! Between Kafka's terms and the engine's: error codes, and records both
+//! ways.
+
+use super::record_batch::{KafkaRecord, RecordBatch};
+use crate::error::Error;
+use crate::record::{Header, Record};
+
+/// Kafka's error codes that this face answers with (names as Kafka's
+/// `Errors` enum has them).
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// The Kafka code for an engine error outside a produce (see
+/// [`produce_error_code`]).
+pub fn error_code(e: &Error) -> i16 {
+    match e {
+        Error::InvalidArgument(_) => code::INVALID_REQUEST,
+        Error::NotFound(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
+        Error::AlreadyExists(_) => code::TOPIC_ALREADY_EXISTS,
+        Error::OutOfRange(_) => code::OFFSET_OUT_OF_RANGE,
+        // Retriable: the client backs off and tries again.
+        Error::Backpressure(_) => code::REQUEST_TIMED_OUT,
+        // Shutting down, or another node owns the prefix: the client
+        // refreshes its metadata and retries.
+        Error::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
+        Error::FailedPrecondition(_) => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        Error::Aborted(_) => code::INVALID_PRODUCER_EPOCH,
+        Error::DataLoss(_)
+        | Error::Corruption { .. }
+        | Error::Malformed { .. }
+        | Error::Store(_)
+        | Error::Meta(_)
+        | Error::Io { .. } => code::KAFKA_STORAGE_ERROR,
+        Error::Config(_) => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// The Kafka code for an error of an (idempotent) produce: the topic and
+/// partition were checked before, so NOT_FOUND is an unknown producer id
+/// and ALREADY_EXISTS a batch older than the ones kept.
+pub fn produce_error_code(e: &Error) -> i16 {
+    match e {
+        Error::NotFound(_) => code::UNKNOWN_PRODUCER_ID,
+        Error::AlreadyExists(_) => code::DUPLICATE_SEQUENCE_NUMBER,
+        Error::InvalidArgument(_) => code::INVALID_RECORD,
+        other => error_code(other),
+    }
+}
+
+/// A Kafka record as the engine stores it. Null values (tombstones) and
+/// null header values have no representation in segment format v1: they
+/// are refused rather than turned into empty ones.
+pub fn to_record(r: KafkaRecord) -> Result<Record, String> {
+    let Some(value) = r.value else {
+        return Err("null record values (tombstones) are not supported yet".to_string());
+    };
+    let mut headers = Vec::with_capacity(r.headers.len());
+    for (key, value) in r.headers {
+        let Some(value) = value else {
+            return Err(format!(
+                "header {key:?} has a null value; not supported yet"
+            ));
+        };
+        headers.push(Header { key, value });
+    }
+    Ok(Record {
+        offset: 0,
+        // Kafka's "no timestamp" (-1) and anything before 1970 get the
+        // server's time (the engine reads 0 as "now").
+        timestamp_ms: r.timestamp_ms.max(0),
+        key: r.key,
+        value,
+        headers,
+    })
+}
+
+/// Records read from a partition (consecutive offsets) as one
+/// uncompressed batch.
+pub fn to_batch(records: &[Record]) -> Option<RecordBatch> {
+    let first = records.first()?;
+    let last = records.last()?;
+    let base_timestamp = first.timestamp_ms;
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .max()
+        .unwrap_or(base_timestamp);
+    let records = records
+        .iter()
+        .map(|r| KafkaRecord {
+            timestamp_ms: r.timestamp_ms,
+            offset_delta: (r.offset - first.offset) as i32,
+            key: r.key.clone(),
+            value: Some(r.value.clone()),
+            headers: r
+                .headers
+                .iter()
+                .map(|h| (h.key.clone(), Some(h.value.clone())))
+                .collect(),
+        })
+        .collect();
+    Some(RecordBatch {
+        base_offset: first.offset,
+        partition_leader_epoch: 0,
+        attributes: 0,
+        last_offset_delta: (last.offset - first.offset) as i32,
+        base_timestamp,
+        max_timestamp,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        records,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::record_batch::{decode_batches, encode_batch, Limits};
+
+    #[test]
+    fn records_read_back_as_the_batch_a_client_decodes() {
+        let records: Vec<Record> = (0..3)
+            .map(|i| Record {
+                offset: 40 + i,
+                timestamp_ms: 1_700_000_000_000 + i,
+                key: (i != 1).then(|| vec![i as u8]),
+                value: vec![b'v'; i as usize],
+                headers: vec![
+                    Header {
+                        key: "h".into(),
+                        value: b"1".to_vec(),
+                    },
+                    Header {
+                        key: "h".into(),
+                        value: vec![],
+                    },
+                ],
+            })
+            .collect();
+        let batch = to_batch(&records).unwrap();
+        let bytes = encode_batch(&batch);
+        let limits = Limits {
+            max_records: 10,
+            max_batch_bytes: 1 << 20,
+        };
+        let back = decode_batches(&bytes, limits).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].base_offset, 40);
+        let again: Vec<Record> = back[0]
+            .records
+            .iter()
+            .cloned()
+            .map(|r| {
+                let offset = back[0].base_offset + i64::from(r.offset_delta);
+                let mut rec = to_record(r).unwrap();
+                rec.offset = offset;
+                rec
+            })
+            .collect();
+        assert_eq!(again, records);
+        assert!(to_batch(&[]).is_none());
+    }
+
+    #[test]
+    fn null_values_are_refused_not_emptied() {
+        let r = KafkaRecord {
+            timestamp_ms: 5,
+            offset_delta: 0,
+            key: None,
+            value: None,
+            headers: vec![],
+        };
+        assert!(to_record(r.clone()).is_err());
+        let mut h = r;
+        h.value = Some(vec![]);
+        h.headers = vec![("k".into(), None)];
+        assert!(to_record(h).is_err());
+    }
+
+    #[test]
+    fn produce_errors_name_the_producer_cases() {
+        assert_eq!(
+            produce_error_code(&Error::NotFound("p".into())),
+            code::UNKNOWN_PRODUCER_ID
+        );
+        assert_eq!(
+            produce_error_code(&Error::AlreadyExists("s".into())),
+            code::DUPLICATE_SEQUENCE_NUMBER
+        );
+        assert_eq!(
+            produce_error_code(&Error::FailedPrecondition("gap".into())),
+            code::OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
+        assert_eq!(
+            produce_error_code(&Error::Aborted("fenced".into())),
+            code::INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(
+            error_code(&Error::NotFound("t".into())),
+            code::UNKNOWN_TOPIC_OR_PARTITION
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! ListOffsets, FindCoordinator, OffsetCommit and OffsetFetch. Committed
+//! offsets live where gRPC's do (metadata and the bucket checkpoint), so
+//! `streamctl group get` sees a Kafka client's commits and the reverse.
+//! Group membership is not served yet: commits from any member (simple
+//! consumers with generation -1 included) are accepted.
+
+use super::api::{sb, Answer};
+use super::convert::{code, error_code};
+use super::metadata::LEADER_EPOCH;
+use super::{Face, BROKER_ID};
+use crate::error::{Error, Result};
+use crate::read::FetchRequest as EngineFetch;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// ListOffsets' special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub fn list_offsets(
+    face: &Arc<Face>,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> Answer<ListOffsetsResponse> {
+    // The field exists from v4; kafka-protocol refuses it set before.
+    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let face = Arc::clone(face);
+    Answer::Later(Box::new(move || {
+        let topics = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let r = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_leader_epoch(epoch);
+                        match offset_for(&face, &name, p.partition_index, p.timestamp) {
+                            Ok((offset, timestamp)) => {
+                                r.with_offset(offset).with_timestamp(timestamp)
+                            }
+                            Err(e) => r
+                                .with_error_code(error_code(&e))
+                                .with_offset(-1)
+                                .with_timestamp(-1),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(TopicName(sb(name)))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        ListOffsetsResponse::default().with_topics(topics)
+    }))
+}
+
+/// (offset, timestamp) for one partition: -1/-2 give the high / low
+/// watermark (timestamp -1); -3 the last record; a time the first record
+/// at or after it, with its timestamp, or (-1, -1) when there is none.
+fn offset_for(face: &Face, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64)> {
+    let partition = u32::try_from(partition)
+        .map_err(|_| Error::NotFound(format!("partition {partition} of {topic}")))?;
+    let engine = &face.engine;
+    match timestamp {
+        LATEST | EARLIEST => Ok((engine.list_offsets_sync(topic, partition, timestamp)?, -1)),
+        MAX_TIMESTAMP => {
+            let high = engine.list_offsets_sync(topic, partition, LATEST)?;
+            let low = engine.list_offsets_sync(topic, partition, EARLIEST)?;
+            if high <= low {
+                return Ok((-1, -1));
+            }
+            record_at(face, topic, partition, high - 1)
+        }
+        t if t >= 0 => {
+            let offset = engine.list_offsets_sync(topic, partition, t)?;
+            let high = engine.list_offsets_sync(topic, partition, LATEST)?;
+            if offset >= high {
+                return Ok((-1, -1));
+            }
+            record_at(face, topic, partition, offset)
+        }
+        other => Err(Error::InvalidArgument(format!(
+            "timestamp {other}: -1 (latest), -2 (earliest), -3 (max timestamp) or a time in ms"
+        ))),
+    }
+}
+
+/// The offset and timestamp of the record at `offset` (or the next one).
+fn record_at(face: &Face, topic: &str, partition: u32, offset: i64) -> Result<(i64, i64)> {
+    let req = EngineFetch {
+        offset,
+        max_records: 1,
+        max_bytes: 1,
+        max_wait: Duration::ZERO,
+    };
+    let got = face.engine.fetch_sync(topic, partition, req)?;
+    Ok(got
+        .records
+        .first()
+        .map_or((-1, -1), |r| (r.offset, r.timestamp_ms)))
+}
+
+/// This node coordinates every group; transactions have no coordinator.
+pub fn find_coordinator(
+    face: &Arc<Face>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> Answer<FindCoordinatorResponse> {
+    const TRANSACTION: i8 = 1;
+    let (error, message) = if req.key_type == TRANSACTION {
+        (
+            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            Some(sb("transactions are not supported by StreamHouse")),
+        )
+    } else {
+        (code::NONE, None)
+    };
+    let r = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(BROKER_ID))
+                    .with_host(sb(face.host.clone()))
+                    .with_port(face.port)
+                    .with_error_code(error)
+                    .with_error_message(message.clone())
+            })
+            .collect();
+        return Answer::Now(r.with_coordinators(coordinators));
+    }
+    Answer::Now(
+        r.with_error_code(error)
+            .with_error_message(message)
+            .with_node_id(BrokerId(BROKER_ID))
+            .with_host(sb(face.host.clone()))
+            .with_port(face.port),
+    )
+}
+
+pub fn offset_commit(
+    face: &Arc<Face>,
+    req: OffsetCommitRequest,
+    _v: i16,
+) -> Answer<OffsetCommitResponse> {
+    let group = req.group_id.0.to_string();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
+                    let result = u32::try_from(p.partition_index)
+                        .map_err(|_| Error::NotFound(format!("partition {}", p.partition_index)))
+                        .and_then(|part| {
+                            face.engine.commit_offset(
+                                &group,
+                                &name,
+                                part,
+                                p.committed_offset,
+                                metadata,
+                            )
+                        });
+                    let code = match result {
+                        Ok(()) => code::NONE,
+                        Err(Error::InvalidArgument(m)) if m.contains("group") => {
+                            code::INVALID_GROUP_ID
+                        }
+                        Err(e) => error_code(&e),
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(TopicName(sb(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    Answer::Now(OffsetCommitResponse::default().with_topics(topics))
+}
+
+/// One partition's committed offset as OffsetFetch answers it.
+struct Committed {
+    partition: i32,
+    offset: i64,
+    metadata: String,
+    error: i16,
+}
+
+/// One group's committed offsets by topic,
+/// for the asked partitions or (`None`) all of them. A partition without
+/// a commit answers offset -1.
+fn committed(
+    face: &Face,
+    group: &str,
+    asked: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<BTreeMap<String, Vec<Committed>>> {
+    let mut out: BTreeMap<String, Vec<Committed>> = BTreeMap::new();
+    let found = |partition, offset, metadata, error| Committed {
+        partition,
+        offset,
+        metadata,
+        error,
+    };
+    match asked {
+        None => {
+            for o in face.engine.group_offsets(group)? {
+                out.entry(o.topic).or_default().push(found(
+                    o.partition as i32,
+                    o.offset,
+                    o.metadata,
+                    code::NONE,
+                ));
+            }
+        }
+        Some(topics) => {
+            for (topic, parts) in topics {
+                let entry = out.entry(topic.clone()).or_default();
+                for p in parts {
+                    let got = u32::try_from(p)
+                        .map_err(|_| Error::NotFound(format!("partition {p}")))
+                        .and_then(|part| face.engine.committed_offset(group, &topic, part));
+                    entry.push(match got {
+                        Ok(Some(o)) => found(p, o.offset, o.metadata, code::NONE),
+                        Ok(None) => found(p, -1, String::new(), code::NONE),
+                        Err(e) => found(p, -1, String::new(), error_code(&e)),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn offset_fetch(
+    face: &Arc<Face>,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> Answer<OffsetFetchResponse> {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let asked = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let r = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match committed(face, g.group_id.0.as_str(), asked) {
+                    Ok(map) => r.with_topics(
+                        map.into_iter()
+                            .map(|(topic, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(sb(topic)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|c| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(c.partition)
+                                                    .with_committed_offset(c.offset)
+                                                    .with_metadata(Some(sb(c.metadata)))
+                                                    .with_error_code(c.error)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => r.with_error_code(error_code(&e)),
+                }
+            })
+            .collect();
+        return Answer::Now(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let asked = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let r = OffsetFetchResponse::default();
+    Answer::Now(match committed(face, req.group_id.0.as_str(), asked) {
+        Ok(map) => r.with_topics(
+            map.into_iter()
+                .map(|(topic, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(sb(topic)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|c| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(c.partition)
+                                        .with_committed_offset(c.offset)
+                                        .with_metadata(Some(sb(c.metadata)))
+                                        .with_error_code(c.error)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+        Err(e) => r.with_error_code(error_code(&e)),
+    })
+}
