@@ -39,7 +39,7 @@ fn batches(values: &[Vec<u8>], records: usize, start: usize) -> Vec<Vec<Record>>
         .map(|b| {
             (0..BATCH)
                 .map(|i| Record {
-                    value: values[(start + b * BATCH + i) % values.len()].clone(),
+                    value: Some(values[(start + b * BATCH + i) % values.len()].clone()),
                     ..Default::default()
                 })
                 .collect()
@@ -261,7 +261,7 @@ fn latency_run(values: &[Vec<u8>], max_rate: f64, store: &str) {
                 for rec in &r.records {
                     if let Some(h) = rec.headers.first() {
                         let mut b = [0u8; 8];
-                        b.copy_from_slice(&h.value);
+                        b.copy_from_slice(h.value_bytes());
                         let sent = Duration::from_nanos(u64::from_le_bytes(b));
                         lat.push((sent, micros(now - sent)));
                     }
@@ -293,7 +293,7 @@ fn latency_run(values: &[Vec<u8>], max_rate: f64, store: &str) {
         let sent = epoch.elapsed();
         b[0].headers = vec![Header {
             key: "t".into(),
-            value: (sent.as_nanos() as u64).to_le_bytes().to_vec(),
+            value: Some((sent.as_nanos() as u64).to_le_bytes().to_vec()),
         }];
         let rx = engine.produce("lat", 0, b, Acks::Wal).expect("produce");
         tx.send((sent, rx)).expect("acker");

@@ -51,7 +51,7 @@ fn populate(dir: &std::path::Path, store: Arc<dyn ObjectStore>, segments: usize)
     for s in 0..segments {
         let batch: Vec<Record> = (0..20)
             .map(|i| Record {
-                value: values[(s * 20 + i) % values.len()].clone(),
+                value: Some(values[(s * 20 + i) % values.len()].clone()),
                 ..Default::default()
             })
             .collect();

@@ -18,8 +18,14 @@ use streamhouse::segment::{SegmentBytes, SegmentWriter, DEFAULT_BLOCK_BYTES};
 fn encode(values: &[Vec<u8>]) -> Vec<u8> {
     let mut w = SegmentWriter::new(DEFAULT_BLOCK_BYTES);
     for (i, v) in values.iter().enumerate() {
-        w.push_parts(i as i64, 1_764_000_000_000 + i as i64 / 100, None, v, &[])
-            .expect("offsets increase");
+        w.push_parts(
+            i as i64,
+            1_764_000_000_000 + i as i64 / 100,
+            None,
+            Some(v),
+            &[],
+        )
+        .expect("offsets increase");
     }
     w.finish().expect("non-empty").0
 }
@@ -30,7 +36,7 @@ fn decode_refs(seg: &[u8]) -> usize {
     for i in 0..reader.footer().entries().len() {
         let block = reader.block(i).expect("valid block");
         for r in block.iter() {
-            n += r.value.len();
+            n += r.value.map_or(0, <[u8]>::len);
         }
     }
     n
@@ -40,7 +46,7 @@ fn decode_owned(seg: &[u8]) -> usize {
     let reader = SegmentBytes::open(seg).expect("valid segment");
     reader
         .iter_from(0)
-        .map(|r| r.expect("valid").value.len())
+        .map(|r| r.expect("valid").value_bytes().len())
         .sum()
 }
 

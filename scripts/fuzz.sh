@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_footer segment_object wal_file produce_request producer_snapshot kafka_record_batch)
+[ ${#targets[@]} -gt 0 ] || targets=(segment_block segment_footer segment_object wal_file produce_request producer_snapshot kafka_record_batch kafka_request)
 
 export CARGO_TARGET_DIR="${STREAMHOUSE_FUZZ_TARGET_DIR:-$HOME/.cache/streamhouse/fuzz-target}"
 export RUSTC_BOOTSTRAP=1
@@ -48,6 +48,11 @@ seed() {
       # Mode byte 1 (fix the CRC), then one batch laid out by hand from
       # Kafka's message-format page: key "k", value "v", header ("h", null).
       printf '\001\000\000\000\000\000\000\000\005\000\000\000\075\000\000\000\000\002\205\245\046\324\000\000\000\000\000\000\000\000\000\000\000\000\003\350\000\000\000\000\000\000\003\352\377\377\377\377\377\377\377\377\377\377\377\377\377\377\000\000\000\001\026\000\004\000\002\153\002\166\002\002\150\001' > "$dir/seed-batch" ;;
+    kafka_request)
+      # Metadata (index 3 of the served table) v1 asking for topic
+      # "movies"; Produce (index 0) v3 with no topics.
+      printf '\003\001\000\000\000\001\000\006movies' > "$dir/seed-metadata"
+      printf '\000\000\377\377\377\377\000\000\023\210\000\000\000\000' > "$dir/seed-produce" ;;
   esac
 }
 

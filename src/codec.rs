@@ -5,7 +5,7 @@
 //! Decoders return [`DecodeError`] with what was being read; the caller
 //! adds where (a segment block, a WAL entry).
 
-use crate::record::Header;
+use crate::record::{Header, Record};
 use std::fmt;
 use std::ops::Range;
 
@@ -70,21 +70,63 @@ pub fn uvarint_len(v: u64) -> usize {
     bits.div_ceil(7)
 }
 
-/// One header: `uvarint key length, key (UTF-8), uvarint value length,
-/// value`. The WAL and segment blocks both store headers this way.
-pub fn put_header(out: &mut Vec<u8>, h: &Header) {
+/// How the lengths of values (record values and header values) are
+/// written. `Plain`, the original encoding, has no null; `Nullable` writes
+/// `0` for a null value and `n + 1` for `n` bytes, as keys always have.
+/// Writers use `Nullable` only for data that holds a null, so data without
+/// nulls keeps its original bytes (and older readers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lengths {
+    #[default]
+    Plain,
+    Nullable,
+}
+
+impl Lengths {
+    /// `Nullable` when any of `records` has a null value or header value.
+    pub fn for_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Lengths {
+        if records.into_iter().any(Record::has_null) {
+            Lengths::Nullable
+        } else {
+            Lengths::Plain
+        }
+    }
+
+    /// The length field of `value`. (`Plain` is never chosen for data with
+    /// a null; a null there would read back as empty.)
+    pub fn field(self, value: Option<&[u8]>) -> u64 {
+        match (self, value) {
+            (Lengths::Plain, v) => v.map_or(0, <[u8]>::len) as u64,
+            (Lengths::Nullable, None) => 0,
+            (Lengths::Nullable, Some(v)) => v.len() as u64 + 1,
+        }
+    }
+
+    /// A length field read back: the value's byte count, or `None` (null).
+    pub fn decode(self, field: u64) -> Option<u64> {
+        match self {
+            Lengths::Plain => Some(field),
+            Lengths::Nullable => field.checked_sub(1),
+        }
+    }
+}
+
+/// One header: `uvarint key length, key (UTF-8), uvarint value length
+/// field ([`Lengths`]), value`. The WAL and segment blocks both store
+/// headers this way.
+pub fn put_header(out: &mut Vec<u8>, h: &Header, lengths: Lengths) {
     put_uvarint(out, h.key.len() as u64);
     out.extend_from_slice(h.key.as_bytes());
-    put_uvarint(out, h.value.len() as u64);
-    out.extend_from_slice(&h.value);
+    put_uvarint(out, lengths.field(h.value.as_deref()));
+    out.extend_from_slice(h.value_bytes());
 }
 
 /// Bytes [`put_header`] writes for `h`.
-pub fn header_encoded_len(h: &Header) -> usize {
+pub fn header_encoded_len(h: &Header, lengths: Lengths) -> usize {
     uvarint_len(h.key.len() as u64)
         + h.key.len()
-        + uvarint_len(h.value.len() as u64)
-        + h.value.len()
+        + uvarint_len(lengths.field(h.value.as_deref()))
+        + h.value_bytes().len()
 }
 
 /// A bounds-checked reader over a byte buffer.
@@ -178,16 +220,32 @@ impl<'a> Cursor<'a> {
     }
 
     /// One header written by [`put_header`]: the byte ranges of its key
-    /// (checked to be UTF-8) and value.
-    pub fn header(&mut self) -> DecodeResult<(Range<usize>, Range<usize>)> {
+    /// (checked to be UTF-8) and value (`None`: null).
+    pub fn header(
+        &mut self,
+        lengths: Lengths,
+    ) -> DecodeResult<(Range<usize>, Option<Range<usize>>)> {
         let kl = self.len("header key length")?;
         let key = self.skip(kl, "header key")?;
         if std::str::from_utf8(&self.buf[key.clone()]).is_err() {
             return Err(DecodeError::new("header key is not UTF-8"));
         }
-        let vl = self.len("header value length")?;
-        let value = self.skip(vl, "header value")?;
+        let value = self.value(lengths, "header value")?;
         Ok((key, value))
+    }
+
+    /// A value written with a [`Lengths`] field: its byte range, or `None`
+    /// for a null.
+    pub fn value(&mut self, lengths: Lengths, what: &str) -> DecodeResult<Option<Range<usize>>> {
+        let field = self.uvarint(what)?;
+        match lengths.decode(field) {
+            None => Ok(None),
+            Some(n) => {
+                let n = usize::try_from(n)
+                    .map_err(|_| DecodeError::new(format!("{what} length {n}")))?;
+                self.skip(n, what).map(Some)
+            }
+        }
     }
 }
 
@@ -225,22 +283,35 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_bad_ones_are_refused() {
-        let h = Header {
-            key: "trace-ü".into(),
-            value: vec![0, 1, 255],
-        };
-        let mut buf = Vec::new();
-        put_header(&mut buf, &h);
-        assert_eq!(buf.len(), header_encoded_len(&h));
-        let mut c = Cursor::new(&buf, 0);
-        let (k, v) = c.header().unwrap();
-        assert_eq!(&buf[k], h.key.as_bytes());
-        assert_eq!(&buf[v], &h.value[..]);
-        assert_eq!(c.remaining(), 0);
-
+        for lengths in [Lengths::Plain, Lengths::Nullable] {
+            for value in [Some(vec![0, 1, 255]), Some(vec![]), None] {
+                if lengths == Lengths::Plain && value.is_none() {
+                    continue; // plain lengths are never written with a null
+                }
+                let h = Header {
+                    key: "trace-ü".into(),
+                    value,
+                };
+                let mut buf = Vec::new();
+                put_header(&mut buf, &h, lengths);
+                assert_eq!(buf.len(), header_encoded_len(&h, lengths));
+                let mut c = Cursor::new(&buf, 0);
+                let (k, v) = c.header(lengths).unwrap();
+                assert_eq!(&buf[k], h.key.as_bytes());
+                assert_eq!(v.map(|v| buf[v].to_vec()), h.value);
+                assert_eq!(c.remaining(), 0);
+            }
+        }
         let not_utf8 = [2u8, 0xff, 0xfe, 0];
-        assert!(Cursor::new(&not_utf8, 0).header().is_err());
+        assert!(Cursor::new(&not_utf8, 0).header(Lengths::Plain).is_err());
         let value_too_long = [0u8, 5, 1];
-        assert!(Cursor::new(&value_too_long, 0).header().is_err());
+        assert!(Cursor::new(&value_too_long, 0)
+            .header(Lengths::Plain)
+            .is_err());
+        // Nullable: 0 is null, 1 is empty; plain: 0 is empty.
+        let (_, null) = Cursor::new(&[0, 0], 0).header(Lengths::Nullable).unwrap();
+        assert_eq!(null, None);
+        let (_, empty) = Cursor::new(&[0, 0], 0).header(Lengths::Plain).unwrap();
+        assert_eq!(empty, Some(2..2));
     }
 }

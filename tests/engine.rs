@@ -19,11 +19,11 @@ fn records(from: usize, n: usize) -> Vec<Record> {
             offset: 0,
             timestamp_ms: 0,
             key: (i % 3 != 0).then(|| format!("key-{}", i % 7).into_bytes()),
-            value: value(i),
+            value: Some(value(i)),
             headers: if i % 5 == 0 {
                 vec![Header {
                     key: "seq".into(),
-                    value: i.to_le_bytes().to_vec(),
+                    value: Some(i.to_le_bytes().to_vec()),
                 }]
             } else {
                 vec![]
@@ -179,7 +179,7 @@ fn offsets_out_of_range_and_missing_partitions_are_typed_errors() {
         Err(Error::InvalidArgument(_))
     ));
     let mut big = records(0, 1);
-    big[0].value = vec![7; (1 << 20) + 1];
+    big[0].value = Some(vec![7; (1 << 20) + 1]);
     assert!(matches!(
         engine.produce("t", 0, big, Acks::Wal),
         Err(Error::InvalidArgument(_))
@@ -408,7 +408,7 @@ fn list_offsets_by_timestamp_across_segments_and_tail() {
     let recs: Vec<Record> = (0..60)
         .map(|i| Record {
             timestamp_ms: if i == 30 { 5 } else { 1000 + 10 * i },
-            value: value(i as usize),
+            value: Some(value(i as usize)),
             ..Default::default()
         })
         .collect();
@@ -424,7 +424,7 @@ fn list_offsets_by_timestamp_across_segments_and_tail() {
             0,
             vec![Record {
                 timestamp_ms: 5000,
-                value: b"tail".to_vec(),
+                value: Some(b"tail".to_vec()),
                 ..Default::default()
             }],
             Acks::Wal,
@@ -820,7 +820,7 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
     engine.create_topic(&topic("t", 1)).unwrap();
     let fresh: Vec<Record> = (0..30)
         .map(|i| Record {
-            value: format!("new-{i}").into_bytes(),
+            value: Some(format!("new-{i}").into_bytes()),
             ..Default::default()
         })
         .collect();
@@ -829,7 +829,7 @@ fn a_recreated_topic_never_sees_the_old_ones_data() {
     let got = fetch_all(&engine, "t", 0, 0);
     assert_eq!(got.len(), 30);
     assert!(
-        got.iter().all(|r| r.value.starts_with(b"new-")),
+        got.iter().all(|r| r.value_bytes().starts_with(b"new-")),
         "stale data served"
     );
     let new_keys: Vec<String> = store
@@ -879,7 +879,7 @@ fn a_fetch_from_a_segment_stops_at_the_byte_limit_when_the_next_record_does_not_
     engine.create_topic(&topic("t", 1)).unwrap();
     let big: Vec<Record> = (0..1000)
         .map(|i| Record {
-            value: vec![i as u8; 3000],
+            value: Some(vec![i as u8; 3000]),
             ..Default::default()
         })
         .collect();
@@ -899,7 +899,7 @@ fn a_fetch_from_a_segment_stops_at_the_byte_limit_when_the_next_record_does_not_
                 },
             )
             .unwrap();
-        let bytes: usize = r.records.iter().map(|r| r.value.len() + 16).sum();
+        let bytes: usize = r.records.iter().map(|r| r.value_bytes().len() + 16).sum();
         assert!(bytes <= 1 << 20, "{bytes}");
         assert_eq!(r.records[0].offset, next);
         next = r.next_offset;

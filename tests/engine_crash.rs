@@ -70,7 +70,7 @@ fn crash_child_entry() {
                     let n = 1 + ((seq * 7 + u64::from(t)) % 40) as usize;
                     let records: Vec<Record> = (0..n)
                         .map(|i| Record {
-                            value: value(round, t, seq, i).into_bytes(),
+                            value: Some(value(round, t, seq, i).into_bytes()),
                             ..Default::default()
                         })
                         .collect();
@@ -202,7 +202,7 @@ fn kill_9_under_load_loses_nothing_acknowledged() {
     let mut found = 0;
     for p in 0..PARTITIONS {
         for rec in read_all(&engine, p) {
-            let v = String::from_utf8(rec.value).unwrap();
+            let v = String::from_utf8(rec.value.unwrap()).unwrap();
             if let Some(other) = seen_values.insert(v.clone(), (p, rec.offset)) {
                 panic!("{v} stored twice: at {other:?} and ({p}, {})", rec.offset);
             }

@@ -16,7 +16,7 @@ use streamhouse::{Acks, Engine, EngineConfig, Error, Record};
 fn batch(tag: &str, n: usize) -> Vec<Record> {
     (0..n)
         .map(|i| Record {
-            value: format!("{tag}-{i}").into_bytes(),
+            value: Some(format!("{tag}-{i}").into_bytes()),
             ..Default::default()
         })
         .collect()
@@ -25,7 +25,7 @@ fn batch(tag: &str, n: usize) -> Vec<Record> {
 fn values(records: &[Record]) -> Vec<String> {
     records
         .iter()
-        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .map(|r| String::from_utf8_lossy(r.value_bytes()).into_owned())
         .collect()
 }
 

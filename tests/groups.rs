@@ -29,7 +29,7 @@ fn checkpoints_write_what_changed_and_a_rebuild_reads_base_and_delta() {
                 offset: 0,
                 timestamp_ms: 0,
                 key: None,
-                value: format!("r{i}").into_bytes(),
+                value: Some(format!("r{i}").into_bytes()),
                 headers: vec![],
             })
             .collect();

@@ -198,7 +198,7 @@ fn long_polls_parked_and_fired_at_once_are_all_answered() {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let r = vec![Record {
-                    value: b"x".to_vec(),
+                    value: Some(b"x".to_vec()),
                     ..Default::default()
                 }];
                 engine.produce_sync("t", 0, r, Acks::None).unwrap();

@@ -362,7 +362,7 @@ fn a_take_over_on_a_store_without_conditional_writes_needs_the_operators_word() 
     a.create_topic(&topic("t", 1)).unwrap();
     let one = || {
         vec![Record {
-            value: b"v".to_vec(),
+            value: Some(b"v".to_vec()),
             ..Default::default()
         }]
     };

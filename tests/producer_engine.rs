@@ -23,7 +23,7 @@ fn records(n: usize) -> Vec<Record> {
             offset: 0,
             timestamp_ms: 0,
             key: None,
-            value: format!("v{i}").into_bytes(),
+            value: Some(format!("v{i}").into_bytes()),
             headers: vec![],
         })
         .collect()

@@ -21,8 +21,14 @@ fn savings(file: &str) -> (f64, f64) {
     let raw: usize = values.iter().map(Vec::len).sum();
     let mut w = SegmentWriter::new(DEFAULT_BLOCK_BYTES);
     for (i, v) in values.iter().enumerate() {
-        w.push_parts(i as i64, 1_764_000_000_000 + i as i64 / 100, None, v, &[])
-            .unwrap();
+        w.push_parts(
+            i as i64,
+            1_764_000_000_000 + i as i64 / 100,
+            None,
+            Some(v),
+            &[],
+        )
+        .unwrap();
     }
     let (seg, summary) = w.finish().unwrap();
     assert_eq!(summary.record_count as usize, values.len());

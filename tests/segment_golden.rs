@@ -1,7 +1,8 @@
 //! Keeps docs/FORMAT.md, the code and the bytes on disk in agreement.
 //!
 //! `tests/data/golden-v1.seg` was written by the v1 writer from
-//! [`golden_records`]. This test decodes it twice: with an independent
+//! [`golden_records`]; `tests/data/golden-v2.seg` (format v2: null values
+//! and null header values) from [`golden_v2_records`]. This test decodes it twice: with an independent
 //! decoder written here from FORMAT.md alone, comparing every field, and with
 //! the library. It also re-encodes the records and compares every field and
 //! every decompressed block byte with the golden file, so a layout change
@@ -16,12 +17,13 @@ use streamhouse::{Header, Record};
 mod common;
 
 const GOLDEN: &str = "tests/data/golden-v1.seg";
+const GOLDEN_V2: &str = "tests/data/golden-v2.seg";
 const GOLDEN_BLOCK_BYTES: usize = 120;
 
 fn h(key: &str, value: &[u8]) -> Header {
     Header {
         key: key.to_string(),
-        value: value.to_vec(),
+        value: Some(value.to_vec()),
     }
 }
 
@@ -30,7 +32,7 @@ fn r(offset: i64, ts: i64, key: Option<&[u8]>, value: &[u8], headers: Vec<Header
         offset,
         timestamp_ms: ts,
         key: key.map(<[u8]>::to_vec),
-        value: value.to_vec(),
+        value: Some(value.to_vec()),
         headers,
     }
 }
@@ -166,7 +168,8 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
     // header
     let mut hdr = Bytes { b: seg, pos: 0 };
     assert_eq!(hdr.take(8), b"SHSEGMNT", "header magic");
-    assert_eq!(hdr.u16(), 1, "header version");
+    let version = hdr.u16();
+    assert!(version == 1 || version == 2, "header version {version}");
     assert_eq!(hdr.u8(), 1, "codec = LZ4");
     assert_eq!(hdr.u8(), 0, "reserved");
     assert_eq!(hdr.u32(), crc32c::crc32c(&seg[0..12]), "header crc");
@@ -178,7 +181,7 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
     let footer_position = t.u64();
     let footer_len = t.u32();
     let footer_crc = t.u32();
-    assert_eq!(t.u16(), 1, "trailer version");
+    assert_eq!(t.u16(), version, "trailer version");
     assert_eq!(t.u16(), 0, "trailer reserved");
     assert_eq!(
         t.u32(),
@@ -205,6 +208,7 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
         })
         .collect();
     let mut expected_pos = 16;
+    let mut nullable_blocks = 0;
     let mut records = Vec::new();
     let mut payloads = Vec::new();
     for e in &entries {
@@ -232,6 +236,18 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
         let base_offset = p.i64();
         let base_ts = p.i64();
         let flags = p.u8();
+        assert_eq!(flags & !3, 0, "flags other than bits 0 and 1");
+        // Bit 1 (v2): value lengths are 0 = null, n + 1 = n bytes.
+        let nullable = flags & 2 == 2;
+        assert!(!nullable || version == 2, "nullable lengths only in v2");
+        nullable_blocks += usize::from(nullable);
+        let value_of = |field: u64| -> Option<usize> {
+            if nullable {
+                field.checked_sub(1).map(|n| n as usize)
+            } else {
+                Some(field as usize)
+            }
+        };
         assert_eq!(p.take(3), [0, 0, 0]);
         assert_eq!(base_offset, e.first);
         let offsets: Vec<i64> = if flags & 1 == 1 {
@@ -262,11 +278,8 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
                     .map(|_| {
                         let kl = p.varint() as usize;
                         let key = String::from_utf8(p.take(kl).to_vec()).unwrap();
-                        let vl = p.varint() as usize;
-                        Header {
-                            key,
-                            value: p.take(vl).to_vec(),
-                        }
+                        let value = value_of(p.varint()).map(|vl| p.take(vl).to_vec());
+                        Header { key, value }
                     })
                     .collect()
             })
@@ -275,9 +288,9 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
             .iter()
             .map(|&k| (k > 0).then(|| p.take(k as usize - 1).to_vec()))
             .collect();
-        let values: Vec<Vec<u8>> = value_lens
+        let values: Vec<Option<Vec<u8>>> = value_lens
             .iter()
-            .map(|&v| p.take(v as usize).to_vec())
+            .map(|&v| value_of(v).map(|n| p.take(n).to_vec()))
             .collect();
         assert_eq!(p.pos, payload.len(), "payload ends after the last value");
         assert_eq!(*offsets.last().unwrap(), e.last);
@@ -295,12 +308,90 @@ fn decode_per_spec(seg: &[u8]) -> Decoded {
         payloads.push(payload);
     }
     assert_eq!(expected_pos, footer_position);
+    assert_eq!(
+        version == 2,
+        nullable_blocks > 0,
+        "v2 exactly when a block is nullable"
+    );
     Decoded {
         header: seg[0..16].to_vec(),
         entries,
         payloads,
         records,
     }
+}
+
+/// Format v2: a null value, a null header value beside an empty one and a
+/// duplicate key, an empty value, a plain block (no nulls) between
+/// nullable ones, and a null value alone in a block.
+fn golden_v2_records() -> Vec<Record> {
+    let null = |offset, ts, key: Option<&[u8]>, headers| Record {
+        value: None,
+        ..r(offset, ts, key, b"", headers)
+    };
+    let nh = |key: &str| Header {
+        key: key.to_string(),
+        value: None,
+    };
+    vec![
+        r(7, 1_700_000_000_000, Some(b"a"), b"{\"v\":1}", vec![]),
+        null(8, 1_700_000_000_001, Some(b"a"), vec![]),
+        r(
+            9,
+            1_700_000_000_002,
+            None,
+            b"",
+            vec![nh("n"), h("n", b""), h("n", b"x")],
+        ),
+        r(10, 1_700_000_000_003, Some(b""), &[0xab; 90], vec![]),
+        r(
+            11,
+            1_700_000_000_004,
+            Some(b"plain"),
+            &[0xcd; 70],
+            vec![h("e", b"")],
+        ),
+        null(13, 1_699_999_999_999, None, vec![nh("only")]),
+    ]
+}
+
+fn write_records(records: &[Record]) -> Vec<u8> {
+    let mut w = SegmentWriter::new(GOLDEN_BLOCK_BYTES);
+    for r in records {
+        w.push(r).unwrap();
+    }
+    w.finish().unwrap().0
+}
+
+#[test]
+fn golden_v2_decodes_per_the_spec_and_todays_writer_writes_it() {
+    if std::env::var("STREAMHOUSE_WRITE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::write(
+            common::project_path(GOLDEN_V2),
+            write_records(&golden_v2_records()),
+        )
+        .unwrap();
+    }
+    let golden = std::fs::read(common::project_path(GOLDEN_V2)).expect("tests/data/golden-v2.seg");
+    let decoded = decode_per_spec(&golden);
+    assert_eq!(&golden[8..10], &[2, 0], "version 2");
+    assert!(
+        decoded.payloads.iter().any(|p| p[16] & 2 == 0),
+        "a plain block too"
+    );
+    assert!(decoded.payloads.iter().filter(|p| p[16] & 2 == 2).count() >= 2);
+    assert_eq!(
+        decoded.records,
+        golden_v2_records(),
+        "every field, per FORMAT.md"
+    );
+    assert_eq!(verify(&golden).unwrap(), golden_v2_records());
+    let fresh = decode_per_spec(&write_records(&golden_v2_records()));
+    assert_eq!(fresh.header, decoded.header);
+    assert_eq!(
+        fresh.payloads, decoded.payloads,
+        "decompressed blocks, byte for byte"
+    );
 }
 
 fn write_golden_records() -> Vec<u8> {

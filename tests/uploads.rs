@@ -37,7 +37,7 @@ fn uploaded_acks_that_arrive_during_an_upload_share_the_next_segment() {
             offset: 0,
             timestamp_ms: 0,
             key: None,
-            value: format!("r{i}").into_bytes(),
+            value: Some(format!("r{i}").into_bytes()),
             headers: vec![],
         };
         pending.push(engine.produce("t", 0, vec![r], Acks::Uploaded).unwrap());
@@ -63,7 +63,7 @@ fn record(i: usize) -> Record {
         offset: 0,
         timestamp_ms: 0,
         key: None,
-        value: format!("r{i}").into_bytes(),
+        value: Some(format!("r{i}").into_bytes()),
         headers: vec![],
     }
 }
@@ -107,9 +107,9 @@ fn parallel_puts_that_finish_out_of_order_commit_in_offset_order() {
     let engine = Engine::open(c, store).unwrap();
     let got: Vec<Vec<u8>> = fetch_all(&engine, "t", 0, 0)
         .into_iter()
-        .map(|r| r.value)
+        .map(|r| r.value.unwrap())
         .collect();
-    let want: Vec<Vec<u8>> = (0..200).map(|i| record(i).value).collect();
+    let want: Vec<Vec<u8>> = (0..200).map(|i| record(i).value.unwrap()).collect();
     assert_eq!(got, want);
     let info = engine.describe_topic("t").unwrap();
     assert_eq!(info.partition_info[0].segment_count as u64, sealed);
@@ -176,9 +176,12 @@ fn a_later_segment_in_the_bucket_before_an_earlier_one_loses_nothing_at_restart(
     let engine = Engine::open(c, Arc::new(store.inner.clone())).unwrap();
     let values: Vec<Vec<u8>> = fetch_all(&engine, "t", 0, 0)
         .into_iter()
-        .map(|r| r.value)
+        .map(|r| r.value.unwrap())
         .collect();
-    assert_eq!(values, (0..8).map(|i| record(i).value).collect::<Vec<_>>());
+    assert_eq!(
+        values,
+        (0..8).map(|i| record(i).value.unwrap()).collect::<Vec<_>>()
+    );
     engine.shutdown(Duration::from_secs(5));
     held.store(false, Ordering::SeqCst);
 }

@@ -70,31 +70,22 @@ pub fn produce_error_code(e: &Error) -> i16 {
     }
 }
 
-/// A Kafka record as the engine stores it. Null values (tombstones) and
-/// null header values have no representation in segment format v1: they
-/// are refused rather than turned into empty ones.
-pub fn to_record(r: KafkaRecord) -> Result<Record, String> {
-    let Some(value) = r.value else {
-        return Err("null record values (tombstones) are not supported yet".to_string());
-    };
-    let mut headers = Vec::with_capacity(r.headers.len());
-    for (key, value) in r.headers {
-        let Some(value) = value else {
-            return Err(format!(
-                "header {key:?} has a null value; not supported yet"
-            ));
-        };
-        headers.push(Header { key, value });
-    }
-    Ok(Record {
+/// A Kafka record as the engine stores it: null keys, values and header
+/// values stay null (the WAL and segments keep them apart from empty ones).
+pub fn to_record(r: KafkaRecord) -> Record {
+    Record {
         offset: 0,
         // Kafka's "no timestamp" (-1) and anything before 1970 get the
         // server's time (the engine reads 0 as "now").
         timestamp_ms: r.timestamp_ms.max(0),
         key: r.key,
-        value,
-        headers,
-    })
+        value: r.value,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|(key, value)| Header { key, value })
+            .collect(),
+    }
 }
 
 /// Records read from a partition (consecutive offsets) as one
@@ -114,11 +105,11 @@ pub fn to_batch(records: &[Record]) -> Option<RecordBatch> {
             timestamp_ms: r.timestamp_ms,
             offset_delta: (r.offset - first.offset) as i32,
             key: r.key.clone(),
-            value: Some(r.value.clone()),
+            value: r.value.clone(),
             headers: r
                 .headers
                 .iter()
-                .map(|h| (h.key.clone(), Some(h.value.clone())))
+                .map(|h| (h.key.clone(), h.value.clone()))
                 .collect(),
         })
         .collect();
@@ -148,15 +139,15 @@ mod tests {
                 offset: 40 + i,
                 timestamp_ms: 1_700_000_000_000 + i,
                 key: (i != 1).then(|| vec![i as u8]),
-                value: vec![b'v'; i as usize],
+                value: Some(vec![b'v'; i as usize]),
                 headers: vec![
                     Header {
                         key: "h".into(),
-                        value: b"1".to_vec(),
+                        value: Some(b"1".to_vec()),
                     },
                     Header {
                         key: "h".into(),
-                        value: vec![],
+                        value: Some(vec![]),
                     },
                 ],
             })
@@ -176,7 +167,7 @@ mod tests {
             .cloned()
             .map(|r| {
                 let offset = back[0].base_offset + i64::from(r.offset_delta);
-                let mut rec = to_record(r).unwrap();
+                let mut rec = to_record(r);
                 rec.offset = offset;
                 rec
             })
@@ -186,19 +177,37 @@ mod tests {
     }
 
     #[test]
-    fn null_values_are_refused_not_emptied() {
-        let r = KafkaRecord {
+    fn nulls_and_empties_stay_apart_both_ways() {
+        let records: Vec<Record> = [
+            (None, None, None),
+            (Some(vec![]), Some(vec![]), Some(vec![])),
+            (Some(b"k".to_vec()), None, Some(b"v".to_vec())),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value, header))| Record {
+            offset: i as i64,
             timestamp_ms: 5,
-            offset_delta: 0,
-            key: None,
-            value: None,
-            headers: vec![],
-        };
-        assert!(to_record(r.clone()).is_err());
-        let mut h = r;
-        h.value = Some(vec![]);
-        h.headers = vec![("k".into(), None)];
-        assert!(to_record(h).is_err());
+            key,
+            value,
+            headers: vec![Header {
+                key: "h".into(),
+                value: header,
+            }],
+        })
+        .collect();
+        let batch = to_batch(&records).unwrap();
+        let back: Vec<Record> = batch
+            .records
+            .into_iter()
+            .map(|r| {
+                let offset = i64::from(r.offset_delta);
+                let mut rec = to_record(r);
+                rec.offset = offset;
+                rec
+            })
+            .collect();
+        assert_eq!(back, records);
     }
 
     #[test]

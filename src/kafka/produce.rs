@@ -155,7 +155,7 @@ fn flatten(
             ));
         }
         for r in b.records {
-            records.push(to_record(r).map_err(invalid)?);
+            records.push(to_record(r));
         }
     }
     if records.is_empty() {
@@ -180,10 +180,12 @@ fn answer(topics: Vec<(String, Vec<Part>)>) -> ProduceResponse {
                     });
                     match acked {
                         Ok(ack) => r.with_base_offset(ack.base_offset),
-                        Err((c, msg)) => r
-                            .with_error_code(c)
-                            .with_base_offset(-1)
-                            .with_error_message(Some(sb(msg))),
+                        Err((c, msg)) => {
+                            log::debug!("kafka: produce to {name}/{} answered {c}: {msg}", p.index);
+                            r.with_error_code(c)
+                                .with_base_offset(-1)
+                                .with_error_message(Some(sb(msg)))
+                        }
                     }
                 })
                 .collect();

@@ -91,7 +91,7 @@ mod tests {
         for i in 0..n {
             w.push(&Record {
                 offset: i as i64,
-                value: vec![i as u8; 1000],
+                value: Some(vec![i as u8; 1000]),
                 ..Default::default()
             })
             .unwrap();

@@ -81,7 +81,7 @@ mod tests {
         let records: Vec<Record> = (0..n)
             .map(|i| Record {
                 offset: i as i64,
-                value: format!("value-{i}").into_bytes(),
+                value: Some(format!("value-{i}").into_bytes()),
                 ..Default::default()
             })
             .collect();

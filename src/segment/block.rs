@@ -4,10 +4,10 @@
 use super::columns::read_packed;
 use super::error::{FormatError, Part};
 use super::format::{
-    BlockIndexEntry, FrameHeader, BLOCK_PREAMBLE_LEN, FLAG_CONTIGUOUS_OFFSETS, FRAME_HEADER_LEN,
-    MAX_BLOCK_UNCOMPRESSED,
+    BlockIndexEntry, FrameHeader, BLOCK_PREAMBLE_LEN, FLAG_CONTIGUOUS_OFFSETS,
+    FLAG_NULLABLE_LENGTHS, FRAME_HEADER_LEN, MAX_BLOCK_UNCOMPRESSED,
 };
-use crate::codec::{le_i64, Cursor, DecodeError, DecodeResult};
+use crate::codec::{le_i64, Cursor, DecodeError, DecodeResult, Lengths};
 use crate::record::{Header, Record};
 use std::ops::Range;
 
@@ -17,14 +17,14 @@ struct RecordSpan {
     offset: i64,
     timestamp_ms: i64,
     key: Option<Range<u32>>,
-    value: Range<u32>,
+    value: Option<Range<u32>>,
     headers: Range<u32>,
 }
 
 #[derive(Clone, Debug)]
 struct HeaderSpan {
     key: Range<u32>,
-    value: Range<u32>,
+    value: Option<Range<u32>>,
 }
 
 /// One decompressed, validated block. Records are borrowed views into it.
@@ -41,7 +41,8 @@ pub struct RecordRef<'a> {
     pub offset: i64,
     pub timestamp_ms: i64,
     pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+    /// `None`: a null value.
+    pub value: Option<&'a [u8]>,
     block: &'a DecodedBlock,
     headers: &'a [HeaderSpan],
 }
@@ -52,17 +53,14 @@ fn span(r: &Range<usize>) -> Range<u32> {
 }
 
 impl<'a> RecordRef<'a> {
-    /// Header keys (validated UTF-8) and values.
-    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+    /// Header keys (validated UTF-8) and values (`None`: null).
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         let block = self.block;
         self.headers.iter().map(move |h| {
             let key = &block.payload[h.key.start as usize..h.key.end as usize];
             // Validated as UTF-8 when the block was decoded.
             let key = std::str::from_utf8(key).unwrap_or_default();
-            (
-                key,
-                &block.payload[h.value.start as usize..h.value.end as usize],
-            )
+            (key, h.value.as_ref().map(|v| block.slice(v)))
         })
     }
 
@@ -71,12 +69,12 @@ impl<'a> RecordRef<'a> {
             offset: self.offset,
             timestamp_ms: self.timestamp_ms,
             key: self.key.map(<[u8]>::to_vec),
-            value: self.value.to_vec(),
+            value: self.value.map(<[u8]>::to_vec),
             headers: self
                 .headers()
                 .map(|(k, v)| Header {
                     key: k.to_string(),
-                    value: v.to_vec(),
+                    value: v.map(<[u8]>::to_vec),
                 })
                 .collect(),
         }
@@ -87,11 +85,14 @@ impl<'a> RecordRef<'a> {
     pub fn accounted_len(&self) -> usize {
         crate::record::accounted_len(
             self.key.map_or(0, <[u8]>::len),
-            self.value.len(),
+            self.value.map_or(0, <[u8]>::len),
             self.headers.len(),
             self.headers
                 .iter()
-                .map(|h| (h.key.end - h.key.start + h.value.end - h.value.start) as usize)
+                .map(|h| {
+                    (h.key.end - h.key.start + h.value.as_ref().map_or(0, |v| v.end - v.start))
+                        as usize
+                })
                 .sum::<usize>(),
         )
     }
@@ -113,14 +114,17 @@ impl DecodedBlock {
             + self.headers.len() * std::mem::size_of::<HeaderSpan>()
     }
 
+    fn slice(&self, range: &Range<u32>) -> &[u8] {
+        &self.payload[range.start as usize..range.end as usize]
+    }
+
     pub fn get(&self, i: usize) -> Option<RecordRef<'_>> {
         let r = self.records.get(i)?;
-        let slice = |range: &Range<u32>| &self.payload[range.start as usize..range.end as usize];
         Some(RecordRef {
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,
-            key: r.key.as_ref().map(slice),
-            value: slice(&r.value),
+            key: r.key.as_ref().map(|k| self.slice(k)),
+            value: r.value.as_ref().map(|v| self.slice(v)),
             block: self,
             headers: &self.headers[r.headers.start as usize..r.headers.end as usize],
         })
@@ -267,14 +271,16 @@ fn parse_spans(
     let key_codes = read_packed(&mut c, count, "key lengths")?;
     let value_lens = read_packed(&mut c, count, "value lengths")?;
     let header_counts = read_packed(&mut c, count, "header counts")?;
-    let headers = read_headers(&mut c, &mut records, &header_counts)?;
+    let headers = read_headers(&mut c, &mut records, &header_counts, preamble.lengths)?;
     for (r, &code) in records.iter_mut().zip(&key_codes) {
         if let Some(kl) = code.checked_sub(1) {
             r.key = Some(span(&c.skip(kl as usize, "key")?));
         }
     }
-    for (r, &vl) in records.iter_mut().zip(&value_lens) {
-        r.value = span(&c.skip(vl as usize, "value")?);
+    for (r, &field) in records.iter_mut().zip(&value_lens) {
+        if let Some(vl) = preamble.lengths.decode(u64::from(field)) {
+            r.value = Some(span(&c.skip(vl as usize, "value")?));
+        }
     }
     if c.remaining() != 0 {
         return Err(DecodeError::new(format!(
@@ -289,6 +295,7 @@ struct Preamble {
     base_offset: i64,
     base_timestamp: i64,
     contiguous: bool,
+    lengths: Lengths,
 }
 
 fn read_preamble(p: &[u8], entry: &BlockIndexEntry) -> DecodeResult<Preamble> {
@@ -296,7 +303,7 @@ fn read_preamble(p: &[u8], entry: &BlockIndexEntry) -> DecodeResult<Preamble> {
     let base_offset = le_i64(&p[0..8]);
     let base_timestamp = le_i64(&p[8..16]);
     let flags = p[16];
-    if flags & !FLAG_CONTIGUOUS_OFFSETS != 0 || p[17..20] != [0, 0, 0] {
+    if flags & !(FLAG_CONTIGUOUS_OFFSETS | FLAG_NULLABLE_LENGTHS) != 0 || p[17..20] != [0, 0, 0] {
         return Err(DecodeError::new(format!("unknown flags {flags:#04x}")));
     }
     if base_offset != entry.first_offset {
@@ -309,6 +316,11 @@ fn read_preamble(p: &[u8], entry: &BlockIndexEntry) -> DecodeResult<Preamble> {
         base_offset,
         base_timestamp,
         contiguous: flags & FLAG_CONTIGUOUS_OFFSETS != 0,
+        lengths: if flags & FLAG_NULLABLE_LENGTHS != 0 {
+            Lengths::Nullable
+        } else {
+            Lengths::Plain
+        },
     })
 }
 
@@ -337,7 +349,7 @@ fn read_offsets(
             offset,
             timestamp_ms: 0,
             key: None,
-            value: 0..0,
+            value: None,
             headers: 0..0,
         });
     }
@@ -377,6 +389,7 @@ fn read_headers(
     c: &mut Cursor<'_>,
     records: &mut [RecordSpan],
     header_counts: &[u32],
+    lengths: Lengths,
 ) -> DecodeResult<Vec<HeaderSpan>> {
     let mut headers: Vec<HeaderSpan> = Vec::new();
     for (r, &n) in records.iter_mut().zip(header_counts) {
@@ -387,10 +400,10 @@ fn read_headers(
             )));
         }
         for _ in 0..n {
-            let (key, value) = c.header()?;
+            let (key, value) = c.header(lengths)?;
             headers.push(HeaderSpan {
                 key: span(&key),
-                value: span(&value),
+                value: value.as_ref().map(span),
             });
         }
         r.headers = start..headers.len() as u32;

@@ -12,8 +12,23 @@ use crate::codec::{le_i64, le_u16, le_u32, le_u64};
 pub const HEADER_MAGIC: [u8; 8] = *b"SHSEGMNT";
 /// Last 8 bytes of every segment object.
 pub const TRAILER_MAGIC: [u8; 8] = *b"SHSEGEND";
-/// The only version this code writes and reads.
+/// The version of a segment without nulls: v1, byte for byte.
 pub const FORMAT_VERSION: u16 = 1;
+/// The version of a segment with a block that uses
+/// [`FLAG_NULLABLE_LENGTHS`] (a null value or null header value); v1
+/// readers refuse it by its version rather than misread it.
+pub const FORMAT_VERSION_NULLS: u16 = 2;
+
+fn check_version(version: u16) -> Result<(), FormatError> {
+    if version == FORMAT_VERSION || version == FORMAT_VERSION_NULLS {
+        Ok(())
+    } else {
+        Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION_NULLS,
+        })
+    }
+}
 /// Compression codec id: LZ4 block format (no frame, no size prefix).
 pub const CODEC_LZ4: u8 = 1;
 
@@ -26,6 +41,9 @@ pub const TRAILER_LEN: usize = 32;
 
 /// Block preamble flag: offsets are `base_offset + i`, no offset column.
 pub const FLAG_CONTIGUOUS_OFFSETS: u8 = 0x01;
+/// Block flag bit 1 (format v2): value and header value lengths are
+/// nullable fields (0 = null, n + 1 = n bytes), as key lengths always are.
+pub const FLAG_NULLABLE_LENGTHS: u8 = 0x02;
 
 /// Default target for the uncompressed size of a block.
 pub const DEFAULT_BLOCK_BYTES: usize = 1024 * 1024;
@@ -60,12 +78,7 @@ impl SegmentHeader {
         }
         check_crc(Part::Header, &b[0..12], le_u32(&b[12..16]))?;
         let version = le_u16(&b[8..10]);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(version)?;
         if b[10] != CODEC_LZ4 {
             return Err(FormatError::UnsupportedCodec { found: b[10] });
         }
@@ -199,12 +212,7 @@ impl Trailer {
         }
         check_crc(Part::Trailer, &b[0..20], le_u32(&b[20..24]))?;
         let version = le_u16(&b[16..18]);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        check_version(version)?;
         if b[18..20] != [0, 0] {
             return Err(FormatError::malformed(
                 Part::Trailer,

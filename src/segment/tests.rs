@@ -7,7 +7,7 @@ fn rec(offset: i64, ts: i64, key: Option<&[u8]>, value: &[u8]) -> Record {
         offset,
         timestamp_ms: ts,
         key: key.map(<[u8]>::to_vec),
-        value: value.to_vec(),
+        value: Some(value.to_vec()),
         headers: Vec::new(),
     }
 }
@@ -30,11 +30,11 @@ fn sample(base: i64, n: usize) -> Vec<Record> {
                 r.headers = vec![
                     Header {
                         key: "trace".into(),
-                        value: vec![i as u8, 0, 255],
+                        value: Some(vec![i as u8, 0, 255]),
                     },
                     Header {
                         key: String::new(),
-                        value: Vec::new(),
+                        value: Some(Vec::new()),
                     },
                 ];
             }
@@ -118,19 +118,19 @@ fn empty_key_is_not_absent_key_and_headers_round_trip() {
     records[2].headers = vec![
         Header {
             key: "empty".into(),
-            value: vec![],
+            value: Some(vec![]),
         },
         Header {
             key: "binary".into(),
-            value: (0..=255).collect(),
+            value: Some((0..=255).collect()),
         },
         Header {
             key: "ünïcödé".into(),
-            value: b"v".to_vec(),
+            value: Some(b"v".to_vec()),
         },
         Header {
             key: "empty".into(),
-            value: b"duplicate keys keep their order".to_vec(),
+            value: Some(b"duplicate keys keep their order".to_vec()),
         },
     ];
     let (bytes, _) = encode(&records, DEFAULT_BLOCK_BYTES);
@@ -155,7 +155,10 @@ fn a_five_mib_record_gets_a_block_of_its_own() {
     let reader = open(&bytes);
     let e = reader.footer().entries()[1];
     assert_eq!((e.first_offset, e.last_offset, e.record_count), (1, 1, 1));
-    assert_eq!(reader.block(1).unwrap().get(0).unwrap().value, &big[..]);
+    assert_eq!(
+        reader.block(1).unwrap().get(0).unwrap().value,
+        Some(&big[..])
+    );
     assert_eq!(reader.read_all().unwrap(), records);
 }
 
@@ -329,25 +332,25 @@ fn structural_errors_are_typed_and_name_the_part() {
         }
     );
 
-    // A version-2 trailer with a valid CRC: a clear "unsupported version".
+    // A version-3 trailer with a valid CRC: a clear "unsupported version".
     let mut t = Trailer::decode(&bytes).unwrap();
-    t.version = 2;
+    t.version = 3;
     let mut v2 = bytes[..n - TRAILER_LEN].to_vec();
     v2.extend_from_slice(&t.encode());
     assert_eq!(
         verify(&v2).unwrap_err(),
         FormatError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
     let mut h2 = bytes.clone();
-    h2[8] = 2;
+    h2[8] = 3;
     let crc = crc32c::crc32c(&h2[0..12]);
     h2[12..16].copy_from_slice(&crc.to_le_bytes());
     assert!(matches!(
         verify(&h2).unwrap_err(),
-        FormatError::UnsupportedVersion { found: 2, .. }
+        FormatError::UnsupportedVersion { found: 3, .. }
     ));
 
     // Lengths pointing past the end, with valid checksums.
@@ -377,4 +380,42 @@ fn structural_errors_are_typed_and_name_the_part() {
     assert_eq!(err.part(), Some(Part::Block(1)), "{err}");
     let no_blocks = with_edited_footer(&bytes, |e| e.clear());
     assert!(verify(&no_blocks).is_err());
+}
+
+/// A null closes a block without nullable lengths and opens one with them;
+/// records without nulls after it share the nullable block; a segment
+/// without nulls stays version 1.
+#[test]
+fn nulls_get_a_nullable_block_and_version_2_only_when_present() {
+    let rec = |offset: i64, value: Option<&[u8]>| Record {
+        offset,
+        timestamp_ms: 1_000 + offset,
+        key: None,
+        value: value.map(<[u8]>::to_vec),
+        headers: vec![],
+    };
+    let records = vec![
+        rec(0, Some(b"a")),
+        rec(1, None),
+        rec(2, Some(b"")),
+        rec(3, Some(b"d")),
+    ];
+    let mut w = SegmentWriter::new(1 << 20);
+    for r in &records {
+        w.push(r).unwrap();
+    }
+    let (bytes, summary) = w.finish().unwrap();
+    assert_eq!(
+        summary.block_count, 2,
+        "the plain block closed before the null"
+    );
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2);
+    assert_eq!(verify(&bytes).unwrap(), records);
+
+    let mut w = SegmentWriter::new(1 << 20);
+    w.push(&records[0]).unwrap();
+    w.push(&records[2]).unwrap();
+    let (bytes, summary) = w.finish().unwrap();
+    assert_eq!(summary.block_count, 1);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1);
 }

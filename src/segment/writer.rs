@@ -3,9 +3,12 @@
 use super::columns::PackedColumn;
 use super::format::{
     BlockIndexEntry, FrameHeader, SegmentHeader, Trailer, BLOCK_PREAMBLE_LEN, CODEC_LZ4,
-    DEFAULT_BLOCK_BYTES, FLAG_CONTIGUOUS_OFFSETS, FORMAT_VERSION, FRAME_HEADER_LEN,
+    DEFAULT_BLOCK_BYTES, FLAG_CONTIGUOUS_OFFSETS, FLAG_NULLABLE_LENGTHS, FORMAT_VERSION,
+    FORMAT_VERSION_NULLS, FRAME_HEADER_LEN, HEADER_LEN,
 };
-use crate::codec::{header_encoded_len, put_header, put_uvarint, put_varint, uvarint_len, zigzag};
+use crate::codec::{
+    header_encoded_len, put_header, put_uvarint, put_varint, uvarint_len, zigzag, Lengths,
+};
 use crate::record::{Header, Record};
 use std::fmt;
 
@@ -64,6 +67,9 @@ struct BlockBuilder {
     min_timestamp: i64,
     max_timestamp: i64,
     contiguous: bool,
+    /// Nullable once a record with a null is in the block (then the block
+    /// has FLAG_NULLABLE_LENGTHS); plain otherwise, as in format v1.
+    lengths: Lengths,
     offset_deltas: Vec<u8>,
     timestamp_deltas: Vec<u8>,
     key_lens: PackedColumn,
@@ -94,6 +100,7 @@ impl BlockBuilder {
 
     fn clear(&mut self) {
         self.count = 0;
+        self.lengths = Lengths::Plain;
         for col in [
             &mut self.offset_deltas,
             &mut self.timestamp_deltas,
@@ -110,9 +117,29 @@ impl BlockBuilder {
 }
 
 /// Bytes the header-data, key and value sections gain from one record.
-fn data_len(key: Option<&[u8]>, value: &[u8], headers: &[Header]) -> usize {
-    let headers_len: usize = headers.iter().map(header_encoded_len).sum();
-    key.map_or(0, <[u8]>::len) + value.len() + headers_len
+fn data_len(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header], l: Lengths) -> usize {
+    let headers_len: usize = headers.iter().map(|h| header_encoded_len(h, l)).sum();
+    key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + headers_len
+}
+
+/// A record's key code, value length field and header count, as stored in
+/// the block's 32-bit columns.
+fn fields(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+    lengths: Lengths,
+) -> Result<(u32, u32, u32), WriteError> {
+    let as_u32 = |n: u64| u32::try_from(n).map_err(|_| WriteError::BlockTooLarge(n as usize));
+    let key_code = match key {
+        None => 0,
+        Some(k) => as_u32(k.len() as u64 + 1)?,
+    };
+    Ok((
+        key_code,
+        as_u32(lengths.field(value))?,
+        as_u32(headers.len() as u64)?,
+    ))
 }
 
 /// Writes records into blocks of about `block_bytes` uncompressed bytes and
@@ -127,6 +154,8 @@ pub struct SegmentWriter {
     last_offset: Option<i64>,
     record_count: u64,
     payload_bytes: u64,
+    /// A block used nullable lengths: the segment is version 2.
+    has_nulls: bool,
 }
 
 impl Default for SegmentWriter {
@@ -153,6 +182,7 @@ impl SegmentWriter {
             last_offset: None,
             record_count: 0,
             payload_bytes: 0,
+            has_nulls: false,
         }
     }
 
@@ -161,19 +191,19 @@ impl SegmentWriter {
             record.offset,
             record.timestamp_ms,
             record.key.as_deref(),
-            &record.value,
+            record.value.as_deref(),
             &record.headers,
         )
     }
 
-    /// Appends one record. Offsets must strictly increase; timestamps may go
-    /// in any order.
+    /// Appends one record (`value` `None`: null). Offsets must strictly
+    /// increase; timestamps may go in any order.
     pub fn push_parts(
         &mut self,
         offset: i64,
         timestamp_ms: i64,
         key: Option<&[u8]>,
-        value: &[u8],
+        value: Option<&[u8]>,
         headers: &[Header],
     ) -> Result<(), WriteError> {
         if offset < 0 {
@@ -184,43 +214,18 @@ impl SegmentWriter {
                 return Err(WriteError::OffsetNotIncreasing { previous, offset });
             }
         }
-        // Lengths are stored in 32-bit columns; blocks are far smaller.
-        let as_u32 = |n: usize| u32::try_from(n).map_err(|_| WriteError::BlockTooLarge(n));
-        let key_code = match key {
-            None => 0,
-            Some(k) => as_u32(k.len())?
-                .checked_add(1)
-                .ok_or(WriteError::BlockTooLarge(k.len()))?,
-        };
-        let value_len = as_u32(value.len())?;
-        let header_count = as_u32(headers.len())?;
-        if self.block.count > 0 {
-            // Exact size of the block with this record appended.
-            let b = &self.block;
-            let gap = (offset - b.prev_offset - 1) as u64;
-            let offset_column = if gap == 0 && b.contiguous {
-                0
-            } else if b.contiguous {
-                b.offset_deltas.len() + uvarint_len(gap) // the column appears
-            } else {
-                uvarint_len(gap)
-            };
-            let columns_now = b.key_lens.encoded_len()
-                + b.value_lens.encoded_len()
-                + b.header_counts.encoded_len();
-            let columns_then = b.key_lens.encoded_len_with(key_code)
-                + b.value_lens.encoded_len_with(value_len)
-                + b.header_counts.encoded_len_with(header_count);
-            let grown = b.uncompressed_len() - columns_now
-                + columns_then
-                + offset_column
-                + uvarint_len(zigzag(timestamp_ms.wrapping_sub(b.prev_timestamp)))
-                + data_len(key, value, headers);
-            if grown > self.block_bytes {
-                self.flush_block()?;
-            }
+        // A null needs nullable lengths: a plain block is closed first
+        // (its lengths are written already), so blocks without nulls keep
+        // the v1 bytes.
+        let has_null = value.is_none() || headers.iter().any(|h| h.value.is_none());
+        if has_null && self.block.lengths == Lengths::Plain && self.block.count > 0 {
+            self.flush_block()?;
         }
-
+        if self.block.count > 0
+            && self.grown_len(offset, timestamp_ms, key, value, headers)? > self.block_bytes
+        {
+            self.flush_block()?;
+        }
         let b = &mut self.block;
         if b.count == 0 {
             b.base_offset = offset;
@@ -230,7 +235,13 @@ impl SegmentWriter {
             b.min_timestamp = timestamp_ms;
             b.max_timestamp = timestamp_ms;
             b.contiguous = true;
+            b.lengths = if has_null {
+                Lengths::Nullable
+            } else {
+                Lengths::Plain
+            };
         }
+        let (key_code, value_field, header_count) = fields(key, value, headers, b.lengths)?;
         let gap = (offset - b.prev_offset - 1) as u64;
         b.contiguous &= gap == 0;
         put_uvarint(&mut b.offset_deltas, gap);
@@ -242,11 +253,11 @@ impl SegmentWriter {
         if let Some(k) = key {
             b.keys.extend_from_slice(k);
         }
-        b.value_lens.push(value_len);
-        b.values.extend_from_slice(value);
+        b.value_lens.push(value_field);
+        b.values.extend_from_slice(value.unwrap_or_default());
         b.header_counts.push(header_count);
         for h in headers {
-            put_header(&mut b.header_data, h);
+            put_header(&mut b.header_data, h, b.lengths);
         }
         b.prev_offset = offset;
         b.prev_timestamp = timestamp_ms;
@@ -257,12 +268,44 @@ impl SegmentWriter {
         self.last_offset = Some(offset);
         self.record_count += 1;
         self.payload_bytes += (key.map_or(0, <[u8]>::len)
-            + value.len()
+            + value.map_or(0, <[u8]>::len)
             + headers
                 .iter()
-                .map(|h| h.key.len() + h.value.len())
+                .map(|h| h.key.len() + h.value_bytes().len())
                 .sum::<usize>()) as u64;
         Ok(())
+    }
+
+    /// The exact uncompressed size of the open (non-empty) block with this
+    /// record appended.
+    fn grown_len(
+        &self,
+        offset: i64,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> Result<usize, WriteError> {
+        let b = &self.block;
+        let (key_code, value_field, header_count) = fields(key, value, headers, b.lengths)?;
+        let gap = (offset - b.prev_offset - 1) as u64;
+        let offset_column = if gap == 0 && b.contiguous {
+            0
+        } else if b.contiguous {
+            b.offset_deltas.len() + uvarint_len(gap) // the column appears
+        } else {
+            uvarint_len(gap)
+        };
+        let columns_now =
+            b.key_lens.encoded_len() + b.value_lens.encoded_len() + b.header_counts.encoded_len();
+        let columns_then = b.key_lens.encoded_len_with(key_code)
+            + b.value_lens.encoded_len_with(value_field)
+            + b.header_counts.encoded_len_with(header_count);
+        Ok(b.uncompressed_len() - columns_now
+            + columns_then
+            + offset_column
+            + uvarint_len(zigzag(timestamp_ms.wrapping_sub(b.prev_timestamp)))
+            + data_len(key, value, headers, b.lengths))
     }
 
     fn flush_block(&mut self) -> Result<(), WriteError> {
@@ -279,11 +322,16 @@ impl SegmentWriter {
         p.reserve(uncompressed_len);
         p.extend_from_slice(&b.base_offset.to_le_bytes());
         p.extend_from_slice(&b.base_timestamp.to_le_bytes());
-        p.push(if b.contiguous {
+        let mut flags = if b.contiguous {
             FLAG_CONTIGUOUS_OFFSETS
         } else {
             0
-        });
+        };
+        if b.lengths == Lengths::Nullable {
+            flags |= FLAG_NULLABLE_LENGTHS;
+            self.has_nulls = true;
+        }
+        p.push(flags);
         p.extend_from_slice(&[0, 0, 0]);
         if !b.contiguous {
             p.extend_from_slice(&b.offset_deltas);
@@ -352,6 +400,16 @@ impl SegmentWriter {
             payload_bytes: self.payload_bytes,
         };
 
+        let version = if self.has_nulls {
+            FORMAT_VERSION_NULLS
+        } else {
+            FORMAT_VERSION
+        };
+        let header = SegmentHeader {
+            version,
+            codec: CODEC_LZ4,
+        };
+        self.out[..HEADER_LEN].copy_from_slice(&header.encode());
         let footer_position = self.out.len() as u64;
         let footer_start = self.out.len();
         self.out
@@ -364,7 +422,7 @@ impl SegmentWriter {
             footer_position,
             footer_len: footer.len() as u32,
             footer_crc: crc32c::crc32c(footer),
-            version: FORMAT_VERSION,
+            version,
         };
         self.out.extend_from_slice(&trailer.encode());
         let size_bytes = self.out.len() as u64;

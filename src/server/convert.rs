@@ -30,17 +30,22 @@ pub(super) fn topic_info(t: TopicInfo) -> pb::TopicInfo {
 
 pub(super) fn to_record(mut r: pb::Record) -> Record {
     let key = r.take_key();
+    let value = r.take_value();
     Record {
         offset: 0,
         timestamp_ms: r.get_timestamp_ms(),
-        key: (!key.is_empty()).then_some(key),
-        value: r.take_value(),
+        key: (!key.is_empty() || r.get_empty_key()).then_some(key),
+        // A null value with bytes is not null: the bytes win.
+        value: (!r.get_null_value() || !value.is_empty()).then_some(value),
         headers: r
             .take_headers()
             .into_iter()
-            .map(|mut h| Header {
-                key: h.take_key(),
-                value: h.take_value(),
+            .map(|mut h| {
+                let value = h.take_value();
+                Header {
+                    key: h.take_key(),
+                    value: (!h.get_null_value() || !value.is_empty()).then_some(value),
+                }
             })
             .collect(),
     }
@@ -51,13 +56,20 @@ pub(super) fn to_proto(r: Record) -> pb::Record {
     out.set_offset(r.offset);
     out.set_timestamp_ms(r.timestamp_ms);
     if let Some(k) = r.key {
+        out.set_empty_key(k.is_empty());
         out.set_key(k);
     }
-    out.set_value(r.value);
+    match r.value {
+        Some(v) => out.set_value(v),
+        None => out.set_null_value(true),
+    }
     for h in r.headers {
         let mut ph = pb::Header::new();
         ph.set_key(h.key);
-        ph.set_value(h.value);
+        match h.value {
+            Some(v) => ph.set_value(v),
+            None => ph.set_null_value(true),
+        }
         out.mut_headers().push(ph);
     }
     out

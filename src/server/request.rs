@@ -130,12 +130,12 @@ fn scan_record(bytes: &[u8], counts: &mut ProduceCounts) -> Result<(), String> {
                 counts.add_item()?;
                 let mut h = Wire::new(header);
                 while let Some((field, _)) = h.next_field()? {
-                    if !(1..=2).contains(&field) {
+                    if !(1..=3).contains(&field) {
                         counts.add_item()?;
                     }
                 }
             }
-            (1..=5, _) => {}
+            (1..=7, _) => {}
             _ => counts.add_item()?,
         }
     }

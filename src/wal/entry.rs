@@ -1,6 +1,8 @@
 //! The WAL entry codec (format in the module doc of `wal`).
 
-use crate::codec::{le_i64, le_u32, put_header, put_uvarint, Cursor, DecodeError, DecodeResult};
+use crate::codec::{
+    le_i64, le_u32, put_header, put_uvarint, Cursor, DecodeError, DecodeResult, Lengths,
+};
 use crate::producer::ProducerBatch;
 use crate::record::{Header, Record};
 
@@ -10,6 +12,8 @@ const KIND_SKIP: u8 = 2;
 /// Records of an idempotent producer's batch: the records kind plus the
 /// producer id, epoch and first sequence number.
 const KIND_PRODUCER_RECORDS: u8 = 3;
+/// Added to a records kind: value lengths are nullable ([`Lengths`]).
+const KIND_NULLABLE: u8 = 0x10;
 /// Bounds a corrupt length field: no entry is larger than this.
 pub(super) const MAX_ENTRY_LEN: u32 = 1 << 30;
 
@@ -26,10 +30,15 @@ pub fn encode_entry(
 ) {
     let start = out.len();
     out.extend_from_slice(&[0u8; ENTRY_HEADER_LEN]);
-    out.push(if producer.is_some() {
+    let lengths = Lengths::for_records(records);
+    let kind = if producer.is_some() {
         KIND_PRODUCER_RECORDS
     } else {
         KIND_RECORDS
+    };
+    out.push(match lengths {
+        Lengths::Plain => kind,
+        Lengths::Nullable => kind | KIND_NULLABLE,
     });
     out.extend_from_slice(&base_offset.to_le_bytes());
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -48,11 +57,11 @@ pub fn encode_entry(
                 out.extend_from_slice(k);
             }
         }
-        put_uvarint(out, r.value.len() as u64);
-        out.extend_from_slice(&r.value);
+        put_uvarint(out, lengths.field(r.value.as_deref()));
+        out.extend_from_slice(r.value_bytes());
         put_uvarint(out, r.headers.len() as u64);
         for h in &r.headers {
-            put_header(out, h);
+            put_header(out, h, lengths);
         }
     }
     seal_entry(out, start);
@@ -143,7 +152,8 @@ pub(super) fn plausible_entry_at(rest: &[u8], min_offset: i64) -> bool {
     let kind = payload[0];
     let offset = le_i64(&payload[1..9]);
     let fits = (le_u32(&rest[4..8]) as usize) <= payload.len();
-    fits && matches!(kind, KIND_RECORDS | KIND_SKIP | KIND_PRODUCER_RECORDS)
+    let records = kind & !KIND_NULLABLE;
+    fits && (kind == KIND_SKIP || matches!(records, KIND_RECORDS | KIND_PRODUCER_RECORDS))
         && offset >= min_offset
         && matches!(frame(rest), Frame::Whole { .. })
 }
@@ -152,8 +162,14 @@ pub(super) fn plausible_entry_at(rest: &[u8], min_offset: i64) -> bool {
 pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Entry> {
     let mut c = Cursor::new(payload, 0);
     match c.u8("entry kind")? {
-        KIND_RECORDS => decode_records(payload, c, false),
-        KIND_PRODUCER_RECORDS => decode_records(payload, c, true),
+        KIND_RECORDS => decode_records(payload, c, false, Lengths::Plain),
+        KIND_PRODUCER_RECORDS => decode_records(payload, c, true, Lengths::Plain),
+        k if k == KIND_RECORDS | KIND_NULLABLE => {
+            decode_records(payload, c, false, Lengths::Nullable)
+        }
+        k if k == KIND_PRODUCER_RECORDS | KIND_NULLABLE => {
+            decode_records(payload, c, true, Lengths::Nullable)
+        }
         KIND_SKIP => {
             let next = c.i64_le("next offset")?;
             if c.remaining() != 0 || next < 0 {
@@ -165,7 +181,12 @@ pub(super) fn decode_payload(payload: &[u8]) -> DecodeResult<Entry> {
     }
 }
 
-fn decode_records(payload: &[u8], mut c: Cursor<'_>, idempotent: bool) -> DecodeResult<Entry> {
+fn decode_records(
+    payload: &[u8],
+    mut c: Cursor<'_>,
+    idempotent: bool,
+    lengths: Lengths,
+) -> DecodeResult<Entry> {
     let base = c.i64_le("base offset")?;
     let count = c.u32_le("record count")? as usize;
     if count == 0 || count > payload.len() || base < 0 {
@@ -195,16 +216,15 @@ fn decode_records(payload: &[u8], mut c: Cursor<'_>, idempotent: bool) -> Decode
                 Some(c.bytes(len, "key")?.to_vec())
             }
         };
-        let vlen = c.len("value length")?;
-        let value = c.bytes(vlen, "value")?.to_vec();
+        let value = c.value(lengths, "value")?.map(|v| payload[v].to_vec());
         let hcount = c.len("header count")?;
         let mut headers = Vec::with_capacity(hcount);
         for _ in 0..hcount {
-            let (k, v) = c.header()?;
+            let (k, v) = c.header(lengths)?;
             headers.push(Header {
                 // Checked to be UTF-8 by `header()`.
                 key: String::from_utf8_lossy(&payload[k]).into_owned(),
-                value: payload[v].to_vec(),
+                value: v.map(|v| payload[v].to_vec()),
             });
         }
         records.push(Record {

@@ -41,6 +41,10 @@
 //!   i64 first_sequence  (>= 0)
 //!   i64 written_ms      server clock when written (producer expiry)
 //!   record_count x record, as in kind 1
+//! kinds 17 and 19 (1 and 3 with bit 0x10): the same, with every value
+//!   length and header value length a *nullable* field: 0 = null,
+//!   n + 1 = n bytes (written only for entries holding a null value or
+//!   null header value, so entries without keep their original bytes)
 //! ```
 //!
 //! Kind 3 makes the producer table recoverable from the WAL alone: a batch

@@ -17,11 +17,11 @@ fn rec(offset: i64, value: &str) -> Record {
         offset,
         timestamp_ms: 1_000 + offset,
         key: (offset % 2 == 0).then(|| format!("k{offset}").into_bytes()),
-        value: value.as_bytes().to_vec(),
+        value: Some(value.as_bytes().to_vec()),
         headers: if offset % 3 == 0 {
             vec![Header {
                 key: "h".into(),
-                value: vec![0, 1, 2],
+                value: Some(vec![0, 1, 2]),
             }]
         } else {
             vec![]
@@ -531,4 +531,40 @@ fn producer_entries_replay_their_batch_identity_beyond_the_committed_offset() {
     let cut = scan_file(&data[..data.len() - 1], 0);
     assert_eq!(cut.writes.len(), 1);
     assert_eq!(cut.next_offset, 3);
+}
+
+/// Null values and null header values come back null, apart from empty
+/// ones; entries without a null keep kind 1 and their v1 bytes.
+#[test]
+fn nulls_replay_as_nulls_and_entries_without_keep_their_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = wal_dir(tmp.path());
+    let mut w = dir.create(0).unwrap();
+    let mut records = batch(0, 4);
+    records[1].value = None;
+    records[2].value = Some(vec![]);
+    records[3].headers = vec![
+        Header {
+            key: "n".into(),
+            value: None,
+        },
+        Header {
+            key: "n".into(),
+            value: Some(vec![]),
+        },
+    ];
+    let mut with_nulls = Vec::new();
+    encode_entry(&mut with_nulls, 0, &records, None);
+    assert_eq!(with_nulls[entry::ENTRY_HEADER_LEN], 1 | 0x10, "kind 17");
+    w.append(&with_nulls).unwrap();
+    let plain = batch(4, 2);
+    let mut without = Vec::new();
+    encode_entry(&mut without, 4, &plain, None);
+    assert_eq!(without[entry::ENTRY_HEADER_LEN], 1, "kind 1");
+    w.append(&without).unwrap();
+    w.sync().unwrap();
+    let replay = replay_file(w.path(), 0);
+    let mut all = records;
+    all.extend(plain);
+    assert_eq!(replay.records, all);
 }

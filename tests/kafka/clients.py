@@ -108,16 +108,20 @@ def produce(addr, topic, records, **conf):
 
 
 def check_compression_and_records(addr):
-    """acks=all, idempotence, each codec: keys (null, empty, bytes),
-    duplicate header keys, timestamps come back exactly."""
+    """acks=all, idempotence, each codec: keys (null, empty, bytes), values
+    (null tombstones, empty, bytes), duplicate header keys and null header
+    values, timestamps come back exactly."""
     base = movies(2000)
     for codec in ["gzip", "snappy", "lz4", "zstd", "none"]:
         topic = f"movies-{codec}"
         recs = []
         for i, (k, v) in enumerate(base):
             key = None if i % 7 == 0 else (b"" if i % 11 == 0 else k)
+            value = None if i % 13 == 0 else (b"" if i % 17 == 0 else v)
             headers = [("src", b"movies"), ("src", str(i).encode()), ("empty", b"")]
-            recs.append((key, v, headers, 1_600_000_000_000 + i))
+            if i % 5 == 0:
+                headers.append(("null", None))
+            recs.append((key, value, headers, 1_600_000_000_000 + i))
         produce(addr, topic, recs, **{"acks": "all", "enable.idempotence": True,
                                       "compression.type": codec, "linger.ms": 5})
         got = consume_all(addr, topic, 1, len(recs))
@@ -128,7 +132,7 @@ def check_compression_and_records(addr):
             assert m.value() == value, (codec, i)
             assert m.headers() == headers, (codec, i, m.headers())
             assert m.timestamp()[1] == ts, (codec, i, m.timestamp())
-        print(f"PASS {codec}: {len(recs)} records round-trip (keys, headers, timestamps)")
+        print(f"PASS {codec}: {len(recs)} records round-trip (null/empty keys and values, headers, timestamps)")
 
 
 def check_commit_and_resume(addr):
