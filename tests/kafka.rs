@@ -588,3 +588,122 @@ fn nulls_and_empties_survive_the_wal_segments_and_a_restart() {
     let segments = common::local_segments(dir.path(), "n", 0);
     assert!(!segments.is_empty(), "uploaded to a segment");
 }
+
+/// Offsets committed through one face are the offsets the other reads;
+/// CreateTopics' retention configs are the topic's; a fetch whose byte
+/// limits are smaller than a record still returns it.
+#[test]
+fn offsets_and_topic_configs_are_shared_with_grpc_and_a_fetch_returns_at_least_a_record() {
+    use create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use streamhouse::proto as pb;
+    let (_d, srv, addr) = server();
+    let c = srv.clients();
+    let mut k = KafkaConn::connect(&addr);
+    let configs = [
+        ("retention.ms", "3600000"),
+        ("retention.bytes", "-1"),
+        ("cleanup.policy", "delete"),
+    ]
+    .map(|(n, v)| {
+        CreatableTopicConfig::default()
+            .with_name(s(n))
+            .with_value(Some(s(v)))
+    })
+    .to_vec();
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic("o"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(configs)]);
+    assert_eq!(k.call(7, &req).topics[0].error_code, 0);
+    let mut d = pb::DescribeTopicRequest::new();
+    d.set_name("o".into());
+    let info = c.admin.describe_topic(&d).unwrap();
+    assert_eq!(
+        (info.get_retention_ms(), info.get_retention_bytes()),
+        (3_600_000, 0)
+    );
+    // An unsupported config is refused, not ignored.
+    let bad = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic("o2"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(s("cleanup.policy"))
+            .with_value(Some(s("compact")))])]);
+    assert_eq!(k.call(7, &bad).topics[0].error_code, 40);
+
+    let values: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 300]).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    k.call(9, &produce_req("o", batch(&refs, 1, -1, -1), -1));
+    // Kafka commits 7; gRPC reads 7. gRPC commits 9; Kafka reads 9.
+    use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(topic("o"))
+            .with_partitions(vec![
+                OffsetCommitRequestPartition::default().with_committed_offset(7)
+            ])]);
+    assert_eq!(k.call(8, &commit).topics[0].partitions[0].error_code, 0);
+    let mut get = pb::GetCommittedOffsetRequest::new();
+    get.set_group("g".into());
+    get.set_topic("o".into());
+    assert_eq!(
+        c.consumer.get_committed_offset(&get).unwrap().get_offset(),
+        7
+    );
+    let mut put = pb::CommitOffsetRequest::new();
+    put.set_group("g".into());
+    put.set_topic("o".into());
+    put.set_offset(9);
+    c.consumer.commit_offset(&put).unwrap();
+    {
+        use offset_fetch_request::OffsetFetchRequestTopic;
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(topic("o"))
+                .with_partition_indexes(vec![0])]));
+        assert_eq!(k.call(7, &req).topics[0].partitions[0].committed_offset, 9);
+    }
+    // Partition max 1 byte: one 300-byte record anyway; 1,100: three (each
+    // is charged 337 bytes: key, value, headers and the overheads).
+    for (max, want) in [(1, 1), (1100, 3)] {
+        let mut req = fetch_req("o", 2);
+        req.topics[0].partitions[0].partition_max_bytes = max;
+        let r = k.call(12, &req);
+        let bytes = r.responses[0].partitions[0].records.clone().unwrap();
+        let limits = Limits {
+            max_records: 100,
+            max_batch_bytes: 1 << 20,
+        };
+        let got: Vec<KafkaRecord> = decode_batches(&bytes, limits)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| b.records)
+            .collect();
+        assert_eq!(got.len(), want, "partition max {max}");
+        assert_eq!(got[0].value.as_deref(), Some(&values[2][..]));
+    }
+}
+
+/// `--kafka-acks-all uploaded`: an acks=-1 produce is answered once its
+/// segment is in the store.
+#[test]
+fn acks_all_can_wait_for_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_in(dir.path(), &["--kafka-acks-all", "uploaded"]);
+    let mut k = KafkaConn::connect(srv.kafka_addr.as_ref().unwrap());
+    k.call(12, &metadata_req("u"));
+    let r = k.call(9, &produce_req("u", batch(&[b"durable"], 1, -1, -1), -1));
+    assert_eq!(produced(&r), (0, 0));
+    assert_eq!(
+        common::local_segments(dir.path(), "u", 0).len(),
+        1,
+        "in the store when answered"
+    );
+}

@@ -1,7 +1,7 @@
 //! Between Kafka's terms and the engine's: error codes, and records both
 //! ways.
 
-use super::record_batch::{KafkaRecord, RecordBatch};
+use super::record_batch::{put_record, write_batch, KafkaRecord, RecordBatch};
 use crate::error::Error;
 use crate::record::{Header, Record};
 
@@ -89,48 +89,46 @@ pub fn to_record(r: KafkaRecord) -> Record {
 }
 
 /// Records read from a partition (consecutive offsets) as one
-/// uncompressed batch.
-pub fn to_batch(records: &[Record]) -> Option<RecordBatch> {
-    let first = records.first()?;
-    let last = records.last()?;
-    let base_timestamp = first.timestamp_ms;
-    let max_timestamp = records
-        .iter()
-        .map(|r| r.timestamp_ms)
-        .max()
-        .unwrap_or(base_timestamp);
-    let records = records
-        .iter()
-        .map(|r| KafkaRecord {
-            timestamp_ms: r.timestamp_ms,
-            offset_delta: (r.offset - first.offset) as i32,
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: r
-                .headers
-                .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
-                .collect(),
-        })
-        .collect();
-    Some(RecordBatch {
+/// uncompressed batch, written straight from the records; empty for none.
+pub fn encode_fetched(records: &[Record]) -> Vec<u8> {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Vec::new();
+    };
+    let header = RecordBatch {
         base_offset: first.offset,
         partition_leader_epoch: 0,
         attributes: 0,
         last_offset_delta: (last.offset - first.offset) as i32,
-        base_timestamp,
-        max_timestamp,
+        base_timestamp: first.timestamp_ms,
+        max_timestamp: records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0),
         producer_id: -1,
         producer_epoch: -1,
         base_sequence: -1,
-        records,
-    })
+        records: Vec::new(),
+    };
+    let bytes: usize = records.iter().map(Record::accounted_len).sum();
+    let mut out = Vec::with_capacity(61 + bytes + 8 * records.len());
+    write_batch(&mut out, &header, records.len(), |body| {
+        for r in records {
+            put_record(
+                body,
+                r.timestamp_ms.wrapping_sub(header.base_timestamp),
+                (r.offset - first.offset) as i32,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers
+                    .iter()
+                    .map(|h| (h.key.as_str(), h.value.as_deref())),
+            );
+        }
+    });
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::record_batch::{decode_batches, encode_batch, Limits};
+    use crate::kafka::record_batch::{decode_batches, Limits};
 
     #[test]
     fn records_read_back_as_the_batch_a_client_decodes() {
@@ -152,8 +150,7 @@ mod tests {
                 ],
             })
             .collect();
-        let batch = to_batch(&records).unwrap();
-        let bytes = encode_batch(&batch);
+        let bytes = encode_fetched(&records);
         let limits = Limits {
             max_records: 10,
             max_batch_bytes: 1 << 20,
@@ -173,7 +170,7 @@ mod tests {
             })
             .collect();
         assert_eq!(again, records);
-        assert!(to_batch(&[]).is_none());
+        assert!(encode_fetched(&[]).is_empty());
     }
 
     #[test]
@@ -196,10 +193,14 @@ mod tests {
             }],
         })
         .collect();
-        let batch = to_batch(&records).unwrap();
-        let back: Vec<Record> = batch
-            .records
+        let limits = Limits {
+            max_records: 10,
+            max_batch_bytes: 1 << 10,
+        };
+        let batches = decode_batches(&encode_fetched(&records), limits).unwrap();
+        let back: Vec<Record> = batches
             .into_iter()
+            .flat_map(|b| b.records)
             .map(|r| {
                 let offset = i64::from(r.offset_delta);
                 let mut rec = to_record(r);

@@ -8,8 +8,7 @@
 //! last stable offset is the high watermark.
 
 use super::api::{sb, Answer};
-use super::convert::{error_code, to_batch};
-use super::record_batch::encode_batch;
+use super::convert::{encode_fetched, error_code};
 use super::Face;
 use crate::error::Error;
 use crate::read::{FetchReceiver, FetchRequest as EngineFetch, FetchResult};
@@ -166,9 +165,7 @@ fn respond(wants: &[Want], got: Vec<Got>) -> FetchResponse {
             .with_aborted_transactions(Some(Vec::new()));
         let data = match g {
             Ok((r, _)) => {
-                let records = to_batch(&r.records)
-                    .map(|b| encode_batch(&b))
-                    .unwrap_or_default();
+                let records = encode_fetched(&r.records);
                 data.with_high_watermark(r.high_watermark)
                     .with_last_stable_offset(r.high_watermark)
                     .with_log_start_offset(r.low_watermark)

@@ -324,41 +324,100 @@ fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
 /// timestamps are the records' own; `last_offset_delta` and the
 /// timestamps of the header are taken from them.
 pub fn encode_batch(batch: &RecordBatch) -> Vec<u8> {
-    let mut body = Vec::new();
-    for r in &batch.records {
-        let mut rec = vec![0u8]; // attributes
-        put_varint(&mut rec, r.timestamp_ms.wrapping_sub(batch.base_timestamp));
-        put_varint(&mut rec, i64::from(r.offset_delta));
-        put_nullable(&mut rec, r.key.as_deref());
-        put_nullable(&mut rec, r.value.as_deref());
-        put_varint(&mut rec, r.headers.len() as i64);
-        for (k, v) in &r.headers {
-            put_nullable(&mut rec, Some(k.as_bytes()));
-            put_nullable(&mut rec, v.as_deref());
+    let mut out = Vec::new();
+    write_batch(&mut out, batch, batch.records.len(), |body| {
+        for r in &batch.records {
+            put_record(
+                body,
+                r.timestamp_ms.wrapping_sub(batch.base_timestamp),
+                r.offset_delta,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            );
         }
-        put_varint(&mut body, rec.len() as i64);
-        body.extend_from_slice(&rec);
-    }
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
-    out.extend_from_slice(&batch.base_offset.to_be_bytes());
-    let batch_length = (BATCH_HEADER_LEN - LOG_OVERHEAD + body.len()) as i32;
-    out.extend_from_slice(&batch_length.to_be_bytes());
-    out.extend_from_slice(&batch.partition_leader_epoch.to_be_bytes());
+    });
+    out
+}
+
+/// Appends a batch to `out`: the header fields of `header` (its `records`
+/// are not read), `count`, then what `records` writes; then the length and
+/// the CRC are filled in. Lets a caller write records straight from its own
+/// type, without a `KafkaRecord` copy of each.
+pub fn write_batch(
+    out: &mut Vec<u8>,
+    header: &RecordBatch,
+    count: usize,
+    records: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    out.extend_from_slice(&header.base_offset.to_be_bytes());
+    out.extend_from_slice(&[0; 4]); // batchLength, below
+    out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
     out.push(MAGIC as u8);
     out.extend_from_slice(&[0; 4]); // the CRC, below
     let crc_from = out.len();
-    out.extend_from_slice(&(batch.attributes & TIMESTAMP_LOG_APPEND).to_be_bytes());
-    out.extend_from_slice(&batch.last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&batch.base_timestamp.to_be_bytes());
-    out.extend_from_slice(&batch.max_timestamp.to_be_bytes());
-    out.extend_from_slice(&batch.producer_id.to_be_bytes());
-    out.extend_from_slice(&batch.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&batch.base_sequence.to_be_bytes());
-    out.extend_from_slice(&(batch.records.len() as i32).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&(header.attributes & TIMESTAMP_LOG_APPEND).to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.base_sequence.to_be_bytes());
+    out.extend_from_slice(&(count as i32).to_be_bytes());
+    records(out);
+    let batch_length = (out.len() - start - LOG_OVERHEAD) as i32;
+    out[start + 8..start + 12].copy_from_slice(&batch_length.to_be_bytes());
     let crc = crc32c::crc32c(&out[crc_from..]);
     out[crc_from - 4..crc_from].copy_from_slice(&crc.to_be_bytes());
-    out
+}
+
+fn nullable_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => varint_len(-1),
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+    }
+}
+
+fn varint_len(v: i64) -> usize {
+    crate::codec::uvarint_len(crate::codec::zigzag(v))
+}
+
+/// One record, length-prefixed, written in place (its size is computed
+/// first, so no buffer per record).
+pub fn put_record<'a>(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
+) {
+    let (count, header_bytes) = headers.clone().fold((0usize, 0usize), |(n, b), (k, v)| {
+        (
+            n + 1,
+            b + nullable_len(Some(k.as_bytes())) + nullable_len(v),
+        )
+    });
+    let len = 1
+        + varint_len(timestamp_delta)
+        + varint_len(i64::from(offset_delta))
+        + nullable_len(key)
+        + nullable_len(value)
+        + varint_len(count as i64)
+        + header_bytes;
+    out.reserve(len + 5);
+    put_varint(out, len as i64);
+    out.push(0); // attributes
+    put_varint(out, timestamp_delta);
+    put_varint(out, i64::from(offset_delta));
+    put_nullable(out, key);
+    put_nullable(out, value);
+    put_varint(out, count as i64);
+    for (k, v) in headers {
+        put_nullable(out, Some(k.as_bytes()));
+        put_nullable(out, v);
+    }
 }
 
 #[cfg(test)]
