@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark report: builds the release binaries and the null server,
 # starts the S3 test server, runs the segment codec bench (compression
-# against the LZ4 bound per data set) and scripts/bench_report.py (produce,
+# against the LZ4 bound per data set), scripts/bench-kafka.sh (Kafka clients
+# beside gRPC) and scripts/bench_report.py (produce,
 # latency at half load, fetch, restart, rebuild, memory, PUTs/GETs per GB;
 # medians of three, on ../shared/data; Redis Streams as a peer on the same
 # machine), and writes docs/BENCHMARKS.md with SVG plots in docs/. About 5
@@ -36,7 +37,9 @@ for line in sys.stdin:
         print(m["executable"])')
 codec=$(mktemp)
 STREAMHOUSE_BENCH_ROUNDS=3 cargo bench --locked --bench segment_codec > "$codec"
-args=(--null "$null" --codec "$codec")
+kafka=$(mktemp)
+STREAMHOUSE_BIN_DIR="$CARGO_TARGET_DIR/release" scripts/bench-kafka.sh > "$kafka"
+args=(--null "$null" --codec "$codec" --kafka "$kafka")
 [ -n "${COVERAGE_SUMMARY:-}" ] && args+=(--coverage "$COVERAGE_SUMMARY")
 python3 scripts/bench_report.py "${args[@]}"
-rm -f "$codec"
+rm -f "$codec" "$kafka"

@@ -438,6 +438,7 @@ def main():
     ap.add_argument("--null", required=True)
     ap.add_argument("--codec")
     ap.add_argument("--coverage", help="a file whose last TOTAL line has the line coverage")
+    ap.add_argument("--kafka", help="scripts/bench-kafka.sh's output (its section between <!-- kafka --> lines)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     a = ap.parse_args()
     rows, plots = [], {}
@@ -478,6 +479,10 @@ def write_report(a, rows, secs):
     lines += ["", "## Pictures", "",
               "![latency, local](bench-latency-local.svg)", "", "![latency, S3](bench-latency-s3.svg)", "",
               "![throughput, local](bench-throughput-local.svg)", "", "![throughput, S3](bench-throughput-s3.svg)", ""]
+    if a.kafka:
+        parts = Path(a.kafka).read_text().split("<!-- kafka -->")
+        if len(parts) >= 3:
+            lines += [parts[1].strip(), ""]
     if a.coverage:
         total = [l for l in Path(a.coverage).read_text().splitlines() if l.startswith("TOTAL")]
         if total:

@@ -9,6 +9,8 @@
 #      admin, and kill -9 twice under an idempotent producer.
 # Clients are installed once into ~/.cache/streamhouse (outside the clone)
 # and reused. Expects the binaries built (CARGO_TARGET_DIR) or builds them.
+#   scripts/kafka-clients.sh           install what is missing, run the tests
+#   scripts/kafka-clients.sh install   only install (scripts/bench-kafka.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
@@ -19,7 +21,6 @@ JS="$CACHE/kafkajs"
 CONFLUENT_KAFKA=2.6.1
 KAFKAJS=2.2.4
 began=$(date +%s)
-[ -x "$BIN/streamhoused" ] || cargo build --locked --bins
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 need=()
@@ -41,6 +42,9 @@ if [ "$(cd "$JS" 2>/dev/null && node -p "require('kafkajs/package.json').version
   rm -rf "$JS"; mkdir -p "$JS"
   (cd "$JS" && npm init -y >/dev/null && npm install --silent --no-audit --no-fund "kafkajs@$KAFKAJS" >/dev/null)
 fi
+
+[ "${1:-}" = install ] && exit 0
+[ -x "$BIN/streamhoused" ] || cargo build --locked --bins
 
 work=$(mktemp -d)
 server_pid=""
