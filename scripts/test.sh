@@ -13,6 +13,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The gRPC C core without debug info (see the file): a fresh build is
 # minutes shorter.
 export CMAKE_TOOLCHAIN_FILE="${CMAKE_TOOLCHAIN_FILE:-$PWD/scripts/grpc-no-debuginfo.cmake}"
+# Tests keep file:line in backtraces but not full debug info: each of the
+# ~25 test binaries links gRPC and was over 200 MB with it.
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 
 step() { echo "== $* ($(date +%H:%M:%S))"; }
 
