@@ -300,7 +300,9 @@ fn an_unknown_api_versions_version_gets_a_v0_answer_with_the_list() {
 
 #[test]
 fn bad_input_is_answered_or_closed_and_other_connections_keep_working() {
-    let (_d, _srv, addr) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = TestServer::start_in(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
+    let addr = srv.kafka_addr.clone().unwrap();
     let mut good = KafkaConn::connect(&addr);
     assert_eq!(good.call(12, &metadata_req("t")).topics[0].error_code, 0);
     let raw = |bytes: &[u8]| {
@@ -337,6 +339,19 @@ fn bad_input_is_answered_or_closed_and_other_connections_keep_working() {
     // Still serving, and nothing was written by any of it.
     let r = good.call(7, &list_offsets_req("t", -1));
     assert_eq!(r.topics[0].partitions[0].offset, 0);
+    // /metrics counted the four closed connections and the requests.
+    let m = common::http_get(srv.metrics_url.as_ref().unwrap());
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(value("streamhouse_kafka_closed_bad_total"), 4);
+    assert_eq!(
+        value("streamhouse_kafka_requests_total{api=\"Produce\"}"),
+        2
+    );
+    assert!(value("streamhouse_kafka_connections_accepted_total") >= 5);
 }
 
 /// A batch header with gzip (codec 1) over `compressed` records, with its

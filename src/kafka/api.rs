@@ -54,6 +54,12 @@ pub enum Answer<R> {
     Nothing,
 }
 
+/// The index in [`SUPPORTED`] of the frame's API, if served.
+pub fn served_index(frame: &[u8]) -> Option<usize> {
+    let key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
+    SUPPORTED.iter().position(|(k, ..)| *k as i16 == key)
+}
+
 /// Handles one request frame.
 pub fn handle(face: &Arc<Face>, frame: Vec<u8>) -> Action {
     let (header, at) = match wire::parse_header(&frame) {

@@ -25,12 +25,18 @@ const MAX_IN_FLIGHT: usize = 16;
 /// Stack of a connection's threads: they decode requests and wait.
 const STACK: usize = 256 << 10;
 
-/// The open connections, so that stopping the server closes them.
+/// The open connections, so that stopping the server closes them, and
+/// what `/metrics` counts of them.
 #[derive(Default)]
 pub struct Connections {
     open: Mutex<HashMap<u64, TcpStream>>,
     next: AtomicU64,
     pub accepted: AtomicU64,
+    /// Requests by API, in the order of [`api::SUPPORTED`].
+    pub requests: [AtomicU64; api::SUPPORTED.len()],
+    /// Connections closed for a malformed frame, header or request, or an
+    /// API or version not served.
+    pub closed_bad: AtomicU64,
 }
 
 impl Connections {
@@ -43,6 +49,30 @@ impl Connections {
 
     pub fn open_count(&self) -> usize {
         lock(&self.open).len()
+    }
+
+    /// The Prometheus exposition of these counters.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "# HELP streamhouse_kafka_connections Kafka connections open.\n\
+             # TYPE streamhouse_kafka_connections gauge\nstreamhouse_kafka_connections {}\n\
+             # HELP streamhouse_kafka_connections_accepted_total Kafka connections accepted.\n\
+             # TYPE streamhouse_kafka_connections_accepted_total counter\nstreamhouse_kafka_connections_accepted_total {}\n\
+             # HELP streamhouse_kafka_closed_bad_total Kafka connections closed for a malformed frame, header or request, or an API or version not served.\n\
+             # TYPE streamhouse_kafka_closed_bad_total counter\nstreamhouse_kafka_closed_bad_total {}\n\
+             # HELP streamhouse_kafka_requests_total Kafka requests received, by API.\n\
+             # TYPE streamhouse_kafka_requests_total counter\n",
+            self.open_count(),
+            self.accepted.load(Ordering::Relaxed),
+            self.closed_bad.load(Ordering::Relaxed),
+        );
+        for ((key, ..), n) in api::SUPPORTED.iter().zip(&self.requests) {
+            s.push_str(&format!(
+                "streamhouse_kafka_requests_total{{api=\"{key:?}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        s
     }
 }
 
@@ -80,7 +110,7 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
         .name("kafka-read".into())
         .stack_size(STACK)
         .spawn(move || {
-            read_requests(&face, stream, tx, &peer);
+            read_requests(&face, &conns, stream, tx, &peer);
             lock(&conns.open).remove(&id);
         });
     if let Err(e) = reader {
@@ -91,7 +121,13 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
 
 /// Reads requests until the peer closes, a frame is malformed, or the
 /// responder has stopped.
-fn read_requests(face: &Arc<Face>, mut stream: TcpStream, tx: Sender<Action>, peer: &str) {
+fn read_requests(
+    face: &Arc<Face>,
+    conns: &Connections,
+    mut stream: TcpStream,
+    tx: Sender<Action>,
+    peer: &str,
+) {
     loop {
         let frame = match wire::read_frame(&mut stream, face.config.max_request_bytes) {
             Ok(f) => f,
@@ -107,12 +143,17 @@ fn read_requests(face: &Arc<Face>, mut stream: TcpStream, tx: Sender<Action>, pe
             }
             Err(e) => {
                 log::info!("kafka: closing {peer}: {e}");
+                conns.closed_bad.fetch_add(1, Ordering::Relaxed);
                 break;
             }
         };
+        if let Some(i) = api::served_index(&frame) {
+            conns.requests[i].fetch_add(1, Ordering::Relaxed);
+        }
         let action = api::handle(face, frame);
         if let Action::Close(why) = &action {
             log::info!("kafka: closing {peer}: {why}");
+            conns.closed_bad.fetch_add(1, Ordering::Relaxed);
         }
         let close = matches!(action, Action::Close(_));
         if tx.send(action).is_err() || close {

@@ -6,6 +6,7 @@ use super::gate::GateStats;
 use super::shared::Latencies;
 use super::streams::StreamSlots;
 use crate::engine::Engine;
+use crate::kafka::Connections;
 use crate::util::thread::{self, Worker};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,6 +27,7 @@ impl MetricsServer {
         latencies: Arc<Latencies>,
         connections: Arc<GateStats>,
         streams: Arc<StreamSlots>,
+        kafka: Option<Arc<Connections>>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -37,7 +39,8 @@ impl MetricsServer {
                     return;
                 }
                 if let Ok(c) = conn {
-                    if let Err(e) = serve(c, &engine, &latencies, (&connections, &streams)) {
+                    let faces = (&*connections, &*streams, kafka.as_deref());
+                    if let Err(e) = serve(c, &engine, &latencies, faces) {
                         log::debug!("metrics request: {e}");
                     }
                 }
@@ -114,7 +117,7 @@ fn serve(
     conn: TcpStream,
     engine: &Engine,
     latencies: &Latencies,
-    (connections, streams): (&GateStats, &StreamSlots),
+    (connections, streams, kafka): (&GateStats, &StreamSlots, Option<&Connections>),
 ) -> std::io::Result<()> {
     let until = Instant::now() + REQUEST_DEADLINE;
     let reading = ByDeadline {
@@ -140,7 +143,10 @@ fn serve(
             body.len()
         );
     }
-    let body = render(engine, latencies, connections, streams);
+    let mut body = render(engine, latencies, connections, streams);
+    if let Some(k) = kafka {
+        body.push_str(&k.render());
+    }
     write!(
         out,
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

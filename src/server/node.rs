@@ -107,6 +107,7 @@ impl Server {
                     Arc::clone(&shared.latencies),
                     gate_stats,
                     Arc::clone(&shared.streams),
+                    kafka.as_ref().map(|k| Arc::clone(&k.connections)),
                 )
                 .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
             ),
