@@ -6,13 +6,15 @@ use super::gate::GateStats;
 use super::shared::Latencies;
 use super::streams::StreamSlots;
 use crate::engine::Engine;
-use crate::kafka::Connections;
 use crate::util::thread::{self, Worker};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// More exposition text from another face (the Kafka listener's counters).
+pub type Section = Box<dyn Fn() -> String + Send>;
 
 pub struct MetricsServer {
     addr: std::net::SocketAddr,
@@ -27,7 +29,7 @@ impl MetricsServer {
         latencies: Arc<Latencies>,
         connections: Arc<GateStats>,
         streams: Arc<StreamSlots>,
-        kafka: Option<Arc<Connections>>,
+        more: Vec<Section>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
@@ -39,7 +41,7 @@ impl MetricsServer {
                     return;
                 }
                 if let Ok(c) = conn {
-                    let faces = (&*connections, &*streams, kafka.as_deref());
+                    let faces = (&*connections, &*streams, &more[..]);
                     if let Err(e) = serve(c, &engine, &latencies, faces) {
                         log::debug!("metrics request: {e}");
                     }
@@ -117,7 +119,7 @@ fn serve(
     conn: TcpStream,
     engine: &Engine,
     latencies: &Latencies,
-    (connections, streams, kafka): (&GateStats, &StreamSlots, Option<&Connections>),
+    (connections, streams, more): (&GateStats, &StreamSlots, &[Section]),
 ) -> std::io::Result<()> {
     let until = Instant::now() + REQUEST_DEADLINE;
     let reading = ByDeadline {
@@ -144,8 +146,8 @@ fn serve(
         );
     }
     let mut body = render(engine, latencies, connections, streams);
-    if let Some(k) = kafka {
-        body.push_str(&k.render());
+    for section in more {
+        body.push_str(&section());
     }
     write!(
         out,

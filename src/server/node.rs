@@ -107,7 +107,7 @@ impl Server {
                     Arc::clone(&shared.latencies),
                     gate_stats,
                     Arc::clone(&shared.streams),
-                    kafka.as_ref().map(|k| Arc::clone(&k.connections)),
+                    kafka_metrics(kafka.as_ref()),
                 )
                 .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
             ),
@@ -172,6 +172,18 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
+}
+
+/// The Kafka listener's counters for `/metrics`, when it listens.
+fn kafka_metrics(kafka: Option<&KafkaListening>) -> Vec<super::metrics_http::Section> {
+    kafka
+        .map(|k| {
+            let c = Arc::clone(&k.connections);
+            let s: super::metrics_http::Section = Box::new(move || c.render());
+            s
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Starts accepting Kafka connections on `bound`.
