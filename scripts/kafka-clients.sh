@@ -6,7 +6,10 @@
 #      fetch by partition;
 #   3. confluent-kafka (PyPI, pinned; it bundles librdkafka): every codec
 #      with acks=all and idempotence, assign() and committed offsets,
-#      admin, and kill -9 twice under an idempotent producer.
+#      admin, and kill -9 twice under an idempotent producer;
+#   4. consumer groups: kafkajs (two members, auto-commit, a restart) and
+#      confluent-kafka (rebalances on join, leave and kill -9, static
+#      membership, a server restart under an active group).
 # Clients are installed once into ~/.cache/streamhouse (outside the clone)
 # and reused. Expects the binaries built (CARGO_TARGET_DIR) or builds them.
 #   scripts/kafka-clients.sh           install what is missing, run the tests
@@ -81,9 +84,13 @@ echo "PASS kcat: -L, produce with keys and duplicate headers, consume from the b
 
 KAFKA_ADDR="$ADDR" NODE_PATH="$JS/node_modules" KAFKAJS_NO_PARTITIONER_WARNING=1 \
   node tests/kafka/kafkajs.js || fail "kafkajs"
+KAFKA_ADDR="$ADDR" NODE_PATH="$JS/node_modules" STREAMHOUSE_DATA="${STREAMHOUSE_DATA_DIR:-$(cd .. && pwd)/shared/data}" \
+  node tests/kafka/kafkajs-group.js || fail "kafkajs group"
 
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 
 STREAMHOUSED="$BIN/streamhoused" STREAMHOUSE_DATA="${STREAMHOUSE_DATA_DIR:-$(cd .. && pwd)/shared/data}" \
   "$VENV/bin/python" tests/kafka/clients.py
+STREAMHOUSED="$BIN/streamhoused" STREAMHOUSE_DATA="${STREAMHOUSE_DATA_DIR:-$(cd .. && pwd)/shared/data}" \
+  "$VENV/bin/python" tests/kafka/groups.py 2> >(grep -v '^%[3-7]|' >&2)
 echo "kafka clients: all passed in $(( $(date +%s) - began )) s"

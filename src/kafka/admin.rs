@@ -16,8 +16,6 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use std::sync::Arc;
 
@@ -297,62 +295,6 @@ fn broker_configs(face: &Face) -> Vec<(&'static str, String, i8, bool)> {
         ),
         ("log.retention.ms", "-1".into(), DEFAULT_CONFIG, true),
     ]
-}
-
-pub fn describe_groups(
-    face: &Arc<Face>,
-    req: DescribeGroupsRequest,
-    _v: i16,
-) -> Answer<DescribeGroupsResponse> {
-    let known = face.engine.groups().unwrap_or_default();
-    let groups = req
-        .groups
-        .into_iter()
-        .map(|g| {
-            // Offsets only, no members: Kafka calls such a group Empty, and
-            // one it does not know Dead.
-            let state = if known.iter().any(|k| k.as_str() == g.0.as_str()) {
-                "Empty"
-            } else {
-                "Dead"
-            };
-            DescribedGroup::default()
-                .with_group_id(g)
-                .with_group_state(sb(state))
-                .with_protocol_type(sb(if state == "Empty" { "consumer" } else { "" }))
-                .with_authorized_operations(NO_OPERATIONS)
-        })
-        .collect();
-    Answer::Now(DescribeGroupsResponse::default().with_groups(groups))
-}
-
-pub fn list_groups(
-    face: &Arc<Face>,
-    req: ListGroupsRequest,
-    _v: i16,
-) -> Answer<ListGroupsResponse> {
-    let wants_empty = req.states_filter.is_empty()
-        || req
-            .states_filter
-            .iter()
-            .any(|s| s.as_str().eq_ignore_ascii_case("Empty"));
-    match face.engine.groups() {
-        Ok(groups) => Answer::Now(
-            ListGroupsResponse::default().with_groups(
-                groups
-                    .into_iter()
-                    .filter(|_| wants_empty)
-                    .map(|g| {
-                        ListedGroup::default()
-                            .with_group_id(GroupId(sb(g)))
-                            .with_protocol_type(sb("consumer"))
-                            .with_group_state(sb("Empty"))
-                    })
-                    .collect(),
-            ),
-        ),
-        Err(e) => Answer::Now(ListGroupsResponse::default().with_error_code(error_code(&e))),
-    }
 }
 
 pub fn describe_cluster(

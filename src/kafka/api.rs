@@ -6,7 +6,7 @@
 
 use super::convert::code;
 use super::wire::{self, RequestHeader};
-use super::{admin, fetch, guard, metadata, offsets, produce, Face};
+use super::{admin, fetch, guard, membership, metadata, offsets, produce, Face};
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
@@ -24,6 +24,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::ApiVersions, 0, 3),
@@ -54,14 +58,22 @@ pub enum Answer<R> {
     Nothing,
 }
 
+/// Who sent a request, for the group APIs (DescribeGroups shows them).
+pub struct Client {
+    /// The request header's client id.
+    pub id: String,
+    /// `/` and the peer's IP address, as Kafka writes it.
+    pub host: String,
+}
+
 /// The index in [`SUPPORTED`] of the frame's API, if served.
 pub fn served_index(frame: &[u8]) -> Option<usize> {
     let key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
     SUPPORTED.iter().position(|(k, ..)| *k as i16 == key)
 }
 
-/// Handles one request frame.
-pub fn handle(face: &Arc<Face>, frame: Vec<u8>) -> Action {
+/// Handles one request frame from `peer` (`ip:port`).
+pub fn handle(face: &Arc<Face>, frame: Vec<u8>, peer: &str) -> Action {
     let (header, at) = match wire::parse_header(&frame) {
         Ok(h) => h,
         Err(e) => return Action::Close(e.to_string()),
@@ -83,6 +95,15 @@ pub fn handle(face: &Arc<Face>, frame: Vec<u8>) -> Action {
     if let Err(e) = guard::check_request(header.api_key, version, &body) {
         return Action::Close(format!("malformed {key:?} v{version} request: {e}"));
     }
+    if key == ApiKey::JoinGroup {
+        let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+        let client = Client {
+            id: header.client_id.clone().unwrap_or_default(),
+            host: format!("/{}", ip.trim_start_matches('[').trim_end_matches(']')),
+        };
+        let join = |f: &Arc<Face>, q, v| membership::join_group(f, q, v, &client);
+        return run(face, header, body, join);
+    }
     dispatch(face, key, header, body)
 }
 
@@ -102,8 +123,11 @@ fn dispatch(face: &Arc<Face>, key: ApiKey, header: RequestHeader, body: Bytes) -
         ApiKey::CreateTopics => run(face, header, body, admin::create_topics),
         ApiKey::DeleteTopics => run(face, header, body, admin::delete_topics),
         ApiKey::DescribeConfigs => run(face, header, body, admin::describe_configs),
-        ApiKey::DescribeGroups => run(face, header, body, admin::describe_groups),
-        ApiKey::ListGroups => run(face, header, body, admin::list_groups),
+        ApiKey::SyncGroup => run(face, header, body, membership::sync_group),
+        ApiKey::Heartbeat => run(face, header, body, membership::heartbeat),
+        ApiKey::LeaveGroup => run(face, header, body, membership::leave_group),
+        ApiKey::DescribeGroups => run(face, header, body, membership::describe_groups),
+        ApiKey::ListGroups => run(face, header, body, membership::list_groups),
         ApiKey::DescribeCluster => run(face, header, body, admin::describe_cluster),
         other => Action::Close(format!("{other:?} is not served")),
     }

@@ -150,7 +150,7 @@ fn read_requests(
         if let Some(i) = api::served_index(&frame) {
             conns.requests[i].fetch_add(1, Ordering::Relaxed);
         }
-        let action = api::handle(face, frame);
+        let action = api::handle(face, frame, peer);
         if let Action::Close(why) = &action {
             log::info!("kafka: closing {peer}: {why}");
             conns.closed_bad.fetch_add(1, Ordering::Relaxed);

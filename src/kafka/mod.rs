@@ -15,7 +15,10 @@
 //! - [`api`]: dispatch and ApiVersions; one module per group of APIs
 //!   ([`metadata`], [`produce`], [`fetch`], [`offsets`], [`admin`]);
 //!   [`convert`]: records and error codes;
-//! - `group`: the classic consumer-group state machine (not served yet);
+//! - [`coordinator`]: consumer groups in memory, each a [`group`] state
+//!   machine, with the requests waiting on them; [`membership`]: the group
+//!   APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups,
+//!   ListGroups);
 //! - [`record_batch`]: RecordBatch v2, decode and encode;
 //!   [`compression`]: gzip, snappy, lz4 and zstd inflated within a bound.
 
@@ -24,12 +27,11 @@ pub mod api;
 pub mod compression;
 mod connection;
 mod convert;
+mod coordinator;
 mod fetch;
-// The group state machine of issue 20, tested on its own; the listener
-// does not serve JoinGroup and friends yet.
-#[allow(dead_code)]
 mod group;
 pub mod guard;
+mod membership;
 mod metadata;
 mod offsets;
 mod produce;
@@ -37,6 +39,7 @@ pub mod record_batch;
 pub mod wire;
 
 pub use connection::{serve, Connections};
+pub use coordinator::{Coordinator, Limits as GroupLimits};
 
 use crate::engine::Engine;
 use std::sync::Arc;
@@ -87,6 +90,8 @@ pub struct Face {
     pub port: i32,
     /// Stable for one bucket prefix (Kafka tools show it).
     pub cluster_id: String,
+    /// Consumer groups' membership.
+    pub groups: Arc<Coordinator>,
 }
 
 impl Face {
@@ -96,6 +101,7 @@ impl Face {
         engine: Arc<Engine>,
         config: KafkaConfig,
         bound: std::net::SocketAddr,
+        groups: Arc<Coordinator>,
     ) -> Result<Face, String> {
         let (host, port) = match &config.advertised {
             Some(a) => split_host_port(a)?,
@@ -108,6 +114,7 @@ impl Face {
             host,
             port,
             cluster_id,
+            groups,
         })
     }
 }

@@ -1,11 +1,12 @@
 //! ListOffsets, FindCoordinator, OffsetCommit and OffsetFetch. Committed
 //! offsets live where gRPC's do (metadata and the bucket checkpoint), so
 //! `streamctl group get` sees a Kafka client's commits and the reverse.
-//! Group membership is not served yet: commits from any member (simple
-//! consumers with generation -1 included) are accepted.
+//! A commit is checked against the group's membership first (generation,
+//! member id, static instance), as Kafka's coordinator checks it.
 
 use super::api::{sb, Answer};
 use super::convert::{code, error_code};
+use super::group::Caller;
 use super::metadata::LEADER_EPOCH;
 use super::{Face, BROKER_ID};
 use crate::error::{Error, Result};
@@ -165,6 +166,12 @@ pub fn offset_commit(
     _v: i16,
 ) -> Answer<OffsetCommitResponse> {
     let group = req.group_id.0.to_string();
+    let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
+    let caller = Caller::new(req.member_id.as_str(), instance);
+    // v2–v8 carry the generation; -1 is a consumer outside group management.
+    let refused = face
+        .groups
+        .check_commit(&group, caller, req.generation_id_or_member_epoch);
     let topics = req
         .topics
         .into_iter()
@@ -174,6 +181,11 @@ pub fn offset_commit(
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    if refused != code::NONE {
+                        return OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(refused);
+                    }
                     let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
                     let result = u32::try_from(p.partition_index)
                         .map_err(|_| Error::NotFound(format!("partition {}", p.partition_index)))

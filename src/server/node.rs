@@ -9,7 +9,7 @@ use super::producer::Producer;
 use super::shared::{BlockingPool, Shared};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::kafka::{self, Connections, Face};
+use crate::kafka::{self, Connections, Coordinator, Face, GroupLimits};
 use crate::layout;
 use crate::object_store::{LocalFsStore, ObjectStore, S3Store};
 use crate::util::sync::lock;
@@ -34,10 +34,12 @@ pub struct Server {
     kafka: Option<KafkaListening>,
 }
 
-/// The Kafka listener: its gate and its open connections.
+/// The Kafka listener: its gate, its open connections and its group
+/// coordinator.
 struct KafkaListening {
     gate: Gate,
     connections: Arc<Connections>,
+    groups: Arc<Coordinator>,
     addr: String,
 }
 
@@ -150,6 +152,7 @@ impl Server {
         if let Some(mut k) = self.kafka.take() {
             k.gate.stop();
             k.connections.close_all();
+            k.groups.stop();
         }
         let done = lock(&self.grpc).shutdown();
         match thread::spawn("grpc-shutdown", move || {
@@ -199,7 +202,15 @@ fn start_kafka(
             "Kafka listener on {addr} has no authentication yet: anyone who reaches this port can read and write every topic"
         );
     }
-    let face = Face::new(Arc::clone(engine), k.config.clone(), addr).map_err(Error::Config)?;
+    let groups = Coordinator::start(GroupLimits::default())
+        .map_err(|e| Error::io("start the Kafka group coordinator", e))?;
+    let face = Face::new(
+        Arc::clone(engine),
+        k.config.clone(),
+        addr,
+        Arc::clone(&groups),
+    )
+    .map_err(Error::Config)?;
     let face = Arc::new(face);
     let connections = Arc::new(Connections::default());
     let conns = Arc::clone(&connections);
@@ -213,6 +224,7 @@ fn start_kafka(
     Ok(KafkaListening {
         gate,
         connections,
+        groups,
         addr: addr.to_string(),
     })
 }
