@@ -41,6 +41,7 @@ pub mod fuzzing;
 pub mod kafka;
 pub mod layout;
 pub mod logging;
+pub mod membership;
 pub mod meta;
 pub mod metrics;
 pub mod object_store;

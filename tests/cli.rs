@@ -174,7 +174,14 @@ fn topics_produce_and_consume_byte_exact() {
     assert!(json.contains("\"partition\":0,\"offset\":null,"), "{json}");
     let (hw0, lag0) = group_lag(&s, "g", 0);
     assert!(hw0 > 0 && lag0 == hw0, "{json}");
-    assert_eq!(ok(s.ctl().args(["group", "list"])), "g\n");
+    assert_eq!(
+        ok(s.ctl().args(["group", "list"])),
+        "GROUP  STATE  MEMBERS\ng      Empty  0\n"
+    );
+    assert_eq!(
+        ok(s.ctl().args(["group", "list", "--format", "json"])),
+        "[{\"group\":\"g\",\"state\":\"Empty\",\"members\":0}]\n"
+    );
     ok(s.ctl().args([
         "group",
         "commit",

@@ -220,3 +220,47 @@ fn bad_joins_are_refused_with_kafkas_codes() {
     // Still serving.
     assert_eq!(join(&mut k, 5, "g").error_code, 0);
 }
+
+#[test]
+fn streamctl_shows_a_groups_state_members_and_assignments() {
+    let (_d, srv, addr) = server();
+    let mut k = KafkaConn::connect(&addr);
+    let mut j = join(&mut k, 5, "shown");
+    // A consumer-protocol assignment: version 1, topic "t" partitions 0, 2.
+    let mut assignment = vec![
+        0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2,
+    ];
+    assignment.extend_from_slice(&[0xff; 4]);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("shown")))
+        .with_generation_id(j.generation_id)
+        .with_member_id(j.member_id.clone())
+        .with_assignments(vec![SyncGroupRequestAssignment::default()
+            .with_member_id(j.member_id.clone())
+            .with_assignment(Bytes::from(assignment))]);
+    assert_eq!(k.call(5, &sync).error_code, 0);
+    let out = |args: &[&str]| {
+        let o = srv.ctl().args(args).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let list = out(&["group", "list"]);
+    assert!(list.contains("shown  Stable  1"), "{list}");
+    let get = out(&["group", "get", "shown"]);
+    let member = std::mem::take(&mut j.member_id);
+    assert!(
+        get.contains("group shown: Stable, generation 1, protocol range, 1 members"),
+        "{get}"
+    );
+    assert!(get.contains(&format!("{member}")), "{get}");
+    assert!(
+        get.contains("sh-test") && get.contains("/127.0.0.1"),
+        "{get}"
+    );
+    assert!(get.contains("t:0,2"), "{get}");
+    let json = out(&["group", "get", "shown", "--format", "json"]);
+    assert!(
+        json.contains(r#""assignment":[{"topic":"t","partitions":[0,2]}]"#),
+        "{json}"
+    );
+}

@@ -9,11 +9,13 @@ use std::io::Write;
 
 pub(super) const HELP: &str = "\
 streamctl group list
-    Groups with committed offsets.
+    Groups with committed offsets or members (Kafka consumers that
+    subscribe()), with their state and member count.
 streamctl group get GROUP
-    Every partition of the topics GROUP committed in: the committed offset,
-    the high watermark and the lag (high watermark minus committed offset;
-    without a commit, every retained record).
+    GROUP's state and members (each one's client, host and assigned
+    partitions), then every partition of the topics it committed in: the
+    committed offset, the high watermark and the lag (high watermark minus
+    committed offset; without a commit, every retained record).
 streamctl group commit GROUP --topic T --partition P --offset N [--metadata M]
     Commits an offset (the next offset to read) for GROUP; at most the
     partition's high watermark.
@@ -55,17 +57,33 @@ fn list(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
         .list_groups_opt(&pb::ListGroupsRequest::new(), c.opt(CALL_TIMEOUT))
         .map_err(|e| c.err("list groups", e))?;
     let mut o = out();
-    match format {
-        Format::Json => {
-            let g: Vec<String> = r.get_groups().iter().map(|g| json_str(g)).collect();
-            writeln!(o, "[{}]", g.join(","))?;
-        }
-        _ => {
-            for g in r.get_groups() {
-                writeln!(o, "{g}")?;
-            }
-        }
+    let groups = r.get_summaries();
+    if format == Format::Json {
+        let g: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{{\"group\":{},\"state\":{},\"members\":{}}}",
+                    json_str(g.get_group()),
+                    json_str(g.get_state()),
+                    g.get_members()
+                )
+            })
+            .collect();
+        writeln!(o, "[{}]", g.join(","))?;
+        return Ok(());
     }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.get_group().to_string(),
+                g.get_state().to_string(),
+                g.get_members().to_string(),
+            ]
+        })
+        .collect();
+    write!(o, "{}", table(&["GROUP", "STATE", "MEMBERS"], &rows))?;
     Ok(())
 }
 
@@ -82,14 +100,20 @@ fn get(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
     let mut o = out();
     if format == Format::Json {
         let items: Vec<String> = rows.iter().map(Lag::json).collect();
+        let members: Vec<String> = r.get_members().iter().map(member_json).collect();
         writeln!(
             o,
-            "{{\"group\":{},\"offsets\":[{}]}}",
+            "{{\"group\":{},\"state\":{},\"generation\":{},\"protocol\":{},\"members\":[{}],\"offsets\":[{}]}}",
             json_str(&g),
+            json_str(r.get_state()),
+            r.get_generation(),
+            json_str(r.get_protocol()),
+            members.join(","),
             items.join(",")
         )?;
         return Ok(());
     }
+    write_members(&mut o, &g, &r)?;
     if rows.is_empty() {
         writeln!(o, "group {g} has no committed offsets")?;
         return Ok(());
@@ -105,6 +129,73 @@ fn get(c: &Client, mut a: pico_args::Arguments, format: Format) -> CliResult {
     ];
     write!(o, "{}", table(&header, &rows))?;
     Ok(())
+}
+
+/// The group's state and, when it has members, who holds what.
+fn write_members(o: &mut impl Write, g: &str, r: &pb::DescribeGroupResponse) -> CliResult {
+    if r.get_members().is_empty() {
+        writeln!(o, "group {g}: {}, no members", r.get_state())?;
+        return Ok(());
+    }
+    writeln!(
+        o,
+        "group {g}: {}, generation {}, protocol {}, {} members",
+        r.get_state(),
+        r.get_generation(),
+        r.get_protocol(),
+        r.get_members().len()
+    )?;
+    let rows: Vec<Vec<String>> = r
+        .get_members()
+        .iter()
+        .map(|m| {
+            vec![
+                m.get_member_id().to_string(),
+                m.get_instance_id().to_string(),
+                m.get_client_id().to_string(),
+                m.get_host().to_string(),
+                assignment_text(m.get_assignment()),
+            ]
+        })
+        .collect();
+    let header = ["MEMBER", "INSTANCE", "CLIENT", "HOST", "ASSIGNMENT"];
+    write!(o, "{}", table(&header, &rows))?;
+    writeln!(o)?;
+    Ok(())
+}
+
+/// `topic:0,1 other:3`.
+fn assignment_text(a: &[pb::GroupAssignment]) -> String {
+    a.iter()
+        .map(|t| {
+            let ps: Vec<String> = t.get_partitions().iter().map(u32::to_string).collect();
+            format!("{}:{}", t.get_topic(), ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn member_json(m: &pb::GroupMember) -> String {
+    let assignment: Vec<String> = m
+        .get_assignment()
+        .iter()
+        .map(|t| {
+            let ps: Vec<String> = t.get_partitions().iter().map(u32::to_string).collect();
+            format!(
+                "{{\"topic\":{},\"partitions\":[{}]}}",
+                json_str(t.get_topic()),
+                ps.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"member_id\":{},\"instance_id\":{},\"client_id\":{},\"host\":{},\"assignment\":[{}]}}",
+        json_str(m.get_member_id()),
+        json_str(m.get_instance_id()),
+        json_str(m.get_client_id()),
+        json_str(m.get_host()),
+        assignment.join(",")
+    )
 }
 
 /// One row per partition of every topic the group committed in (a

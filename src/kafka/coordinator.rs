@@ -15,6 +15,7 @@
 //! and rejoin, resuming from their commits.
 
 use super::group::{code, Caller, Group, Join, MemberView, Reply, State};
+use crate::membership::{GroupMembers, Member};
 use crate::util::sync::lock;
 use crate::util::thread::{self, Worker};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -257,6 +258,89 @@ impl Coordinator {
     }
 }
 
+impl crate::membership::Memberships for Coordinator {
+    fn list(&self) -> Vec<(String, String, usize)> {
+        self.list()
+            .into_iter()
+            .map(|(id, v)| (id, v.state.name().to_string(), v.members.len()))
+            .collect()
+    }
+
+    fn describe(&self, group: &str) -> Option<GroupMembers> {
+        let v = self.describe(group)?;
+        let consumer = v.protocol_type == "consumer";
+        Some(GroupMembers {
+            state: v.state.name().to_string(),
+            protocol_type: v.protocol_type,
+            protocol: v.protocol,
+            generation: v.generation,
+            members: v
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    assignment: if consumer {
+                        consumer_assignment(&m.assignment).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    host: m.client_host,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The (topic, partitions) of a consumer-protocol assignment (version,
+/// then an array of topic and partition array; the user data after it is
+/// not needed). Written by the group's leader, so read with every length
+/// checked; `None` if it is not in that format.
+fn consumer_assignment(b: &[u8]) -> Option<Vec<(String, Vec<u32>)>> {
+    if b.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut r = Reader(b);
+    r.i16()?; // version
+    let topics = usize::try_from(r.i32()?).ok()?;
+    let mut out = Vec::new();
+    for _ in 0..topics {
+        let len = usize::try_from(r.i16()?).ok()?;
+        let topic = String::from_utf8(r.take(len)?.to_vec()).ok()?;
+        let n = usize::try_from(r.i32()?).ok()?;
+        // Each partition is 4 bytes: a forged count fails here, before
+        // anything is allocated for it.
+        if r.0.len() / 4 < n {
+            return None;
+        }
+        let partitions = (0..n)
+            .map(|_| r.i32().and_then(|p| u32::try_from(p).ok()))
+            .collect::<Option<Vec<u32>>>()?;
+        out.push((topic, partitions));
+    }
+    Some(out)
+}
+
+/// Big-endian fields off the front of a slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let head = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        Some(head)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
 fn view(g: &Group) -> GroupView {
     GroupView {
         state: g.state,
@@ -353,6 +437,28 @@ mod tests {
         assert_eq!(c.heartbeat("g", Caller::new(&a, None), 1), 25);
         assert_eq!(c.check_commit("g", Caller::new(&a, None), 1), 22);
         assert_eq!(c.check_commit("g", Caller::new("", None), -1), 0);
+    }
+
+    #[test]
+    fn consumer_assignments_are_read_with_every_length_checked() {
+        let mut b = vec![
+            0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 5,
+        ];
+        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // null user data
+        assert_eq!(
+            consumer_assignment(&b),
+            Some(vec![("t".to_string(), vec![3, 5])])
+        );
+        assert_eq!(consumer_assignment(&[]), Some(vec![]));
+        for cut in 1..21 {
+            assert_eq!(consumer_assignment(&b[..cut]), None, "cut at {cut}");
+        }
+        // A forged partition count of 2^31-1.
+        let forged = [
+            0, 1, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 3,
+        ];
+        assert_eq!(consumer_assignment(&forged), None);
+        assert_eq!(consumer_assignment(&[0, 1, 0xff, 0xff, 0xff, 0xff]), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::shared::Shared;
 use super::status::{error_to_status, fail_now, reply_later};
 use super::streams::SUBSCRIBE_MAX_BYTES;
 use crate::error::Error;
+use crate::membership::GroupMembers;
 use crate::proto as pb;
 use crate::proto::grpc::ConsumerService;
 use crate::read::FetchRequest;
@@ -221,15 +222,15 @@ impl ConsumerService for Consumer {
         _req: pb::ListGroupsRequest,
         sink: UnarySink<pb::ListGroupsResponse>,
     ) {
+        let members = self.0.memberships.clone();
         self.0.blocking(
             &ctx,
             sink,
-            |e| e.groups(),
-            |groups| {
-                let mut r = pb::ListGroupsResponse::new();
-                r.set_groups(groups.into());
-                r
+            move |e| {
+                let active = members.map(|m| m.list()).unwrap_or_default();
+                Ok((e.groups()?, active))
             },
+            |(with_offsets, active)| group_list(with_offsets, active),
         );
     }
 
@@ -240,12 +241,17 @@ impl ConsumerService for Consumer {
         sink: UnarySink<pb::DescribeGroupResponse>,
     ) {
         let group = req.get_group().to_string();
+        let members = self.0.memberships.clone();
         self.0.blocking(
             &ctx,
             sink,
-            move |e| e.group_offsets(req.get_group()),
-            move |offsets| {
+            move |e| {
+                let offsets = e.group_offsets(req.get_group())?;
+                Ok((offsets, members.and_then(|m| m.describe(req.get_group()))))
+            },
+            move |(offsets, members)| {
                 let mut r = pb::DescribeGroupResponse::new();
+                set_members(&mut r, members);
                 r.set_group(group);
                 for o in offsets {
                     let mut c = pb::CommittedOffset::new();
@@ -277,5 +283,54 @@ impl ConsumerService for Consumer {
                 r
             },
         );
+    }
+}
+
+/// Groups with offsets (Empty unless they have members) and groups with
+/// members, by name.
+fn group_list(
+    with_offsets: Vec<String>,
+    active: Vec<(String, String, usize)>,
+) -> pb::ListGroupsResponse {
+    let mut all: std::collections::BTreeMap<String, (String, usize)> = with_offsets
+        .into_iter()
+        .map(|g| (g, ("Empty".to_string(), 0)))
+        .collect();
+    for (g, state, n) in active {
+        all.insert(g, (state, n));
+    }
+    let mut r = pb::ListGroupsResponse::new();
+    for (g, (state, n)) in all {
+        let mut s = pb::GroupSummary::new();
+        s.set_group(g.clone());
+        s.set_state(state);
+        s.set_members(n as u32);
+        r.mut_summaries().push(s);
+        r.mut_groups().push(g);
+    }
+    r
+}
+
+fn set_members(r: &mut pb::DescribeGroupResponse, g: Option<GroupMembers>) {
+    let Some(g) = g else {
+        r.set_state("Empty".into());
+        return;
+    };
+    r.set_state(g.state);
+    r.set_protocol(g.protocol);
+    r.set_generation(g.generation);
+    for m in g.members {
+        let mut pm = pb::GroupMember::new();
+        pm.set_member_id(m.member_id);
+        pm.set_instance_id(m.instance_id.unwrap_or_default());
+        pm.set_client_id(m.client_id);
+        pm.set_host(m.host);
+        for (topic, partitions) in m.assignment {
+            let mut a = pb::GroupAssignment::new();
+            a.set_topic(topic);
+            a.set_partitions(partitions);
+            pm.mut_assignment().push(a);
+        }
+        r.mut_members().push(pm);
     }
 }

@@ -73,11 +73,25 @@ impl Server {
         super::status::keep_private(&config.engine.data_dir);
         let engine = Engine::open(config.engine.clone(), store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
+        // The Kafka face's group coordinator, which the gRPC admin calls
+        // also show.
+        let groups = match &config.kafka {
+            Some(_) => Some(
+                Coordinator::start(GroupLimits::default())
+                    .map_err(|e| Error::io("start the Kafka group coordinator", e))?,
+            ),
+            None => None,
+        };
+        let memberships = groups.clone().map(|g| {
+            let m: Arc<dyn crate::membership::Memberships> = g;
+            m
+        });
         let shared = Shared::new(
             Arc::clone(&engine),
             config.auth_token.clone(),
             blocking,
             config.max_streams,
+            memberships,
         );
         let health = HealthService::default();
         health.set_serving_status("", ServingStatus::Serving);
@@ -97,8 +111,8 @@ impl Server {
             Arc::clone(&gate_stats),
             hand_to(Arc::clone(&grpc)),
         )?;
-        let kafka = match (&config.kafka, kafka_bound) {
-            (Some(k), Some(b)) => Some(start_kafka(k, b, &engine, open_files_limit)?),
+        let kafka = match (&config.kafka, kafka_bound, groups) {
+            (Some(k), Some(b), Some(g)) => Some(start_kafka(k, b, &engine, g, open_files_limit)?),
             _ => None,
         };
         let metrics = match &config.metrics_listen {
@@ -194,6 +208,7 @@ fn start_kafka(
     k: &KafkaListener,
     bound: Bound,
     engine: &Arc<Engine>,
+    groups: Arc<Coordinator>,
     open_files_limit: Option<u64>,
 ) -> Result<KafkaListening> {
     let addr = bound.addr();
@@ -202,8 +217,6 @@ fn start_kafka(
             "Kafka listener on {addr} has no authentication yet: anyone who reaches this port can read and write every topic"
         );
     }
-    let groups = Coordinator::start(GroupLimits::default())
-        .map_err(|e| Error::io("start the Kafka group coordinator", e))?;
     let face = Face::new(
         Arc::clone(engine),
         k.config.clone(),

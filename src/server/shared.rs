@@ -6,6 +6,7 @@ use super::status::{fail_now, reply_later};
 use super::streams::StreamSlots;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::membership::Memberships;
 use crate::metrics::Histogram;
 use crate::util::sync::lock;
 use crate::util::thread::{self, Worker};
@@ -99,6 +100,8 @@ pub struct Shared {
     pub shutting_down: Arc<AtomicBool>,
     pub(super) round_robin: Arc<AtomicU32>,
     pub(super) streams: Arc<StreamSlots>,
+    /// Groups' members (Kafka consumers), when a coordinator keeps them.
+    pub memberships: Option<Arc<dyn Memberships>>,
 }
 
 impl Shared {
@@ -107,8 +110,10 @@ impl Shared {
         auth_token: Option<String>,
         blocking: BlockingPool,
         max_streams: usize,
+        memberships: Option<Arc<dyn Memberships>>,
     ) -> Self {
         Shared {
+            memberships,
             streams: StreamSlots::new(max_streams),
             engine,
             latencies: Arc::new(Latencies::default()),
