@@ -308,6 +308,8 @@ pub fn kafka_request(data: &[u8]) {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::Decodable;
     let _ = wire::parse_header(data);
+    // The leader's assignments, which `streamctl group get` decodes.
+    let _ = crate::kafka::consumer_assignment(data);
     let mut f = Fields(data);
     let (key, lo, hi) = SUPPORTED[usize::from(f.u8()) % SUPPORTED.len()];
     let version = lo + (i16::from(f.u8()) % (hi - lo + 1));
@@ -335,6 +337,10 @@ pub fn kafka_request(data: &[u8]) {
         ApiKey::InitProducerId => decode::<InitProducerIdRequest>(body, version),
         ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version),
         ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version),
+        ApiKey::JoinGroup => decode::<JoinGroupRequest>(body, version),
+        ApiKey::SyncGroup => decode::<SyncGroupRequest>(body, version),
+        ApiKey::Heartbeat => decode::<HeartbeatRequest>(body, version),
+        ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(body, version),
         other => panic!("{other:?} is served but not decoded here"),
     }
 }

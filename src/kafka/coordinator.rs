@@ -297,7 +297,7 @@ impl crate::membership::Memberships for Coordinator {
 /// then an array of topic and partition array; the user data after it is
 /// not needed). Written by the group's leader, so read with every length
 /// checked; `None` if it is not in that format.
-fn consumer_assignment(b: &[u8]) -> Option<Vec<(String, Vec<u32>)>> {
+pub(crate) fn consumer_assignment(b: &[u8]) -> Option<Vec<(String, Vec<u32>)>> {
     if b.is_empty() {
         return Some(Vec::new());
     }

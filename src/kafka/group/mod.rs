@@ -133,4 +133,6 @@ pub struct MemberView {
 }
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
