@@ -39,6 +39,7 @@ pub mod record_batch;
 pub mod wire;
 
 pub use connection::{serve, Connections};
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use coordinator::consumer_assignment;
 pub use coordinator::{Coordinator, Limits as GroupLimits};
 

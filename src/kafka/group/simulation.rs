@@ -81,7 +81,7 @@ impl World {
                     protocols: vec![("range".into(), vec![i as u8])],
                     session_timeout: Duration::from_secs(10),
                     rebalance_timeout: Duration::from_secs(30),
-                    require_known_member: rng.next_u64() % 2 == 0,
+                    require_known_member: rng.next_u64().is_multiple_of(2),
                 };
                 let (id, replies) = self.g.join(j, now);
                 self.clients[i].waiting = Some((id, Kind::Join));
@@ -101,14 +101,14 @@ impl World {
                 let caller = Caller::new(&c.member_id, c.instance_id.as_deref());
                 self.g.heartbeat(caller, c.generation, now);
             }
-            5 if rng.next_u64() % 4 == 0 => {
+            5 if rng.next_u64().is_multiple_of(4) => {
                 let c = &self.clients[i];
                 let (_, replies) = self
                     .g
                     .leave(&[Caller::new(&c.member_id, c.instance_id.as_deref())], now);
                 self.deliver(replies);
             }
-            6 if rng.next_u64() % 8 == 0 => {
+            6 if rng.next_u64().is_multiple_of(8) => {
                 // Dies: its waits are abandoned; it comes back as new.
                 let c = &mut self.clients[i];
                 if let Some(w) = c.waiting.take() {
