@@ -31,6 +31,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 6
 SESSION_MS = 6000
+# Each batch is "processed" this long between being read and committed:
+# the at-least-once window a kill can land in.
+PROCESS_S = 0.1
 
 
 def worker(addr, topic, group, instance):
@@ -56,6 +59,7 @@ def worker(addr, topic, group, instance):
         if not msgs:
             continue
         emit("recs", r=[[m.partition(), m.offset()] for m in msgs])
+        time.sleep(PROCESS_S)
         try:
             done = c.commit(asynchronous=False)
             emit("commit", c={tp.partition: tp.offset for tp in done if not tp.error})
@@ -229,8 +233,11 @@ def check_rebalances(server, data):
     ws[0].leave()
     left = wait_stable(admin, group, ws, 3, t, "one leaves cleanly")
     time.sleep(1)
-    t = time.time()
+    # Killed between reading a batch and committing it.
+    while not (ws[1].events and ws[1].events[-1]["ev"] == "recs"):
+        time.sleep(0.002)
     ws[1].kill9()
+    t = time.time()
     killed = wait_stable(admin, group, ws, 2, t, f"one killed -9 (session timeout {SESSION_MS} ms)")
     time.sleep(1)
     acked = producing.finish()
@@ -238,6 +245,8 @@ def check_rebalances(server, data):
     total, dups, uncovered = check_reads(ws, acked, "rebalances")
     tail = killed_tail(ws[1])
     reread = sum(1 for r in tail if any(r in reads_of(w) for w in ws if w is not ws[1]))
+    assert tail and reread == len(tail), \
+        f"the killed consumer's uncommitted reads were not all read again: {reread} of {len(tail)}"
     for w in ws:
         if w.alive():
             w.leave()

@@ -23,7 +23,9 @@ const readBy = new Map() // member name -> ["p/o", ...] in order
 const committedBy = new Map() // member name -> Map(partition -> committed offset)
 
 async function member(name) {
-  const c = kafka.consumer({ groupId: GROUP, sessionTimeout: 6000, heartbeatInterval: 500 })
+  // kafkajs heartbeats between fetches: its default fetch wait (5 s) would
+  // be most of a rebalance's time.
+  const c = kafka.consumer({ groupId: GROUP, sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 1000 })
   readBy.set(name, [])
   committedBy.set(name, new Map())
   c.on(c.events.COMMIT_OFFSETS, e => {
