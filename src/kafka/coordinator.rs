@@ -14,7 +14,7 @@
 //! restart; members find out at their next heartbeat (UNKNOWN_MEMBER_ID)
 //! and rejoin, resuming from their commits.
 
-use super::group::{code, Caller, Group, Join, MemberView, Reply, State};
+use super::group::{code, join_error, Caller, Group, Join, MemberView, Reply, State};
 use crate::membership::{GroupMembers, Member};
 use crate::util::sync::lock;
 use crate::util::thread::{self, Worker};
@@ -133,17 +133,7 @@ impl Coordinator {
         let mut g = lock(&self.groups);
         let Groups { groups, waiting } = &mut *g;
         if !groups.contains_key(group_id) && groups.len() >= self.limits.max_groups {
-            let _ = tx.send(Reply::Join {
-                member_id: j.member_id.clone(),
-                joined: super::group::Joined {
-                    error: COORDINATOR_NOT_AVAILABLE,
-                    generation: -1,
-                    protocol: None,
-                    leader: String::new(),
-                    member_id: j.member_id,
-                    members: Vec::new(),
-                },
-            });
+            let _ = tx.send(join_error(&j.member_id, COORDINATOR_NOT_AVAILABLE));
             return rx;
         }
         let group = groups

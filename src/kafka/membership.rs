@@ -12,7 +12,7 @@
 use super::api::{sb, Answer, Client};
 use super::convert::code as kcode;
 use super::coordinator::COORDINATOR_NOT_AVAILABLE;
-use super::group::{code, Caller, Join, Reply};
+use super::group::{code, join_error, Caller, Join, Reply};
 use super::metadata::NO_OPERATIONS;
 use super::Face;
 use bytes::Bytes;
@@ -107,20 +107,6 @@ pub fn join_group(
     match rx.try_recv() {
         Ok(reply) => Answer::Now(answer(Some(reply))),
         Err(_) => Answer::Later(Box::new(move || answer(rx.recv_timeout(MAX_WAIT).ok()))),
-    }
-}
-
-fn join_error(member_id: &str, error: i16) -> Reply {
-    Reply::Join {
-        member_id: member_id.to_string(),
-        joined: super::group::Joined {
-            error,
-            generation: -1,
-            protocol: None,
-            leader: String::new(),
-            member_id: member_id.to_string(),
-            members: Vec::new(),
-        },
     }
 }
 

@@ -215,12 +215,17 @@ def wait_read(workers, acked, timeout=60):
         time.sleep(0.2)
 
 
+def topic_with_producer(addr, topic, data):
+    """A new topic of PARTITIONS partitions and a producer writing to it."""
+    admin = AdminClient({"bootstrap.servers": addr})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
+    return admin, Producing(addr, topic, data)
+
+
 def check_rebalances(server, data):
     topic, group = "grp", "grp-consumers"
     addr = server.addr
-    admin = AdminClient({"bootstrap.servers": addr})
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
-    producing = Producing(addr, topic, data)
+    admin, producing = topic_with_producer(addr, topic, data)
     t0 = time.time()
     ws = [Worker(addr, topic, group, f"c{i}") for i in range(3)]
     wait_stable(admin, group, ws, 3, t0, "three consumers start")
@@ -302,9 +307,7 @@ def check_static_membership(server):
 def check_server_restart(server, data):
     topic, group = "grp-restart", "grp-restart-consumers"
     addr = server.addr
-    admin = AdminClient({"bootstrap.servers": addr})
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
-    producing = Producing(addr, topic, data)
+    admin, producing = topic_with_producer(addr, topic, data)
     ws = [Worker(addr, topic, group, f"r{i}") for i in range(2)]
     wait_stable(admin, group, ws, 2, time.time(), "two consumers start")
     time.sleep(2)

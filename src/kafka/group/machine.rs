@@ -564,7 +564,8 @@ fn reply_member(r: &Reply) -> &str {
     }
 }
 
-fn join_error(member_id: &str, error: i16) -> Reply {
+/// A join answered with `error` alone.
+pub fn join_error(member_id: &str, error: i16) -> Reply {
     Reply::Join {
         member_id: member_id.to_string(),
         joined: Joined {

@@ -22,7 +22,7 @@
 
 mod machine;
 
-pub use machine::Group;
+pub use machine::{join_error, Group};
 
 use std::time::Duration;
 
