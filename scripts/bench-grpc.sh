@@ -18,20 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # A free port for the Kafka listener, so that runs side by side never collide.
 export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
-if [ -n "${STREAMHOUSE_BIN_DIR:-}" ]; then
-  BIN="$STREAMHOUSE_BIN_DIR"
-  NULL="$BIN/null_server"
-else
-  cargo build --release --locked --bins
-  BIN="$CARGO_TARGET_DIR/release"
-  NULL=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |
-    python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("executable") and "null_server" in m["executable"]:
-        print(m["executable"])')
-fi
+# shellcheck source=scripts/bench-bins.sh
+. scripts/bench-bins.sh
 mode="${1:-both}"
 work=$(mktemp -d)
 pid=""

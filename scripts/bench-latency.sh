@@ -3,7 +3,8 @@
 # (benches/null_server.rs: the same gRPC stack, answering Produce without
 # storing) and streamhoused side by side, alternating at each offered rate,
 # with the same client (streamctl perf-produce: 1 partition, 100 B records,
-# batches of 1,000, 8 in flight). Local store, default segment size.
+# batches of 1,000, 8 in flight). Local store, 64 MiB segments sealed at
+# the latest 2 s after their first record (so that drains end).
 #   - the max rate, best of 3 (the null server's and ours);
 #   - at 100K, 300K and half of our max: 2 alternating pairs of 5 s runs,
 #     ack p50 / p99 each (the goal: ours <= the null server's p99 + 2 ms);
@@ -15,25 +16,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STREAMHOUSE_KAFKA_LISTEN="${STREAMHOUSE_KAFKA_LISTEN:-127.0.0.1:0}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/streamhouse/target}"
-if [ -n "${STREAMHOUSE_BIN_DIR:-}" ]; then
-  BIN="$STREAMHOUSE_BIN_DIR"
-  NULL="$BIN/null_server"
-else
-  cargo build --release --locked --bins
-  BIN="$CARGO_TARGET_DIR/release"
-  NULL=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |
-    python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("executable") and "null_server" in m["executable"]:
-        print(m["executable"])')
-fi
+# shellcheck source=scripts/bench-bins.sh
+. scripts/bench-bins.sh
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-5}"
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -49,13 +38,27 @@ wait_for() {
 pids+=($!)
 wait_for "$work/null" "listening on"
 NULL_ADDR=$(awk '/listening on/ {print $5}' "$work/null")
+# SERVER_FLAGS: more flags for streamhoused (to attribute the tail, e.g.
+# --segment-max-bytes 1GiB --segment-max-age-ms 600000: no seal in a run).
+# shellcheck disable=SC2086
 STREAMHOUSE_LOG=warn "$BIN/streamhoused" --listen 127.0.0.1:0 --data-dir "$work/data" \
-  --metrics-listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
+  --metrics-listen 127.0.0.1:0 --segment-max-age-ms 2000 ${SERVER_FLAGS:-} > "$work/out" 2> "$work/err" &
 pids+=($!)
 wait_for "$work/out" "metrics on"
 REAL_ADDR=$(awk '/listening on/ {print $4}' "$work/out")
 METRICS=$(awk '/metrics on/ {print $NF}' "$work/out" | sed 's|^http://||; s|/metrics$||')
 STREAMHOUSE_ADDR=$REAL_ADDR $ctl topic create bench --partitions 1 >/dev/null
+
+# Waits (up to 3 minutes) until everything produced is uploaded, so that
+# no run pays for the uploads of the one before it.
+drain() {
+  [ -n "${NO_DRAIN:-}" ] && return 0
+  for _ in $(seq 1 1800); do
+    b=$(curl -s "http://$METRICS/metrics" | awk '$1 == "streamhouse_backlog_bytes" {print $2}')
+    [ "${b:-0}" -eq 0 ] && return 0
+    sleep 0.1
+  done
+}
 
 # perf-produce against ADDR; extra flags after it.
 produce() { local addr=$1; shift; STREAMHOUSE_ADDR=$addr $ctl perf-produce --topic bench --record-size 100 --batch 1000 "$@" | head -1; }
@@ -70,11 +73,11 @@ for _ in 1 2 3; do
   [ "$n" -gt "$nmax" ] && nmax=$n; [ "$r" -gt "$rmax" ] && rmax=$r
 done
 half=$((rmax / 2))
-sleep 3 # the max-rate runs' segments seal and upload before the timed runs
 rows=()
-for rate in 100000 300000 "$half"; do
+for rate in ${RATES:-100000 300000 $half}; do
   records=$((rate * SECONDS_PER_RUN))
   for pair in 1 2; do
+    drain
     n=$(produce "$NULL_ADDR" --records "$records" --throughput "$rate")
     [ "$rate" = 300000 ] && curl -s "http://$METRICS/metrics" > "$work/m0-$pair"
     r=$(produce "$REAL_ADDR" --records "$records" --throughput "$rate")
@@ -85,6 +88,7 @@ for rate in 100000 300000 "$half"; do
 done
 echo "-- stages of streamhoused during its second 300K run:"
 python3 scripts/stage-table.py "$work/m0-2" "$work/m1-2"
+drain
 echo "-- produce -> subscriber at half the max rate ($half records/s) for $SECONDS_PER_RUN s:"
 STREAMHOUSE_ADDR=$REAL_ADDR $ctl perf-consume --topic bench --records $((half * SECONDS_PER_RUN)) --subscribe > "$work/sub" &
 sub=$!
