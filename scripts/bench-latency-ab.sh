@@ -7,6 +7,8 @@
 # noisy machine only such pairs are comparable; the medians are printed.
 #   scripts/bench-latency-ab.sh DIR_A DIR_B     (each holds streamhoused, streamctl)
 # RATES (default "300000 600000"), PAIRS (default 5), SECONDS_PER_RUN (5).
+# B_OBJECTS_DIR=DIR puts B's local objects in DIR (a tmpfs, say: the same
+# build twice then tells how much of the tail the object writes make).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 DIR_A DIR_B" >&2; exit 2; }
@@ -25,6 +27,9 @@ median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 declare -A ADDR METRICS
 for side in A B; do
   dir=$1; [ "$side" = B ] && dir=$2
+  if [ "$side" = B ] && [ -n "${B_OBJECTS_DIR:-}" ]; then
+    mkdir -p "$work/data-B" "$B_OBJECTS_DIR" && ln -s "$B_OBJECTS_DIR" "$work/data-B/objects"
+  fi
   STREAMHOUSE_LOG=warn "$dir/streamhoused" --listen 127.0.0.1:0 --data-dir "$work/data-$side" \
     --metrics-listen 127.0.0.1:0 --segment-max-age-ms 2000 > "$work/out-$side" 2> "$work/err-$side" &
   pids+=($!)

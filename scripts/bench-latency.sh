@@ -79,15 +79,21 @@ for rate in ${RATES:-100000 300000 $half}; do
   for pair in 1 2; do
     drain
     n=$(produce "$NULL_ADDR" --records "$records" --throughput "$rate")
-    [ "$rate" = 300000 ] && curl -s "http://$METRICS/metrics" > "$work/m0-$pair"
+    curl -s "http://$METRICS/metrics" > "$work/m0-$pair"
     r=$(produce "$REAL_ADDR" --records "$records" --throughput "$rate")
-    [ "$rate" = 300000 ] && curl -s "http://$METRICS/metrics" > "$work/m1-$pair"
+    curl -s "http://$METRICS/metrics" > "$work/m1-$pair"
+    # A run with a stall: where it was.
+    if awk -v p="$(field 99th "$r")" 'BEGIN {exit !(p > 20)}'; then
+      echo "   (ack p99 over 20 ms at $rate, pair $pair; its stages:)"
+      python3 scripts/stage-table.py "$work/m0-$pair" "$work/m1-$pair" | sed 's/^/   /'
+    fi
+    [ "$rate" = 300000 ] && cp "$work/m0-$pair" "$work/s0-$pair" && cp "$work/m1-$pair" "$work/s1-$pair"
     row="| $rate | $pair | $(field 50th "$n") / $(field 99th "$n") | $(field 50th "$r") / $(field 99th "$r") | $(awk -v a="$(field 99th "$r")" -v b="$(field 99th "$n")" 'BEGIN {printf "%+.2f", a - b}') |"
     rows+=("$row"); echo "   $row"
   done
 done
 echo "-- stages of streamhoused during its second 300K run:"
-python3 scripts/stage-table.py "$work/m0-2" "$work/m1-2"
+python3 scripts/stage-table.py "$work/s0-2" "$work/s1-2"
 drain
 echo "-- produce -> subscriber at half the max rate ($half records/s) for $SECONDS_PER_RUN s:"
 STREAMHOUSE_ADDR=$REAL_ADDR $ctl perf-consume --topic bench --records $((half * SECONDS_PER_RUN)) --subscribe > "$work/sub" &
