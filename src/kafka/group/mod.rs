@@ -133,6 +133,4 @@ pub struct MemberView {
 }
 
 #[cfg(test)]
-mod simulation;
-#[cfg(test)]
 mod tests;

@@ -1,4 +1,6 @@
 use super::*;
+
+mod simulation;
 use std::time::Instant;
 
 const SESSION: Duration = Duration::from_secs(10);

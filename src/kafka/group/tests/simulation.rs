@@ -5,7 +5,7 @@
 //! answer goes to a request that waits for it (once), the leader is a
 //! member, and once clients stop, time alone answers everything.
 
-use super::*;
+use super::super::*;
 use crate::util::xorshift::XorShift64;
 use std::collections::BTreeSet;
 use std::time::Instant;
