@@ -577,11 +577,12 @@ impl Writer {
     /// Hands the active segment to the uploader (with the producer table
     /// as of its end, idle producers expired) and starts a new WAL file.
     fn seal(&mut self, last: bool) -> Result<Sealing> {
-        // Every group was fsynced already; this one costs nothing then, and
-        // keeps the rule local: the sealed file is whole on disk before a
-        // later file exists, or a power cut could tear it and take the
-        // later (acknowledged) records with it on replay.
-        self.wal.sync()?;
+        // Every group was fsynced already. Finishing cuts off the zeros
+        // written ahead and keeps the rule local: the sealed file is whole
+        // on disk, ending with its last entry, before a later file exists,
+        // or a power cut could tear it and take the later (acknowledged)
+        // records with it on replay.
+        self.wal.finish()?;
         // The last seal (the writer is stopping) starts no new file: with
         // thousands of partitions that would be thousands of creates and
         // directory fsyncs in the shutdown.

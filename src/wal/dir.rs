@@ -143,7 +143,7 @@ impl WalDir {
             len: 0,
         };
         w.append(data)?;
-        w.sync()?;
+        w.finish()?;
         drop(w);
         self.rename(&tmp, path.to_path_buf()).map(|_| ())
     }
@@ -201,6 +201,14 @@ impl WalWriter {
                 e,
             )),
         }
+    }
+
+    /// The file is done: cut to what was appended (zeros written ahead
+    /// go) and durable, before any later file exists.
+    pub fn finish(&mut self) -> Result<(), IoError> {
+        self.file
+            .finish(self.len)
+            .map_err(|e| IoError::new(format!("finish WAL {}", self.path.display()), e))
     }
 
     /// Makes everything appended so far durable (fdatasync).

@@ -2,9 +2,10 @@
 //! can make any of them fail: [`OsWalFs`] is the real thing, [`FaultyWalFs`]
 //! wraps it with switchable faults (a failed write, a failed fsync).
 
+use super::zero_ahead::{write_claimed, ZeroAhead};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,9 @@ pub trait WalFile: Send + fmt::Debug {
     /// Cuts the file back to `len` bytes; appends continue there. Takes
     /// back what a failed append left (part of its bytes).
     fn cut(&mut self, len: u64) -> io::Result<()>;
+    /// The file is done (its segment is sealed): anything past the
+    /// appended bytes is cut off, and all of it is made durable.
+    fn finish(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// Directory and file operations of the WAL.
@@ -40,19 +44,45 @@ pub trait WalFs: Send + Sync + fmt::Debug {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OsWalFs;
 
+/// A file written at `end` by position, with zeros written ahead of it
+/// once it is busy ([`super::zero_ahead`]).
 #[derive(Debug)]
-struct OsFile(File);
+struct OsFile {
+    file: Arc<File>,
+    end: u64,
+    zero: Arc<ZeroAhead>,
+}
+
+impl OsFile {
+    fn new(file: File, len: u64) -> Self {
+        OsFile {
+            file: Arc::new(file),
+            end: len,
+            zero: ZeroAhead::new(len),
+        }
+    }
+}
 
 impl WalFile for OsFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.0.write_all(bytes)
+        write_claimed(&self.file, &self.zero, self.end, bytes)?;
+        self.end += bytes.len() as u64;
+        Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
     fn cut(&mut self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)?;
-        self.0.seek(io::SeekFrom::Start(len)).map(|_| ())
+        self.zero.stop_at(len, true);
+        self.file.set_len(len)?;
+        self.end = len;
+        Ok(())
+    }
+    fn finish(&mut self, len: u64) -> io::Result<()> {
+        self.zero.stop_at(len, false);
+        self.file.set_len(len)?;
+        self.end = len;
+        self.file.sync_all()
     }
 }
 
@@ -81,17 +111,16 @@ impl WalFs for OsWalFs {
             .write(true)
             .truncate(true)
             .open(path)?;
-        Ok(Box::new(OsFile(f)))
+        Ok(Box::new(OsFile::new(f, 0)))
     }
 
     fn reopen(&self, path: &Path, len: u64) -> io::Result<Box<dyn WalFile>> {
-        let mut f = OpenOptions::new().write(true).open(path)?;
+        let f = OpenOptions::new().write(true).open(path)?;
         if f.metadata()?.len() != len {
             f.set_len(len)?;
             f.sync_all()?;
         }
-        f.seek(io::SeekFrom::Start(len))?;
-        Ok(Box::new(OsFile(f)))
+        Ok(Box::new(OsFile::new(f, len)))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -185,6 +214,12 @@ impl WalFile for FaultyFile {
     }
     fn cut(&mut self, len: u64) -> io::Result<()> {
         self.inner.cut(len)
+    }
+    fn finish(&mut self, len: u64) -> io::Result<()> {
+        if WalFaults::take(&self.faults.fail_syncs) {
+            return Err(injected("fsync"));
+        }
+        self.inner.finish(len)
     }
 }
 

@@ -47,6 +47,11 @@
 //!   null header value, so entries without keep their original bytes)
 //! ```
 //!
+//! The file of the active segment may end with zeros written ahead of its
+//! last entry ([`zero_ahead`]); replay reads zeros to the end of the last
+//! file as its end. A sealed file is cut to its last entry before the next
+//! file is created, so zeros after the entries of any other file are damage.
+//!
 //! Kind 3 makes the producer table recoverable from the WAL alone: a batch
 //! and the fact that it was written are one entry, one CRC.
 //!
@@ -63,12 +68,14 @@
 //! - [`entry`]: the entry codec;
 //! - [`scan`]: recovery's pure scan, files in, recovered state out;
 //! - [`dir`]: the directory and the open file;
-//! - [`fs`]: the file-I/O seam, with a fault-injecting implementation.
+//! - [`fs`]: the file-I/O seam, with a fault-injecting implementation;
+//! - [`zero_ahead`]: zeros written ahead of a busy file, off the writer.
 
 mod dir;
 mod entry;
 mod fs;
 mod scan;
+mod zero_ahead;
 
 pub(crate) use dir::{is_disk_full, is_out_of_descriptors, WalDir, WalWriter};
 pub(crate) use entry::encode_entry;

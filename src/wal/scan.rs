@@ -38,6 +38,10 @@ pub struct FileScan {
     pub good_len: u64,
     /// Why reading stopped early, if it did (torn or corrupt entry).
     pub cut: Option<String>,
+    /// The good prefix is followed by zeros to the end of the file: zeros
+    /// written ahead of an active file's end, not yet overwritten (not a
+    /// cut, in the last file).
+    pub zero_tail: bool,
     /// The offset the next record takes after the good prefix.
     pub next_offset: i64,
 }
@@ -55,7 +59,12 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
     let mut pos = 0usize;
     let mut expected = first_offset;
     let mut cut = None;
+    let mut zero_tail = false;
     while pos < data.len() {
+        if data[pos] == 0 && data[pos..].iter().all(|&b| b == 0) {
+            zero_tail = true;
+            break;
+        }
         let (payload, len) = match frame(&data[pos..]) {
             Frame::Whole { payload, len } => (payload, len),
             Frame::Torn(why) => {
@@ -109,6 +118,7 @@ pub fn scan_file(data: &[u8], first_offset: i64) -> FileScan {
         writes,
         good_len: pos as u64,
         cut,
+        zero_tail,
         next_offset: expected,
     }
 }
@@ -262,13 +272,23 @@ pub fn scan_wal(
         }
         expected = expected.max(scan.next_offset);
         let mut damage = None;
-        if let Some(why) = scan.cut {
+        let more_files = files.peek().is_some();
+        // A finished file ends with its last entry: zeros after it in a
+        // file before the last are damage, not the zeros of an active file.
+        let cut = scan.cut.or_else(|| {
+            (scan.zero_tail && more_files).then(|| {
+                format!(
+                    "zeros from byte {} to the end of a file that is not the last",
+                    scan.good_len
+                )
+            })
+        });
+        if let Some(why) = cut {
             out.cuts.push(Cut {
                 path: file.path.clone(),
                 at: scan.good_len,
                 why: why.clone(),
             });
-            let more_files = files.peek().is_some();
             if more_files || later_entry_exists(&data, scan.good_len as usize, expected) {
                 damage = Some(Damage {
                     path: file.path.clone(),

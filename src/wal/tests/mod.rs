@@ -568,3 +568,5 @@ fn nulls_replay_as_nulls_and_entries_without_keep_their_bytes() {
     all.extend(plain);
     assert_eq!(replay.records, all);
 }
+
+mod zero_ahead;
