@@ -2,7 +2,8 @@
 # The benchmark report: builds the release binaries and the null server,
 # starts the S3 test server, runs the segment codec bench (compression
 # against the LZ4 bound per data set), scripts/bench-kafka.sh (Kafka clients
-# beside gRPC) and scripts/bench_report.py (produce,
+# beside gRPC), scripts/bench-latency.sh (the ack latency tail beside the
+# null server) and scripts/bench_report.py (produce,
 # latency at half load, fetch, restart, rebuild, memory, PUTs/GETs per GB;
 # medians of three, on ../shared/data; Redis Streams as a peer on the same
 # machine), and writes docs/BENCHMARKS.md with SVG plots in docs/. About 5
@@ -39,7 +40,17 @@ codec=$(mktemp)
 STREAMHOUSE_BENCH_ROUNDS=3 cargo bench --locked --bench segment_codec > "$codec"
 kafka=$(mktemp)
 STREAMHOUSE_BIN_DIR="$CARGO_TARGET_DIR/release" scripts/bench-kafka.sh > "$kafka"
-args=(--null "$null" --codec "$codec" --kafka "$kafka")
+# The ack latency tail beside the null server; BEFORE_BIN_DIR=DIR (with
+# streamhoused, streamctl and null_server of an earlier build, BEFORE=its
+# commit) measures that build first, for a before/after in one sitting.
+latency=$(mktemp)
+args=(--null "$null" --codec "$codec" --kafka "$kafka" --latency "$latency")
+if [ -n "${BEFORE_BIN_DIR:-}" ]; then
+  latency_before=$(mktemp)
+  STREAMHOUSE_BIN_DIR="$BEFORE_BIN_DIR" scripts/bench-latency.sh > "$latency_before"
+  args+=(--latency-before "$latency_before" --before "${BEFORE:-an earlier build}")
+fi
+scripts/bench-latency.sh > "$latency"
 [ -n "${COVERAGE_SUMMARY:-}" ] && args+=(--coverage "$COVERAGE_SUMMARY")
 python3 scripts/bench_report.py "${args[@]}"
-rm -f "$codec" "$kafka"
+rm -f "$codec" "$kafka" "$latency" "${latency_before:-}"

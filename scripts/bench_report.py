@@ -439,6 +439,9 @@ def main():
     ap.add_argument("--codec")
     ap.add_argument("--coverage", help="a file whose last TOTAL line has the line coverage")
     ap.add_argument("--kafka", help="scripts/bench-kafka.sh's output (its section between <!-- kafka --> lines)")
+    ap.add_argument("--latency", help="scripts/bench-latency.sh's output, this build")
+    ap.add_argument("--latency-before", help="scripts/bench-latency.sh's output, the build named by --before")
+    ap.add_argument("--before", help="what the --latency-before build is (a commit)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     a = ap.parse_args()
     rows, plots = [], {}
@@ -465,6 +468,27 @@ def main():
     write_report(a, rows, time.time() - started)
 
 
+def latency_section(a):
+    """scripts/bench-latency.sh's tables and stage histograms, for this
+    build and, when given, an earlier one measured in the same invocation."""
+    if not a.latency:
+        return []
+    out = ["## Ack latency under offered load, beside the null server", "",
+           "`scripts/bench-latency.sh` (run by `scripts/bench.sh`): the release server, local store, "
+           "1 partition, 100 B pseudo-random values, batches of 1,000, 8 in flight, 64 MiB segments sealed "
+           "at most 2 s after their first record; the null server and streamhoused alternate at each "
+           "offered rate, 5 s a run, each real run after the previous runs' uploads have drained. "
+           "The stage histograms are the server's own (`/metrics`) over its second 300K run.", ""]
+    runs = [("This build", a.latency)]
+    if a.latency_before:
+        runs.insert(0, (f"Before (`{a.before or '?'}`), measured first in the same invocation",
+                        a.latency_before))
+    for title, path in runs:
+        text = Path(path).read_text().rstrip()
+        out += [f"### {title}", "", "```", text, "```", ""]
+    return out
+
+
 def write_report(a, rows, secs):
     lines = ["# Benchmarks", "",
              f"Written by `scripts/bench.sh` on {time.strftime('%Y-%m-%d')} in {secs / 60:.0f} minutes. "
@@ -483,6 +507,7 @@ def write_report(a, rows, secs):
         parts = Path(a.kafka).read_text().split("<!-- kafka -->")
         if len(parts) >= 3:
             lines += [parts[1].strip(), ""]
+    lines += latency_section(a)
     if a.coverage:
         total = [l for l in Path(a.coverage).read_text().splitlines() if l.startswith("TOTAL")]
         if total:
