@@ -1,5 +1,6 @@
-//! Compiles `proto/streamhouse/v1/streamhouse.proto` into Rust message code
-//! (protobuf 2) and grpcio service code, without needing `protoc`.
+//! Compiles `proto/streamhouse/v1/streamhouse.proto` (and the part of
+//! etcd's API cluster mode uses) into Rust message code (protobuf 2) and
+//! grpcio service code, without needing `protoc`.
 //!
 //! protobuf-codegen-pure 2.x silently drops `service` blocks, so the file is
 //! parsed by the pure-Rust parser of protobuf-parse 3, the descriptor is
@@ -9,18 +10,31 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_FILE: &str = "proto/streamhouse/v1/streamhouse.proto";
+/// Each file with the name its generated code is written under
+/// (`{name}.rs`, `{name}_grpc.rs`), which is also the module name the
+/// service code uses for its messages (`super::{name}`).
+const PROTO_FILES: [(&str, &str); 2] = [
+    ("proto/streamhouse/v1/streamhouse.proto", "streamhouse"),
+    // The part of etcd's API that cluster mode uses (src/cluster/etcd.rs).
+    ("proto/etcd/etcdserverpb.proto", "etcdserverpb"),
+];
 
 fn main() {
-    println!("cargo:rerun-if-changed={PROTO_FILE}");
     println!("cargo:rerun-if-changed=build.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    for (file, name) in PROTO_FILES {
+        println!("cargo:rerun-if-changed={file}");
+        generate(file, name, &out_dir);
+    }
+}
 
+fn generate(file: &str, name: &str, out_dir: &Path) {
     let parsed = protobuf_parse::Parser::new()
         .pure()
         .include(PROTO_ROOT)
-        .input(PROTO_FILE)
+        .input(file)
         .parse_and_typecheck()
-        .unwrap_or_else(|e| panic!("cannot parse {PROTO_FILE}: {e:#}"));
+        .unwrap_or_else(|e| panic!("cannot parse {file}: {e:#}"));
 
     // protobuf 3 descriptors -> bytes -> protobuf 2 descriptors.
     let descriptors: Vec<protobuf::descriptor::FileDescriptorProto> = parsed
@@ -37,13 +51,12 @@ fn main() {
         .map(|p| p.to_str().to_owned())
         .collect();
 
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let customize = protobuf_codegen::Customize::default();
     for result in protobuf_codegen::gen(&descriptors, &to_generate, &customize) {
-        write_includable(&out_dir, "streamhouse.rs", &result.content);
+        write_includable(out_dir, &format!("{name}.rs"), &result.content);
     }
     for result in grpcio_compiler::codegen::gen(&descriptors, &to_generate) {
-        write_includable(&out_dir, "streamhouse_grpc.rs", &result.content);
+        write_includable(out_dir, &format!("{name}_grpc.rs"), &result.content);
     }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what is missing,
-# starts the S3-compatible test server, runs fmt, clippy and every test, and
+# starts the S3-compatible test server and etcd, runs fmt, clippy and every test, and
 # stops the server again (also on failure).
 #
 # Dependency builds (the gRPC C core: about 4 minutes here) are kept in a
@@ -24,10 +24,15 @@ scripts/setup.sh
 
 step "S3 test server"
 scripts/s3-server.sh start
-trap 'scripts/s3-server.sh stop' EXIT
+trap 'scripts/s3-server.sh stop; scripts/etcd-server.sh stop' EXIT
 eval "$(scripts/s3-server.sh env --test)"
 # S3 tests fail (never skip) when the server is not reachable.
 export STREAMHOUSE_REQUIRE_S3=1
+
+step "etcd test server (cluster mode)"
+scripts/etcd-server.sh start
+eval "$(scripts/etcd-server.sh env)"
+export STREAMHOUSE_REQUIRE_ETCD=1
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -22,6 +22,8 @@
 //! - `partition`: writer and uploader threads, recovery, the tail;
 //! - `read`: reader pool, block cache, prefetch, long polls;
 //! - [`engine`]: topics and partitions behind one API;
+//! - [`cluster`]: cluster mode's coordination through etcd (leases,
+//!   transactions, placement), below the engine;
 //! - [`server`], [`cli`]: `streamhoused` and `streamctl`; [`proto`]: the
 //!   generated gRPC contract; [`kafka`]: the Kafka wire formats.
 
@@ -30,6 +32,7 @@
 mod bucket;
 #[cfg(feature = "grpc")]
 pub mod cli;
+pub mod cluster;
 mod codec;
 mod config;
 mod context;

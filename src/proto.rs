@@ -1,4 +1,5 @@
-//! Generated gRPC message and service code for `streamhouse.v1`.
+//! Generated gRPC message and service code for `streamhouse.v1`, and for
+//! the part of etcd's API that cluster mode uses.
 //!
 //! Only `src/server/`, `src/cli/` and tests use these types; the engine speaks
 //! plain Rust values.
@@ -34,3 +35,18 @@ pub mod streamhouse_grpc {
 pub use streamhouse::*;
 #[cfg(feature = "grpc")]
 pub use streamhouse_grpc as grpc;
+
+/// The part of etcd's v3 API that cluster mode uses
+/// (`proto/etcd/etcdserverpb.proto`): messages, and grpcio clients of its
+/// KV and Lease services (`src/cluster/etcd.rs`).
+#[cfg(feature = "grpc")]
+pub mod etcd {
+    pub mod etcdserverpb {
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    }
+
+    /// The service code refers to its messages as `super::etcdserverpb::*`.
+    pub mod etcdserverpb_grpc {
+        include!(concat!(env!("OUT_DIR"), "/etcdserverpb_grpc.rs"));
+    }
+}
