@@ -42,7 +42,7 @@ pub struct LeaseKeeper {
     coord: Arc<dyn Coordination>,
     shared: Arc<Shared>,
     stop: StopSignal,
-    worker: Option<Worker>,
+    worker: Mutex<Option<Worker>>,
 }
 
 impl LeaseKeeper {
@@ -69,7 +69,7 @@ impl LeaseKeeper {
             coord,
             shared,
             stop,
-            worker: Some(worker),
+            worker: Mutex::new(Some(worker)),
         })
     }
 
@@ -92,15 +92,10 @@ impl LeaseKeeper {
     }
 
     /// Stops renewing and revokes the lease (its keys go at once, so
-    /// other nodes need not wait for the TTL).
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        self.stop.raise();
-        if let Some(w) = self.worker.take() {
-            w.join();
+    /// other nodes need not wait for the TTL). Later calls do nothing.
+    pub fn stop(&self) {
+        if !self.stop_renewing() {
+            return;
         }
         if self.state() != LeaseState::Lost {
             match self.coord.revoke(self.id) {
@@ -110,16 +105,33 @@ impl LeaseKeeper {
                     self.id
                 ),
             }
-            *lock(&self.shared.state) = LeaseState::Lost;
+        }
+        *lock(&self.shared.state) = LeaseState::Lost;
+    }
+
+    /// Stops renewing without revoking: the lease runs out its TTL, as
+    /// after a crash. For tests of what the other nodes see.
+    pub fn abandon(&self) {
+        self.stop_renewing();
+        *lock(&self.shared.state) = LeaseState::Lost;
+    }
+
+    /// Ends the renewal thread; false if it had ended already.
+    fn stop_renewing(&self) -> bool {
+        self.stop.raise();
+        match lock(&self.worker).take() {
+            Some(w) => {
+                w.join();
+                true
+            }
+            None => false,
         }
     }
 }
 
 impl Drop for LeaseKeeper {
     fn drop(&mut self) {
-        if self.worker.is_some() {
-            self.stop_inner();
-        }
+        self.stop();
     }
 }
 

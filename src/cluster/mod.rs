@@ -1,7 +1,8 @@
 //! Cluster mode's coordination layer: what the nodes of one cluster agree
 //! on through etcd (issue 22).
 //!
-//! This layer knows nothing of topics or partitions. It is:
+//! This layer knows nothing of the engine: it names partitions but holds no
+//! records. It is:
 //! - [`Coordination`]: the few etcd operations cluster mode needs (a key,
 //!   a prefix, a multi-key compare-and-swap transaction, leases), as a
 //!   small synchronous trait;
@@ -9,19 +10,25 @@
 //!   through grpcio, no async runtime (`proto/etcd/etcdserverpb.proto`);
 //! - [`memory`]: the same semantics in memory, for unit tests, with a
 //!   clock that tests move and an outage switch;
+//! - [`control`]: one node's part: registers, claims the partitions it
+//!   ranks first for, hands over the ones a settled node ranks first for;
 //! - [`lease`]: one lease kept alive from a named thread, and the deadline
 //!   past which the node must not acknowledge (it may have expired);
-//! - [`placement`]: which live node should lead what (rendezvous hashing).
+//! - [`placement`]: which live node should lead what (rendezvous hashing);
+//! - [`registry`]: the cluster's keys: nodes, partition leaders (whose
+//!   key's create revision is the partition's epoch) and commit points.
 //!
 //! Why etcd: leases with a TTL, a cluster-wide revision usable as a
 //! fencing epoch (a key's create revision), multi-key transactions, and
 //! a gRPC API reachable like the rest of the server.
 
+pub mod control;
 #[cfg(feature = "grpc")]
 mod etcd;
 pub mod lease;
 pub mod memory;
 pub mod placement;
+pub mod registry;
 #[cfg(test)]
 mod tests;
 

@@ -241,3 +241,6 @@ fn a_node_that_cannot_renew_stops_acting_before_its_lease_can_expire() {
     assert!(!keeper.may_act());
     keeper.stop();
 }
+
+mod control;
+mod registry;

@@ -1,0 +1,279 @@
+//! One node's part in the cluster's control plane: it registers, keeps its
+//! lease, and every poll reads who is alive and who leads what, and claims
+//! the partitions nobody leads that it ranks first for among the live
+//! nodes (rendezvous hashing, [`super::placement`]). When a node dies its
+//! lease expires, its leader keys go with it, and each of its partitions
+//! is claimed by the node that ranks next for it.
+//!
+//! A node that joins does not take partitions at once: only once it has
+//! been seen alive for a whole TTL (so a node that flaps moves nothing)
+//! does each partition it ranks first for move to it, by a hand-over: the
+//! leader stops taking writes, commits what it has
+//! ([`Leadership::hand_over`]), and releases the lead; the new node
+//! claims it at its next poll. So partitions end where rendezvous hashing
+//! puts them, however the nodes were started.
+//!
+//! What a node does with a partition it won or lost is the engine's
+//! business, behind [`Leadership`]. The control plane only promises that
+//! [`Control::epoch`] answers for a partition only while this node's
+//! lease cannot have expired.
+
+use super::lease::{LeaseKeeper, LeaseState};
+use super::placement;
+use super::registry::{Claim, CommitPoint, Leader, NodeInfo, PartitionId, Registry};
+use super::{CoordError, CoordResult, Coordination};
+use crate::util::sync::{lock, StopSignal};
+use crate::util::thread::{spawn, Worker};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the engine does when this node wins or loses a partition.
+pub trait Leadership: Send + Sync {
+    /// The partitions that exist (every topic's), to lead or not.
+    fn partitions(&self) -> Vec<PartitionId>;
+    /// This node leads `p` from now, in `epoch`, continuing after
+    /// `committed` (none: nothing was ever committed).
+    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>);
+    /// This node no longer leads `p` (its lease was lost, the key is
+    /// another epoch's now, or it was handed over).
+    fn lost(&self, p: &PartitionId);
+    /// `p` should move to another node: stop taking writes and commit
+    /// what was taken. True once done (the lead is then released); false
+    /// to be asked again at the next poll.
+    fn hand_over(&self, p: &PartitionId) -> bool;
+}
+
+/// How a node takes part.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    pub node: NodeInfo,
+    /// The cluster's name (the prefix of its keys).
+    pub cluster: String,
+    /// The lease's TTL: how long a dead node holds its partitions.
+    pub ttl: Duration,
+    /// How often the node reads the cluster's state.
+    pub poll: Duration,
+}
+
+/// What this node last read of the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeInfo>,
+    pub leaders: BTreeMap<PartitionId, Leader>,
+}
+
+struct Shared {
+    registry: Registry,
+    config: ControlConfig,
+    keeper: LeaseKeeper,
+    leadership: Arc<dyn Leadership>,
+    view: Mutex<ClusterView>,
+    /// The partitions this node leads, with their epochs.
+    mine: Mutex<BTreeMap<PartitionId, i64>>,
+    /// When each live node was first seen alive (without a gap).
+    first_seen: Mutex<HashMap<String, Instant>>,
+}
+
+/// A node's membership, running until [`Control::stop`].
+pub struct Control {
+    shared: Arc<Shared>,
+    stop: StopSignal,
+    worker: Option<Worker>,
+}
+
+impl Control {
+    /// Grants the lease, registers the node and starts the poll thread
+    /// (`cluster-control`). The first poll runs before this returns.
+    pub fn start(
+        coord: Arc<dyn Coordination>,
+        config: ControlConfig,
+        leadership: Arc<dyn Leadership>,
+    ) -> CoordResult<Control> {
+        let keeper = LeaseKeeper::start(Arc::clone(&coord), config.ttl)?;
+        let registry = Registry::new(coord, &config.cluster);
+        registry.register(&config.node, keeper.id())?;
+        let shared = Arc::new(Shared {
+            registry,
+            config,
+            keeper,
+            leadership,
+            view: Mutex::default(),
+            mine: Mutex::default(),
+            first_seen: Mutex::default(),
+        });
+        poll(&shared)?;
+        let stop = StopSignal::new();
+        let worker = {
+            let (shared, stop) = (Arc::clone(&shared), stop.clone());
+            spawn("cluster-control", move || {
+                while !stop.sleep(shared.config.poll) {
+                    if let Err(e) = poll(&shared) {
+                        log::warn!("cluster {}: {e}", shared.config.cluster);
+                    }
+                }
+            })
+            .map_err(|e| CoordError::Unavailable(format!("cannot start the control thread: {e}")))?
+        };
+        Ok(Control {
+            shared,
+            stop,
+            worker: Some(worker),
+        })
+    }
+
+    /// The epoch in which this node leads `p`, while it may act on it.
+    pub fn epoch(&self, p: &PartitionId) -> Option<i64> {
+        if !self.shared.keeper.may_act() {
+            return None;
+        }
+        lock(&self.shared.mine).get(p).copied()
+    }
+
+    /// What the last poll read.
+    pub fn view(&self) -> ClusterView {
+        lock(&self.shared.view).clone()
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        &self.shared.config.node
+    }
+
+    /// Leaves the cluster: stops polling and revokes the lease, so that
+    /// the other nodes take this node's partitions at their next poll.
+    pub fn stop(mut self) {
+        self.stop_polling();
+        self.shared.keeper.stop();
+    }
+
+    /// As a crash looks to the others: polling and renewals stop, and
+    /// nothing is revoked (the lease runs out its TTL). For tests.
+    pub fn crash(mut self) {
+        self.stop_polling();
+        self.shared.keeper.abandon();
+    }
+
+    fn stop_polling(&mut self) {
+        self.stop.raise();
+        if let Some(w) = self.worker.take() {
+            w.join();
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop_polling();
+    }
+}
+
+/// One look at the cluster: what it holds, what this node has lost, and
+/// the claims this node should make.
+fn poll(s: &Shared) -> CoordResult<()> {
+    if s.keeper.state() == LeaseState::Lost {
+        lose_all(s);
+        return Err(CoordError::LeaseNotFound);
+    }
+    let nodes = s.registry.nodes()?;
+    let mut leaders = s.registry.leaders()?;
+    let me = s.config.node.id.as_str();
+    // Lost: a partition this node led whose key is gone or another's.
+    let lost: Vec<PartitionId> = lock(&s.mine)
+        .iter()
+        .filter(|(p, epoch)| {
+            leaders
+                .get(*p)
+                .is_none_or(|l| l.node != me || l.epoch != **epoch)
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in lost {
+        lock(&s.mine).remove(&p);
+        s.leadership.lost(&p);
+    }
+    let live: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let settled = settled_nodes(s, &live);
+    hand_over(s, &live, &settled, &mut leaders)?;
+    for p in s.leadership.partitions() {
+        if leaders.contains_key(&p) {
+            continue;
+        }
+        let item = item(&p);
+        if placement::leader(&item, &live) != Some(me) {
+            continue;
+        }
+        match s.registry.claim(&p, me, s.keeper.id())? {
+            Claim::Won { epoch, committed } => {
+                log::info!(
+                    "cluster {}: leading {item} in epoch {epoch}",
+                    s.config.cluster
+                );
+                lock(&s.mine).insert(p.clone(), epoch);
+                s.leadership.won(&p, epoch, committed);
+                let me = me.to_string();
+                leaders.insert(p, Leader { node: me, epoch });
+            }
+            Claim::Held(l) => {
+                leaders.insert(p, l);
+            }
+        }
+    }
+    *lock(&s.view) = ClusterView { nodes, leaders };
+    Ok(())
+}
+
+fn item(p: &PartitionId) -> String {
+    format!("{}/{}", p.topic, p.partition)
+}
+
+/// The live nodes seen alive without a gap for at least a TTL.
+fn settled_nodes(s: &Shared, live: &[String]) -> Vec<String> {
+    let now = Instant::now();
+    let mut seen = lock(&s.first_seen);
+    seen.retain(|id, _| live.contains(id));
+    for id in live {
+        seen.entry(id.clone()).or_insert(now);
+    }
+    seen.iter()
+        .filter(|(_, since)| now.duration_since(**since) >= s.config.ttl)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// Releases each partition this node leads that ranks a settled node
+/// first, once the engine has handed it over.
+fn hand_over(
+    s: &Shared,
+    live: &[String],
+    settled: &[String],
+    leaders: &mut BTreeMap<PartitionId, Leader>,
+) -> CoordResult<()> {
+    let me = s.config.node.id.as_str();
+    let mine: Vec<(PartitionId, i64)> =
+        lock(&s.mine).iter().map(|(p, e)| (p.clone(), *e)).collect();
+    for (p, epoch) in mine {
+        let Some(to) = placement::leader(&item(&p), live) else {
+            continue;
+        };
+        if to == me || !settled.iter().any(|n| n == to) || !s.leadership.hand_over(&p) {
+            continue;
+        }
+        s.registry.release(&p, epoch)?;
+        log::info!(
+            "cluster {}: {} handed over to {to}",
+            s.config.cluster,
+            item(&p)
+        );
+        lock(&s.mine).remove(&p);
+        leaders.remove(&p);
+        s.leadership.lost(&p);
+    }
+    Ok(())
+}
+
+fn lose_all(s: &Shared) {
+    let mine = std::mem::take(&mut *lock(&s.mine));
+    for p in mine.keys() {
+        s.leadership.lost(p);
+    }
+}

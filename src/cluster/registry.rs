@@ -1,0 +1,299 @@
+//! What one cluster keeps in etcd, under `/streamhouse/{cluster}/`:
+//!
+//! | key | value | attached to |
+//! |---|---|---|
+//! | `nodes/{node}` | the node's addresses | the node's lease |
+//! | `leaders/{topic}/{partition}` | the leading node's id | the leader's lease |
+//! | `commits/{topic}/{partition}` | the committed next offset and its epoch | nothing |
+//!
+//! A partition's **epoch** is the create revision of its leader key: etcd
+//! gives every creation a new, larger revision, so a partition led again
+//! (after its leader's lease expired) has a larger epoch than any before,
+//! and two leaderships never share one. Every commit is a transaction
+//! that holds only while the leader key still has the committing node's
+//! epoch: a node that lost its leadership, however late it wakes up,
+//! cannot move a partition's commit point.
+
+use super::{Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Commits per transaction: etcd refuses more than `--max-txn-ops`
+/// operations (default 128) in one, and a commit is a compare and a put.
+const COMMITS_PER_TXN: usize = 64;
+
+/// Times a register or claim is tried when the key vanishes between its
+/// compare and its read.
+const RACES: usize = 3;
+
+fn contended(what: &str) -> CoordError {
+    CoordError::Unavailable(format!(
+        "{what} changed hands {RACES} times in a row; try again"
+    ))
+}
+
+/// A node as it registered itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Where clients and other nodes reach its gRPC API.
+    pub grpc_addr: String,
+    /// Its Kafka listener as clients reach it (empty: none).
+    pub kafka_addr: String,
+}
+
+/// A partition's place in the cluster's keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionId {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// Who leads a partition, since which epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leader {
+    pub node: String,
+    pub epoch: i64,
+}
+
+/// A partition's commit point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitPoint {
+    /// One past the last committed offset.
+    pub next_offset: i64,
+    /// The epoch of the leader that committed it.
+    pub epoch: i64,
+}
+
+/// What a claim found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This node leads the partition now, in this epoch, and the
+    /// partition's commit point is this (none yet: a new partition).
+    Won {
+        epoch: i64,
+        committed: Option<CommitPoint>,
+    },
+    /// Another node (or this one, under an older lease) leads it.
+    Held(Leader),
+}
+
+/// The cluster's keys, read and written through a [`Coordination`].
+#[derive(Clone, Debug)]
+pub struct Registry {
+    coord: Arc<dyn Coordination>,
+    root: String,
+}
+
+impl Registry {
+    /// The keys of cluster `name`.
+    pub fn new(coord: Arc<dyn Coordination>, name: &str) -> Self {
+        Registry {
+            coord,
+            root: format!("/streamhouse/{name}/"),
+        }
+    }
+
+    fn key(&self, kind: &str, rest: &str) -> Vec<u8> {
+        format!("{}{kind}/{rest}", self.root).into_bytes()
+    }
+
+    fn partition_key(&self, kind: &str, p: &PartitionId) -> Vec<u8> {
+        self.key(kind, &format!("{}/{}", p.topic, p.partition))
+    }
+
+    /// Registers `node` under `lease`. Refused if a node of the same id is
+    /// registered under another lease that is still alive (two processes
+    /// with one id would fence each other's partitions).
+    pub fn register(&self, node: &NodeInfo, lease: LeaseId) -> CoordResult<()> {
+        let key = self.key("nodes", &node.id);
+        let value = format!("grpc={}\nkafka={}\n", node.grpc_addr, node.kafka_addr).into_bytes();
+        let put = Op::Put {
+            key: key.clone(),
+            value,
+            lease,
+        };
+        for _ in 0..RACES {
+            let out = self.coord.txn(
+                &[Compare::CreateRevision(key.clone(), 0)],
+                std::slice::from_ref(&put),
+                &[Op::Get(key.clone())],
+            )?;
+            if out.succeeded {
+                return Ok(());
+            }
+            match out.gets.into_iter().next().flatten() {
+                // Ours already (registering again after a hiccup): refresh.
+                Some(kv) if kv.lease == lease => {
+                    return self.coord.txn(&[], &[put], &[]).map(|_| ())
+                }
+                Some(kv) => {
+                    return Err(CoordError::Refused(format!(
+                        "node id {:?} is registered by another live process (lease {:x}); node ids must be unique in a cluster",
+                        node.id, kv.lease
+                    )))
+                }
+                // Gone between the compare and the read: again.
+                None => {}
+            }
+        }
+        Err(contended(&node.id))
+    }
+
+    /// The registered (live) nodes, by id.
+    pub fn nodes(&self) -> CoordResult<Vec<NodeInfo>> {
+        let prefix = self.key("nodes", "");
+        let (kvs, _) = self.coord.list(&prefix)?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| parse_node(&kv.key[prefix.len()..], &kv.value))
+            .collect())
+    }
+
+    /// Every partition's leader.
+    pub fn leaders(&self) -> CoordResult<BTreeMap<PartitionId, Leader>> {
+        let prefix = self.key("leaders", "");
+        let (kvs, _) = self.coord.list(&prefix)?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let p = parse_partition(&kv.key[prefix.len()..])?;
+                Some((p, leader_of(kv)?))
+            })
+            .collect())
+    }
+
+    /// Takes the lead of `p` for `node` under `lease`, if nobody leads it;
+    /// the key's create revision is the new epoch.
+    pub fn claim(&self, p: &PartitionId, node: &str, lease: LeaseId) -> CoordResult<Claim> {
+        let key = self.partition_key("leaders", p);
+        let commit = self.partition_key("commits", p);
+        for _ in 0..RACES {
+            let out = self.coord.txn(
+                &[Compare::CreateRevision(key.clone(), 0)],
+                &[
+                    Op::Put {
+                        key: key.clone(),
+                        value: node.as_bytes().to_vec(),
+                        lease,
+                    },
+                    Op::Get(commit.clone()),
+                ],
+                &[Op::Get(key.clone())],
+            )?;
+            let found = out.gets.into_iter().next().flatten();
+            if out.succeeded {
+                let committed = match found {
+                    Some(kv) => Some(parse_commit(&kv.value).ok_or_else(|| {
+                        CoordError::Refused(format!("the commit point of {p:?} does not parse"))
+                    })?),
+                    None => None,
+                };
+                return Ok(Claim::Won {
+                    epoch: out.revision,
+                    committed,
+                });
+            }
+            if let Some(l) = found.as_ref().and_then(leader_of) {
+                return Ok(Claim::Held(l));
+            }
+            // Released between the compare and the read: again.
+        }
+        Err(contended(&format!("{}/{}", p.topic, p.partition)))
+    }
+
+    /// Gives up the lead of `p`, if it is still `epoch`'s.
+    pub fn release(&self, p: &PartitionId, epoch: i64) -> CoordResult<bool> {
+        let key = self.partition_key("leaders", p);
+        let out = self.coord.txn(
+            &[Compare::CreateRevision(key.clone(), epoch)],
+            &[Op::Delete(key)],
+            &[],
+        )?;
+        Ok(out.succeeded)
+    }
+
+    /// The commit point of `p`, if anything was committed.
+    pub fn committed(&self, p: &PartitionId) -> CoordResult<Option<CommitPoint>> {
+        match self.coord.get(&self.partition_key("commits", p))? {
+            Some(kv) => parse_commit(&kv.value).map(Some).ok_or_else(|| {
+                CoordError::Refused(format!("the commit point of {p:?} does not parse"))
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves the commit points, each only if its partition is still led
+    /// in that epoch. Batched: one transaction for up to
+    /// [`COMMITS_PER_TXN`] partitions, and one per partition only when a
+    /// batch fails (to find which were fenced). Returns, in order, whether
+    /// each commit was made (`false`: fenced, that node no longer leads).
+    pub fn commit(&self, commits: &[(PartitionId, CommitPoint)]) -> CoordResult<Vec<bool>> {
+        let mut made = Vec::with_capacity(commits.len());
+        for chunk in commits.chunks(COMMITS_PER_TXN) {
+            let (when, then): (Vec<Compare>, Vec<Op>) =
+                chunk.iter().map(|(p, c)| self.commit_ops(p, c)).unzip();
+            if self.coord.txn(&when, &then, &[])?.succeeded {
+                made.extend(std::iter::repeat_n(true, chunk.len()));
+                continue;
+            }
+            for (p, c) in chunk {
+                let (when, then) = self.commit_ops(p, c);
+                made.push(self.coord.txn(&[when], &[then], &[])?.succeeded);
+            }
+        }
+        Ok(made)
+    }
+
+    fn commit_ops(&self, p: &PartitionId, c: &CommitPoint) -> (Compare, Op) {
+        (
+            Compare::CreateRevision(self.partition_key("leaders", p), c.epoch),
+            Op::Put {
+                key: self.partition_key("commits", p),
+                value: format!("next_offset={}\nepoch={}\n", c.next_offset, c.epoch).into_bytes(),
+                lease: 0,
+            },
+        )
+    }
+}
+
+fn fields(value: &[u8]) -> BTreeMap<&str, &str> {
+    std::str::from_utf8(value)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect()
+}
+
+fn parse_node(id: &[u8], value: &[u8]) -> Option<NodeInfo> {
+    let f = fields(value);
+    Some(NodeInfo {
+        id: std::str::from_utf8(id).ok()?.to_string(),
+        grpc_addr: f.get("grpc")?.to_string(),
+        kafka_addr: f.get("kafka").copied().unwrap_or("").to_string(),
+    })
+}
+
+fn parse_commit(value: &[u8]) -> Option<CommitPoint> {
+    let f = fields(value);
+    Some(CommitPoint {
+        next_offset: f.get("next_offset")?.parse().ok()?,
+        epoch: f.get("epoch")?.parse().ok()?,
+    })
+}
+
+/// `{topic}/{partition}`; topic names cannot hold `/`.
+fn parse_partition(rest: &[u8]) -> Option<PartitionId> {
+    let (topic, partition) = std::str::from_utf8(rest).ok()?.rsplit_once('/')?;
+    Some(PartitionId {
+        topic: topic.to_string(),
+        partition: partition.parse().ok()?,
+    })
+}
+
+fn leader_of(kv: &KeyValue) -> Option<Leader> {
+    Some(Leader {
+        node: String::from_utf8(kv.value.clone()).ok()?,
+        epoch: kv.create_revision,
+    })
+}
