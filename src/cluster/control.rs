@@ -66,7 +66,9 @@ pub struct ClusterView {
 struct Shared {
     registry: Registry,
     config: ControlConfig,
-    keeper: LeaseKeeper,
+    coord: Arc<dyn Coordination>,
+    /// The current lease; replaced when one is lost and the node rejoins.
+    keeper: Mutex<Arc<LeaseKeeper>>,
     leadership: Arc<dyn Leadership>,
     view: Mutex<ClusterView>,
     /// The partitions this node leads, with their epochs.
@@ -91,12 +93,13 @@ impl Control {
         leadership: Arc<dyn Leadership>,
     ) -> CoordResult<Control> {
         let keeper = LeaseKeeper::start(Arc::clone(&coord), config.ttl)?;
-        let registry = Registry::new(coord, &config.cluster);
+        let registry = Registry::new(Arc::clone(&coord), &config.cluster);
         registry.register(&config.node, keeper.id())?;
         let shared = Arc::new(Shared {
             registry,
             config,
-            keeper,
+            coord,
+            keeper: Mutex::new(Arc::new(keeper)),
             leadership,
             view: Mutex::default(),
             mine: Mutex::default(),
@@ -124,7 +127,7 @@ impl Control {
 
     /// The epoch in which this node leads `p`, while it may act on it.
     pub fn epoch(&self, p: &PartitionId) -> Option<i64> {
-        if !self.shared.keeper.may_act() {
+        if !self.shared.keeper().may_act() {
             return None;
         }
         lock(&self.shared.mine).get(p).copied()
@@ -143,14 +146,14 @@ impl Control {
     /// the other nodes take this node's partitions at their next poll.
     pub fn stop(mut self) {
         self.stop_polling();
-        self.shared.keeper.stop();
+        self.shared.keeper().stop();
     }
 
     /// As a crash looks to the others: polling and renewals stop, and
     /// nothing is revoked (the lease runs out its TTL). For tests.
     pub fn crash(mut self) {
         self.stop_polling();
-        self.shared.keeper.abandon();
+        self.shared.keeper().abandon();
     }
 
     fn stop_polling(&mut self) {
@@ -170,13 +173,23 @@ impl Drop for Control {
 /// One look at the cluster: what it holds, what this node has lost, and
 /// the claims this node should make.
 fn poll(s: &Shared) -> CoordResult<()> {
-    if s.keeper.state() == LeaseState::Lost {
+    let keeper = match s.keeper().state() {
+        LeaseState::Lost => rejoin(s)?,
+        LeaseState::Held { .. } => s.keeper(),
+    };
+    if !keeper.may_act() {
+        // Not renewed in time: the lease may expire any moment, and with
+        // it every leadership. Give them up now; the keys this node still
+        // holds are released at the next poll that can act.
         lose_all(s);
-        return Err(CoordError::LeaseNotFound);
+        return Err(CoordError::Unavailable(
+            "the lease was not renewed in time".into(),
+        ));
     }
     let nodes = s.registry.nodes()?;
     let mut leaders = s.registry.leaders()?;
     let me = s.config.node.id.as_str();
+    release_stale(s, &mut leaders)?;
     // Lost: a partition this node led whose key is gone or another's.
     let lost: Vec<PartitionId> = lock(&s.mine)
         .iter()
@@ -202,7 +215,7 @@ fn poll(s: &Shared) -> CoordResult<()> {
         if placement::leader(&item, &live) != Some(me) {
             continue;
         }
-        match s.registry.claim(&p, me, s.keeper.id())? {
+        match s.registry.claim(&p, me, keeper.id())? {
             Claim::Won { epoch, committed } => {
                 log::info!(
                     "cluster {}: leading {item} in epoch {epoch}",
@@ -219,6 +232,53 @@ fn poll(s: &Shared) -> CoordResult<()> {
         }
     }
     *lock(&s.view) = ClusterView { nodes, leaders };
+    Ok(())
+}
+
+impl Shared {
+    fn keeper(&self) -> Arc<LeaseKeeper> {
+        Arc::clone(&lock(&self.keeper))
+    }
+}
+
+/// The lease was lost (etcd unreachable for longer than the TTL, or the
+/// process paused past it): everything this node led may be another's by
+/// now, so it is all given up first; then the node joins again with a
+/// new lease, as a node that was never here (it settles for a TTL before
+/// partitions are handed to it).
+fn rejoin(s: &Shared) -> CoordResult<Arc<LeaseKeeper>> {
+    lose_all(s);
+    let keeper = Arc::new(LeaseKeeper::start(Arc::clone(&s.coord), s.config.ttl)?);
+    if let Err(e) = s.registry.register(&s.config.node, keeper.id()) {
+        keeper.stop();
+        return Err(e);
+    }
+    log::warn!(
+        "cluster {}: node {} lost its lease and joined again",
+        s.config.cluster,
+        s.config.node.id
+    );
+    *lock(&s.keeper) = Arc::clone(&keeper);
+    Ok(keeper)
+}
+
+/// Leader keys of this node's that it does not act on (it gave them up
+/// when its lease was late): released, so they are claimed afresh in a
+/// new epoch rather than continued in one this node stopped serving.
+fn release_stale(s: &Shared, leaders: &mut BTreeMap<PartitionId, Leader>) -> CoordResult<()> {
+    let me = s.config.node.id.as_str();
+    let stale: Vec<(PartitionId, i64)> = {
+        let mine = lock(&s.mine);
+        leaders
+            .iter()
+            .filter(|(p, l)| l.node == me && mine.get(*p) != Some(&l.epoch))
+            .map(|(p, l)| (p.clone(), l.epoch))
+            .collect()
+    };
+    for (p, epoch) in stale {
+        s.registry.release(&p, epoch)?;
+        leaders.remove(&p);
+    }
     Ok(())
 }
 
