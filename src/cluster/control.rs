@@ -21,9 +21,10 @@
 use super::lease::{LeaseKeeper, LeaseState};
 use super::placement;
 use super::registry::{Claim, CommitPoint, Leader, NodeInfo, PartitionId, Registry};
-use super::{CoordError, CoordResult, Coordination};
-use crate::util::sync::{lock, StopSignal};
+use super::{CoordError, CoordResult, Coordination, Watch};
+use crate::util::sync::lock;
 use crate::util::thread::{spawn, Worker};
+use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +81,8 @@ struct Shared {
 /// A node's membership, running until [`Control::stop`].
 pub struct Control {
     shared: Arc<Shared>,
-    stop: StopSignal,
+    /// Dropped to stop the poll thread (its channel disconnects).
+    stop: Option<Sender<()>>,
     worker: Option<Worker>,
 }
 
@@ -106,21 +108,16 @@ impl Control {
             first_seen: Mutex::default(),
         });
         poll(&shared)?;
-        let stop = StopSignal::new();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let worker = {
-            let (shared, stop) = (Arc::clone(&shared), stop.clone());
-            spawn("cluster-control", move || {
-                while !stop.sleep(shared.config.poll) {
-                    if let Err(e) = poll(&shared) {
-                        log::warn!("cluster {}: {e}", shared.config.cluster);
-                    }
-                }
-            })
-            .map_err(|e| CoordError::Unavailable(format!("cannot start the control thread: {e}")))?
+            let shared = Arc::clone(&shared);
+            spawn("cluster-control", move || run(&shared, &stopped)).map_err(|e| {
+                CoordError::Unavailable(format!("cannot start the control thread: {e}"))
+            })?
         };
         Ok(Control {
             shared,
-            stop,
+            stop: Some(stop),
             worker: Some(worker),
         })
     }
@@ -157,7 +154,7 @@ impl Control {
     }
 
     fn stop_polling(&mut self) {
-        self.stop.raise();
+        self.stop.take();
         if let Some(w) = self.worker.take() {
             w.join();
         }
@@ -167,6 +164,64 @@ impl Control {
 impl Drop for Control {
     fn drop(&mut self) {
         self.stop_polling();
+    }
+}
+
+/// The poll thread: a look at the cluster whenever a node or a leader
+/// key changes (watched), and every poll interval anyway (a watch can
+/// break, and settling and lease deadlines are a matter of time).
+fn run(s: &Shared, stopped: &Receiver<()>) {
+    let mut watches: Option<[Watch; 2]> = None;
+    loop {
+        if watches.is_none() {
+            watches = open_watches(s);
+        }
+        let broken = {
+            let mut sel = Select::new();
+            let stop = sel.recv(stopped);
+            for watch in watches.iter().flatten() {
+                sel.recv(&watch.changes);
+            }
+            match sel.select_timeout(s.config.poll) {
+                Ok(op) if op.index() == stop => {
+                    // A selected operation must be completed.
+                    let _ = op.recv(stopped);
+                    return;
+                }
+                Ok(op) => {
+                    let i = op.index();
+                    match watches.as_ref() {
+                        Some(w) => op.recv(&w[i - 1].changes).is_err(),
+                        None => false,
+                    }
+                }
+                Err(_) => false, // the interval
+            }
+        };
+        if broken {
+            watches = None; // watch again next time
+        }
+        // One look covers every change so far.
+        for w in watches.iter().flatten() {
+            while w.changes.try_recv().is_ok() {}
+        }
+        if let Err(e) = poll(s) {
+            log::warn!("cluster {}: {e}", s.config.cluster);
+        }
+    }
+}
+
+fn open_watches(s: &Shared) -> Option<[Watch; 2]> {
+    let opened = s
+        .registry
+        .watch_nodes()
+        .and_then(|nodes| Ok([nodes, s.registry.watch_leaders()?]));
+    match opened {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::debug!("cluster {}: no watch ({e}); polling", s.config.cluster);
+            None
+        }
     }
 }
 

@@ -8,15 +8,18 @@
 //! that timed out may have been applied (the caller decides, knowing what
 //! the write was).
 
-use super::{Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op, TxnOutcome};
+use super::{
+    Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op, TxnOutcome, Watch,
+};
 use crate::proto::etcd::etcdserverpb as pb;
-use crate::proto::etcd::etcdserverpb_grpc::{KvClient, LeaseClient};
+use crate::proto::etcd::etcdserverpb_grpc::{KvClient, LeaseClient, WatchClient};
+use crate::util::thread::{spawn, Worker};
 use futures::executor::block_on;
 use futures::{SinkExt, StreamExt};
 use grpcio::{CallOption, ChannelBuilder, RpcStatusCode, WriteFlags};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The deadline of every call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,6 +35,7 @@ struct Endpoint {
     addr: String,
     kv: KvClient,
     lease: LeaseClient,
+    watch: WatchClient,
 }
 
 impl std::fmt::Debug for EtcdCoordination {
@@ -80,7 +84,8 @@ impl EtcdCoordination {
                 let ch = ChannelBuilder::new(Arc::clone(&env)).connect(&addr);
                 Ok(Endpoint {
                     kv: KvClient::new(ch.clone()),
-                    lease: LeaseClient::new(ch),
+                    lease: LeaseClient::new(ch.clone()),
+                    watch: WatchClient::new(ch),
                     addr,
                 })
             })
@@ -283,10 +288,68 @@ impl Coordination for EtcdCoordination {
         }
     }
 
+    fn watch(&self, prefix: &[u8]) -> CoordResult<Watch> {
+        let mut create = pb::WatchCreateRequest::new();
+        create.set_key(prefix.to_vec());
+        create.set_range_end(super::prefix_end(prefix));
+        let mut req = pb::WatchRequest::new();
+        req.set_create_request(create);
+        // The stream lives as long as the watch: no deadline on the call.
+        // etcd's first answer ("created") is read by the thread: a stream
+        // that never gets going ends the thread and disconnects the
+        // channel, which tells the caller to watch again.
+        let (tx, rx) = self.call(true, |ep, _| {
+            let (mut tx, rx) = ep.watch.watch_opt(CallOption::default())?;
+            block_on(tx.send((req.clone(), WriteFlags::default())))?;
+            Ok((tx, rx))
+        })?;
+        let (changes_tx, changes) = crossbeam_channel::unbounded();
+        let mut rx = rx;
+        let worker = spawn("etcd-watch", move || {
+            while let Some(Ok(resp)) = block_on(rx.next()) {
+                if resp.get_canceled() {
+                    break;
+                }
+                if !resp.get_events().is_empty()
+                    && changes_tx.send(resp.get_header().get_revision()).is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| CoordError::Unavailable(format!("cannot start a watch thread: {e}")))?;
+        Ok(Watch {
+            changes,
+            _end: Some(Box::new(EndWatch {
+                tx: Some(tx),
+                worker: Some(worker),
+            })),
+        })
+    }
+
     fn revoke(&self, lease: LeaseId) -> CoordResult<()> {
         let mut req = pb::LeaseRevokeRequest::new();
         req.set_ID(lease);
         self.call(false, |ep, opt| ep.lease.lease_revoke_opt(&req, opt))
             .map(|_| ())
+    }
+}
+
+/// Ends an etcd watch when dropped: the call is cancelled (closing our
+/// side would not do: etcd keeps a watch stream open until the client
+/// goes), and the thread reading it returns.
+struct EndWatch {
+    tx: Option<grpcio::ClientDuplexSender<pb::WatchRequest>>,
+    worker: Option<Worker>,
+}
+
+impl Drop for EndWatch {
+    fn drop(&mut self) {
+        if let Some(mut tx) = self.tx.take() {
+            tx.cancel();
+        }
+        if let Some(w) = self.worker.take() {
+            w.join_until(Instant::now() + CALL_TIMEOUT);
+        }
     }
 }

@@ -5,8 +5,11 @@
 //! [`advance`](MemoryCoordination::advance)s it by; an outage switch makes
 //! every call [`CoordError::Unavailable`].
 
-use super::{Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op, TxnOutcome};
+use super::{
+    Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op, TxnOutcome, Watch,
+};
 use crate::util::sync::lock;
+use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +28,8 @@ struct State {
     /// Added to the real clock.
     skew: Duration,
     down: bool,
+    /// Watches: their prefixes and where to tell them.
+    watchers: Vec<(Vec<u8>, Sender<i64>)>,
 }
 
 #[derive(Debug)]
@@ -43,6 +48,7 @@ impl Default for State {
             next_lease: 0x7a11,
             skew: Duration::ZERO,
             down: false,
+            watchers: Vec::new(),
         }
     }
 }
@@ -97,11 +103,26 @@ impl State {
     /// Forgets the lease and deletes its keys (one revision, as etcd).
     fn drop_lease(&mut self, id: LeaseId) {
         self.leases.remove(&id);
-        let before = self.keys.len();
-        self.keys.retain(|_, kv| kv.lease != id);
-        if self.keys.len() != before {
+        let gone: Vec<Vec<u8>> = self
+            .keys
+            .values()
+            .filter(|kv| kv.lease == id)
+            .map(|kv| kv.key.clone())
+            .collect();
+        if !gone.is_empty() {
+            self.keys.retain(|_, kv| kv.lease != id);
             self.revision += 1;
+            self.notify(&gone);
         }
+    }
+
+    /// Tells every watch on a prefix of a changed key (and forgets the
+    /// ones whose receiver is gone).
+    fn notify(&mut self, changed: &[Vec<u8>]) {
+        let revision = self.revision;
+        self.watchers.retain(|(prefix, tx)| {
+            !changed.iter().any(|k| k.starts_with(prefix)) || tx.send(revision).is_ok()
+        });
     }
 
     fn holds(&self, c: &Compare) -> bool {
@@ -125,7 +146,7 @@ impl State {
         let writes = ops.iter().any(|op| !matches!(op, Op::Get(_)));
         let revision = self.revision + i64::from(writes);
         let mut gets = Vec::new();
-        let mut changed = false;
+        let mut changed = Vec::new();
         for op in ops {
             match op {
                 Op::Put { key, value, lease } => {
@@ -141,15 +162,20 @@ impl State {
                             lease: *lease,
                         },
                     );
-                    changed = true;
+                    changed.push(key.clone());
                 }
-                Op::Delete(key) => changed |= self.keys.remove(key).is_some(),
+                Op::Delete(key) => {
+                    if self.keys.remove(key).is_some() {
+                        changed.push(key.clone());
+                    }
+                }
                 Op::Get(key) => gets.push(self.keys.get(key).cloned()),
             }
         }
         // etcd raises the revision only when something changed.
-        if changed {
+        if !changed.is_empty() {
             self.revision = revision;
+            self.notify(&changed);
         }
         Ok(gets)
     }
@@ -201,6 +227,17 @@ impl Coordination for MemoryCoordination {
             let l = s.leases.get_mut(&lease).ok_or(CoordError::LeaseNotFound)?;
             l.expires = now + l.ttl;
             Ok(l.ttl)
+        })
+    }
+
+    fn watch(&self, prefix: &[u8]) -> CoordResult<Watch> {
+        self.with(|s| {
+            let (tx, changes) = crossbeam_channel::unbounded();
+            s.watchers.push((prefix.to_vec(), tx));
+            Ok(Watch {
+                changes,
+                _end: None,
+            })
         })
     }
 

@@ -141,6 +141,13 @@ pub trait Coordination: Send + Sync + fmt::Debug {
     /// Ends the lease now, deleting its keys.
     fn revoke(&self, lease: LeaseId) -> CoordResult<()>;
 
+    /// Starts watching the keys under `prefix`: a message on
+    /// [`Watch::changes`] (the store's revision) after each change under
+    /// it, from now on. When the watch breaks (etcd restarts, the
+    /// connection drops) the channel disconnects: watch again. Dropping
+    /// the [`Watch`] ends it.
+    fn watch(&self, prefix: &[u8]) -> CoordResult<Watch>;
+
     /// Sets a key unconditionally; returns the store's revision after.
     fn put(&self, key: &[u8], value: &[u8], lease: LeaseId) -> CoordResult<i64> {
         let op = Op::Put {
@@ -149,6 +156,21 @@ pub trait Coordination: Send + Sync + fmt::Debug {
             lease,
         };
         Ok(self.txn(&[], &[op], &[])?.revision)
+    }
+}
+
+/// A watch on a prefix; see [`Coordination::watch`]. Callers learn only
+/// that something changed, and read again what they need: simpler than
+/// applying events, and a missed message costs nothing but a delay.
+pub struct Watch {
+    pub changes: crossbeam_channel::Receiver<i64>,
+    /// Dropped with the watch; ends it (an etcd stream, its thread).
+    _end: Option<Box<dyn Send>>,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
     }
 }
 

@@ -14,7 +14,7 @@
 //! epoch: a node that lost its leadership, however late it wakes up,
 //! cannot move a partition's commit point.
 
-use super::{Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op};
+use super::{Compare, CoordError, CoordResult, Coordination, KeyValue, LeaseId, Op, Watch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -148,6 +148,16 @@ impl Registry {
             .iter()
             .filter_map(|kv| parse_node(&kv.key[prefix.len()..], &kv.value))
             .collect())
+    }
+
+    /// Changes of the registered nodes.
+    pub fn watch_nodes(&self) -> CoordResult<Watch> {
+        self.coord.watch(&self.key("nodes", ""))
+    }
+
+    /// Changes of the partitions' leaders.
+    pub fn watch_leaders(&self) -> CoordResult<Watch> {
+        self.coord.watch(&self.key("leaders", ""))
     }
 
     /// Every partition's leader.

@@ -244,3 +244,30 @@ fn a_node_that_cannot_renew_stops_acting_before_its_lease_can_expire() {
 
 mod control;
 mod registry;
+
+#[test]
+fn a_dead_endpoint_is_skipped_for_the_next_live_one() {
+    let Some(url) = std::env::var("STREAMHOUSE_TEST_ETCD")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return;
+    };
+    // The first endpoint refuses connections; the second is etcd.
+    let e = EtcdCoordination::new(&format!("http://127.0.0.1:1,{url}")).unwrap();
+    let p = prefix("endpoints");
+    // A read tries every endpoint before it fails: it finds etcd.
+    assert_eq!(e.get(&key(&p, "k")).unwrap(), None);
+    // Writes go to the endpoint that answered last.
+    e.put(&key(&p, "k"), b"v", 0).unwrap();
+    // A fresh client's first write is not retried on the next endpoint
+    // (it may have been applied), but moves the client on: the second
+    // write succeeds.
+    let fresh = EtcdCoordination::new(&format!("http://127.0.0.1:1,{url}")).unwrap();
+    assert!(matches!(
+        fresh.put(&key(&p, "k2"), b"v", 0),
+        Err(CoordError::Unavailable(_))
+    ));
+    fresh.put(&key(&p, "k2"), b"v", 0).unwrap();
+    assert_eq!(e.get(&key(&p, "k2")).unwrap().unwrap().value, b"v");
+}
