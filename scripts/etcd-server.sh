@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The etcd test server for cluster mode: Debian's etcd-server package, one
 # member on a free loopback port, its data on a tmpfs (/dev/shm) when there
-# is one.
+# is one with room (512 MiB free), else under the state directory.
 #
 #   scripts/etcd-server.sh start    install if missing, start on 127.0.0.1, wait until healthy
 #   scripts/etcd-server.sh stop     stop it and remove its data
@@ -49,8 +49,11 @@ start() {
   install_if_missing
   stop_quietly
   mkdir -p "$STATE"
-  local data="$STATE/data"
-  if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  # etcd preallocates 64 MiB WAL files: a small /dev/shm (a container's
+  # default is 64 MiB) cannot hold them, and the disk is used instead.
+  local data="$STATE/data" shm_free
+  shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
+  if [ -w /dev/shm ] && [ "${shm_free:-0}" -ge $((512 * 1024)) ]; then
     data=$(mktemp -d /dev/shm/streamhouse-etcd.XXXXXX)
   fi
   echo "$data" > "$STATE/datadir"
