@@ -271,3 +271,35 @@ fn a_dead_endpoint_is_skipped_for_the_next_live_one() {
     fresh.put(&key(&p, "k2"), b"v", 0).unwrap();
     assert_eq!(e.get(&key(&p, "k2")).unwrap().unwrap().value, b"v");
 }
+
+#[test]
+fn a_watch_hears_of_changes_under_its_prefix_only() {
+    on_both("watch", |c, p| {
+        let w = c.watch(p).unwrap();
+        let next = || w.changes.recv_timeout(Duration::from_secs(5));
+        // etcd sets a watch up asynchronously: a first change may come
+        // before it is in place, so the test writes until one is heard.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            assert!(Instant::now() < deadline, "the watch heard nothing");
+            c.put(&key(p, "warm-up"), b"x", 0).unwrap();
+            if w.changes.recv_timeout(Duration::from_millis(200)).is_ok() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        while w.changes.try_recv().is_ok() {}
+        // Outside the prefix: nothing. Inside: heard, with the revision.
+        let outside = [&p[..p.len() - 1], b"x/k".as_slice()].concat();
+        c.put(&outside, b"v", 0).unwrap();
+        let r = c.put(&key(p, "k"), b"v", 0).unwrap();
+        assert_eq!(next().unwrap(), r);
+        // A lease's keys going is a change too.
+        let (lease, _) = c.grant(Duration::from_secs(30)).unwrap();
+        c.put(&key(p, "member"), b"n", lease).unwrap();
+        assert!(next().is_ok());
+        c.revoke(lease).unwrap();
+        assert!(next().is_ok());
+        assert!(w.changes.recv_timeout(Duration::from_millis(300)).is_err());
+    });
+}
