@@ -29,13 +29,11 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-benchmark >/d
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-cargo build --release --locked --bins
-null=$(cargo bench --locked --no-run --bench null_server --message-format=json 2>/dev/null |
-  python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("executable") and "null_server" in m["executable"]:
-        print(m["executable"])')
+# The release binaries and the null server of this checkout.
+unset STREAMHOUSE_BIN_DIR
+# shellcheck source=scripts/bench-bins.sh
+. scripts/bench-bins.sh
+null=$NULL
 codec=$(mktemp)
 STREAMHOUSE_BENCH_ROUNDS=3 cargo bench --locked --bench segment_codec > "$codec"
 kafka=$(mktemp)

@@ -243,6 +243,7 @@ fn a_node_that_cannot_renew_stops_acting_before_its_lease_can_expire() {
 }
 
 mod control;
+mod placement;
 mod registry;
 
 #[test]
