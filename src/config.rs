@@ -73,6 +73,29 @@ pub struct EngineConfig {
     /// Most groups with committed offsets; a commit that would add one more
     /// answers RESOURCE_EXHAUSTED.
     pub max_groups: usize,
+    /// Cluster mode (`--etcd`): partitions are led by one node of several,
+    /// coordinated by etcd. `None`: one node owns the prefix.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this node takes part in a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// etcd's client URLs, comma-separated (`http://host:port,...`).
+    pub etcd: String,
+    /// The cluster's name: the prefix of its keys in etcd.
+    pub name: String,
+    /// The lease's TTL: how long a dead node holds its partitions. 5 s.
+    pub ttl: Duration,
+    /// The gRPC address other nodes and clients reach this node at
+    /// (filled from the bound address when not given).
+    pub grpc_addr: String,
+    /// The Kafka address clients reach this node at (empty: none).
+    pub kafka_addr: String,
+}
+
+impl ClusterConfig {
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
 }
 
 impl EngineConfig {
@@ -105,6 +128,7 @@ impl EngineConfig {
             repair_wal: Vec::new(),
             producer_expiry: Duration::from_secs(7 * 24 * 3600),
             max_groups: 10_000,
+            cluster: None,
         }
     }
 }

@@ -36,6 +36,9 @@ pub(crate) struct Context {
     /// Producer ids and their current epochs (InitProducer, and every
     /// partition's producer table as it opens).
     pub producers: Registry,
+    /// Cluster mode: the cluster's keys in etcd (leaders, commit points,
+    /// topics). `None`: one node owns the prefix (`owner`).
+    pub cluster: Option<crate::cluster::registry::Registry>,
 }
 
 impl Context {
@@ -53,6 +56,14 @@ impl Context {
         let owner = Ownership::unconfirmed(&node_id(&config.data_dir, &meta)?);
         let stop = StopSignal::new();
         let store = RetryingStore::new(store, config.retry.clone(), stop.clone());
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let coord = crate::cluster::connect(&c.etcd)
+                    .map_err(|e| Error::Config(format!("--etcd: {e}")))?;
+                Some(crate::cluster::registry::Registry::new(coord, &c.name))
+            }
+            None => None,
+        };
         Ok(Arc::new(Context {
             config,
             store,
@@ -64,6 +75,7 @@ impl Context {
             dir_lock: Mutex::new(Some(dir_lock)),
             owner,
             producers: Registry::default(),
+            cluster,
         }))
     }
 

@@ -91,9 +91,27 @@ impl BucketTopics {
 /// Lists `topics/` once (a paged LIST on S3) and sorts what is there.
 /// Objects that are not ours are left out.
 pub(crate) fn list_topics(store: &dyn ObjectStore) -> StoreResult<BucketTopics> {
+    list_under(store, layout::TOPICS_PREFIX)
+}
+
+/// One partition's objects (cluster mode: a node that comes to lead it).
+pub(crate) fn list_partition(
+    store: &dyn ObjectStore,
+    topic: &str,
+    incarnation: i64,
+    partition: u32,
+) -> StoreResult<BucketTopics> {
+    let prefix = format!(
+        "{}{partition}/",
+        layout::incarnation_prefix(topic, incarnation)
+    );
+    list_under(store, &prefix)
+}
+
+fn list_under(store: &dyn ObjectStore, prefix: &str) -> StoreResult<BucketTopics> {
     let mut out = BucketTopics::default();
     let mut states = BTreeMap::new();
-    for obj in store.list(layout::TOPICS_PREFIX)? {
+    for obj in store.list(prefix)? {
         let Some(parsed) = layout::parse_topic_key(&obj.key) else {
             continue;
         };

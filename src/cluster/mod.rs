@@ -33,7 +33,7 @@ pub mod registry;
 mod tests;
 
 #[cfg(feature = "grpc")]
-pub use etcd::EtcdCoordination;
+pub use etcd::{parse_endpoint, EtcdCoordination};
 pub use memory::MemoryCoordination;
 
 use std::fmt;
@@ -186,4 +186,16 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// etcd at the comma-separated `endpoints`.
+#[cfg(feature = "grpc")]
+pub fn connect(endpoints: &str) -> Result<std::sync::Arc<dyn Coordination>, String> {
+    Ok(std::sync::Arc::new(EtcdCoordination::new(endpoints)?))
+}
+
+/// Without gRPC (the fuzz targets' build) there is no etcd client.
+#[cfg(not(feature = "grpc"))]
+pub fn connect(_endpoints: &str) -> Result<std::sync::Arc<dyn Coordination>, String> {
+    Err("this build has no etcd client (built without the grpc feature)".into())
 }

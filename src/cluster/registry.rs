@@ -5,6 +5,8 @@
 //! | `nodes/{node}` | the node's addresses | the node's lease |
 //! | `leaders/{topic}/{partition}` | the leading node's id | the leader's lease |
 //! | `commits/{topic}/{partition}` | the committed next offset and its epoch | nothing |
+//! | `topics/{topic}` | the topic's manifest (as in the bucket) | nothing |
+//! | `producer-ids` | ids below this were handed out (`next_id=N`) | nothing |
 //!
 //! A partition's **epoch** is the create revision of its leader key: etcd
 //! gives every creation a new, larger revision, so a partition led again
@@ -92,6 +94,11 @@ impl Registry {
             coord,
             root: format!("/streamhouse/{name}/"),
         }
+    }
+
+    /// The store the keys live in.
+    pub fn coordination(&self) -> Arc<dyn Coordination> {
+        Arc::clone(&self.coord)
     }
 
     fn key(&self, kind: &str, rest: &str) -> Vec<u8> {
@@ -253,6 +260,75 @@ impl Registry {
             }
         }
         Ok(made)
+    }
+
+    /// Creates topic `name` with `manifest` once in the cluster: false if
+    /// it exists already.
+    pub fn create_topic(&self, name: &str, manifest: &[u8]) -> CoordResult<bool> {
+        let key = self.key("topics", name);
+        let put = Op::Put {
+            key: key.clone(),
+            value: manifest.to_vec(),
+            lease: 0,
+        };
+        let out = self
+            .coord
+            .txn(&[Compare::CreateRevision(key, 0)], &[put], &[])?;
+        Ok(out.succeeded)
+    }
+
+    /// Every topic's manifest, by name.
+    pub fn topics(&self) -> CoordResult<BTreeMap<String, Vec<u8>>> {
+        let prefix = self.key("topics", "");
+        let (kvs, _) = self.coord.list(&prefix)?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                let name = std::str::from_utf8(&kv.key[prefix.len()..]).ok()?;
+                Some((name.to_string(), kv.value))
+            })
+            .collect())
+    }
+
+    /// Changes of the topics.
+    pub fn watch_topics(&self) -> CoordResult<Watch> {
+        self.coord.watch(&self.key("topics", ""))
+    }
+
+    /// Claims `count` producer ids for this node, cluster-wide: returns
+    /// the first; ids `first..first + count` are this node's to hand out.
+    /// Ids start at 1.
+    pub fn claim_producer_ids(&self, count: u64) -> CoordResult<u64> {
+        let key = self.key("producer-ids", "");
+        let key = key[..key.len() - 1].to_vec(); // no trailing '/'
+        for _ in 0..RACES * 4 {
+            let current = self.coord.get(&key)?;
+            let (first, when) = match &current {
+                None => (1, Compare::CreateRevision(key.clone(), 0)),
+                Some(kv) => {
+                    let next = fields(&kv.value)
+                        .get("next_id")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            CoordError::Refused("the producer-ids key does not parse".into())
+                        })?;
+                    (next, Compare::ModRevision(key.clone(), kv.mod_revision))
+                }
+            };
+            let end = first
+                .checked_add(count)
+                .filter(|e| *e <= i64::MAX as u64)
+                .ok_or_else(|| CoordError::Refused("every producer id was handed out".into()))?;
+            let put = Op::Put {
+                key: key.clone(),
+                value: format!("next_id={end}\n").into_bytes(),
+                lease: 0,
+            };
+            if self.coord.txn(&[when], &[put], &[])?.succeeded {
+                return Ok(first);
+            }
+        }
+        Err(contended("the producer ids"))
     }
 
     fn commit_ops(&self, p: &PartitionId, c: &CommitPoint) -> (Compare, Op) {

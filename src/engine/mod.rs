@@ -16,6 +16,7 @@
 //!   changes;
 //! - [`producers`]: InitProducer, the producer registry, expiry.
 
+mod cluster;
 mod epochs;
 mod gc;
 mod groups;
@@ -84,6 +85,8 @@ pub struct Engine {
     producer_ids: Arc<Mutex<producers::IdBlock>>,
     /// Set by the first shutdown; later calls (Drop) do nothing.
     shut_down: std::sync::atomic::AtomicBool,
+    /// Cluster mode: this node's membership (unused otherwise).
+    member: cluster::Member,
 }
 
 impl Engine {
@@ -108,20 +111,19 @@ impl Engine {
             )),
         }
         };
-        ownership::take_ownership(&ctx, unreadable)?;
-        let reconciled = rebuild::reconcile(&ctx).map_err(unreadable)?;
-        let producer_ids = producers::restore_producers(&ctx).map_err(unreadable)?;
-        if let Err(e) = gc::collect_garbage(&ctx) {
-            log::warn!("garbage collection skipped: {e}");
-        }
-        let rows = ctx.meta.topics()?;
-        gc::remove_stale_wal_dirs(&ctx, &rows)?;
         let uploads = UploadPool::start(ctx.config.upload_threads)
             .map_err(|e| Error::io("start the upload threads", e))?;
-        let topics = open_topics(&ctx, &uploads, rows, &reconciled.blocked);
-        // Before the node serves: this epoch's starts, so that a node it
-        // fenced cannot bring late uploads into the log.
-        epochs::write_epoch_starts(&ctx, &topics).map_err(unreadable)?;
+        let (topics, producer_ids) = match &ctx.cluster {
+            // Partitions open as this node comes to lead them.
+            Some(_) => (
+                cluster::prepare(&ctx).map_err(|e| match e {
+                    Error::Store(_) => unreadable(e),
+                    e => e,
+                })?,
+                producers::IdBlock::default(),
+            ),
+            None => open_single(&ctx, &uploads, unreadable)?,
+        };
         let readers = ReaderPool::start(Arc::clone(&ctx))?;
         let engine = Arc::new(Engine {
             ctx,
@@ -134,7 +136,11 @@ impl Engine {
             groups: Arc::default(),
             producer_ids: Arc::new(Mutex::new(producer_ids)),
             shut_down: std::sync::atomic::AtomicBool::new(false),
+            member: cluster::Member::default(),
         });
+        if let Some(c) = &engine.ctx.config.cluster {
+            cluster::join(&engine, &c.clone())?;
+        }
         engine.expire_producers();
         engine.clamp_group_offsets(&sync::read(&engine.topics))?;
         let weak = Arc::downgrade(&engine);
@@ -145,6 +151,12 @@ impl Engine {
             let mut last_checkpoint = Instant::now();
             while !stop.sleep(groups::CHECKPOINT_INTERVAL.min(interval)) {
                 let Some(engine) = weak.upgrade() else { return };
+                if engine.ctx.cluster.is_some() {
+                    // Retention, expiry and the group checkpoint write to
+                    // the bucket once per prefix: not yet once per
+                    // cluster, so not at all in cluster mode.
+                    continue;
+                }
                 if last_checkpoint.elapsed() >= groups::CHECKPOINT_INTERVAL {
                     // An idle node learns it was fenced without waiting for
                     // a produce (a store error is retried next time).
@@ -208,7 +220,8 @@ impl Engine {
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let t = self.topic(topic)?;
-        t.partitions
+        let p = t
+            .partitions
             .get(partition as usize)
             .cloned()
             .ok_or_else(|| {
@@ -216,7 +229,11 @@ impl Engine {
                     "partition {partition} of topic {topic:?} does not exist (it has partitions 0..{})",
                     t.partitions.len()
                 ))
-            })
+            })?;
+        if matches!(p.shared.view().status, Status::NotLeader(_)) {
+            return Err(Error::Unavailable(self.leader_hint(topic, partition)));
+        }
+        Ok(p)
     }
 
     fn with_readers<T>(&self, f: impl FnOnce(&ReaderPool) -> Result<T>) -> Result<T> {
@@ -432,6 +449,9 @@ impl Engine {
             p.abandon_uploads();
         }
         self.uploads.shutdown(deadline);
+        // Cluster mode: what was accepted is committed (or never will be
+        // by this node); the lease goes, and the others lead at once.
+        self.member.leave();
         // The last group offsets go to the bucket, and the prefix is
         // released for the next node, on a thread of their own (a store
         // that hangs cannot hold the shutdown; a prefix left held is taken
@@ -477,6 +497,28 @@ impl Drop for Engine {
     }
 }
 
+/// One node owning the prefix: take it, reconcile with the bucket, open
+/// every partition, and record this epoch's starts before serving.
+fn open_single(
+    ctx: &Arc<Context>,
+    uploads: &UploadPool,
+    unreadable: impl Fn(Error) -> Error + Copy,
+) -> Result<(HashMap<String, Arc<Topic>>, producers::IdBlock)> {
+    ownership::take_ownership(ctx, unreadable)?;
+    let reconciled = rebuild::reconcile(ctx).map_err(unreadable)?;
+    let producer_ids = producers::restore_producers(ctx).map_err(unreadable)?;
+    if let Err(e) = gc::collect_garbage(ctx) {
+        log::warn!("garbage collection skipped: {e}");
+    }
+    let rows = ctx.meta.topics()?;
+    gc::remove_stale_wal_dirs(ctx, &rows)?;
+    let topics = open_topics(ctx, uploads, rows, &reconciled.blocked);
+    // Before the node serves: this epoch's starts, so that a node it
+    // fenced cannot bring late uploads into the log.
+    epochs::write_epoch_starts(ctx, &topics).map_err(unreadable)?;
+    Ok((topics, producer_ids))
+}
+
 /// Opens every partition of every topic. A partition that fails to open is
 /// kept as one that answers UNAVAILABLE with the reason; the node serves
 /// the others.
@@ -496,7 +538,7 @@ fn open_topics(
             .map(|p| {
                 let opened = match blocked.get(&(row.name.clone(), p)) {
                     Some(why) => open_blocked(ctx, &row.name, p, why.clone()),
-                    None => open_partition(ctx, uploads, &row.name, p),
+                    None => open_partition(ctx, uploads, &row.name, p, 0),
                 };
                 let opened = opened.unwrap_or_else(|e| {
                     let why = format!("partition {}/{p} could not be opened: {e}", row.name);

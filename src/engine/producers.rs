@@ -68,6 +68,11 @@ impl Engine {
         // must go up by exactly one per call.
         let mut ids = lock(&self.producer_ids);
         let now = now_ms();
+        if !name.is_empty() && self.ctx.cluster.is_some() {
+            return Err(Error::FailedPrecondition(
+                "named producers are not supported in cluster mode yet; use an anonymous idempotent producer".into(),
+            ));
+        }
         let named = if name.is_empty() {
             None
         } else {
@@ -105,6 +110,17 @@ impl Engine {
     /// claimed in the background, so InitProducer rarely waits on the store
     /// and goes on answering through a store outage while the ids last.
     fn allocate_id(&self, ids: &mut IdBlock) -> Result<u64> {
+        if let Some(registry) = &self.ctx.cluster {
+            // Cluster-wide, from etcd: every node hands out its own block.
+            if ids.next >= ids.end {
+                let first = registry.claim_producer_ids(ID_BLOCK).map_err(|e| {
+                    Error::Unavailable(format!("cannot claim producer ids in etcd: {e}"))
+                })?;
+                (ids.next, ids.end) = (first, first + ID_BLOCK);
+            }
+            ids.next += 1;
+            return Ok(ids.next - 1);
+        }
         if ids.next >= ids.end {
             let end = ids
                 .next
@@ -163,14 +179,19 @@ impl Engine {
                 b.first_sequence
             )));
         }
-        self.ctx
-            .producers
-            .check(b.producer_id, b.epoch, now_ms())
-            .map_err(|e| match e {
-                RegistryError::Unknown(_) => Error::NotFound(e.to_string()),
-                RegistryError::Fenced { .. } => Error::Aborted(e.to_string()),
-                RegistryError::NeverIssued { .. } => Error::InvalidArgument(e.to_string()),
-            })
+        let checked = self.ctx.producers.check(b.producer_id, b.epoch, now_ms());
+        if let (Err(RegistryError::Unknown(_)), Some(_)) = (&checked, &self.ctx.cluster) {
+            // Another node of the cluster issued it (ids are unique
+            // cluster-wide); the partition's producer table checks its
+            // epoch and sequence.
+            self.ctx.producers.observe(b.producer_id, b.epoch, now_ms());
+            return Ok(());
+        }
+        checked.map_err(|e| match e {
+            RegistryError::Unknown(_) => Error::NotFound(e.to_string()),
+            RegistryError::Fenced { .. } => Error::Aborted(e.to_string()),
+            RegistryError::NeverIssued { .. } => Error::InvalidArgument(e.to_string()),
+        })
     }
 
     /// Forgets producers idle for longer than the expiry (the registry, and

@@ -158,7 +158,7 @@ fn adopt_topic(ctx: &Context, id: &TopicId) -> Result<bool> {
 /// Brings one partition's committed segments in line with the bucket.
 /// Returns how many segments were adopted, and why the partition's history
 /// stops short, if it does (see [`Walk`]).
-fn reconcile_partition(
+pub(super) fn reconcile_partition(
     ctx: &Context,
     t: &TopicRow,
     p: u32,

@@ -130,6 +130,7 @@ impl Engine {
     }
 
     fn alter_reserved(&self, name: &str, change: &TopicChange) -> Result<Arc<Topic>> {
+        self.refuse_in_cluster("changing a topic")?;
         let old = self.topic(name)?;
         let row = TopicRow {
             partitions: change.partitions.unwrap_or(old.row.partitions),
@@ -157,7 +158,13 @@ impl Engine {
         self.ctx.meta.alter_topic(&row)?;
         let mut partitions = old.partitions.clone();
         for p in old.row.partitions..row.partitions {
-            partitions.push(Arc::new(open_partition(&self.ctx, &self.uploads, name, p)?));
+            partitions.push(Arc::new(open_partition(
+                &self.ctx,
+                &self.uploads,
+                name,
+                p,
+                0,
+            )?));
         }
         if row.partitions > old.row.partitions {
             log::info!(
@@ -198,26 +205,22 @@ impl Engine {
     /// in the bucket (so a node rebuilt from the bucket knows the topic),
     /// metadata, the partitions.
     fn create_reserved(&self, spec: &TopicSpec) -> Result<Arc<Topic>> {
+        if self.ctx.cluster.is_some() {
+            return self.create_in_cluster(spec);
+        }
         self.confirm_owner_now()?;
         let topic_wal = layout::topic_wal_dir(&self.ctx.config.data_dir, &spec.name);
         // A WAL left by an earlier topic of this name (a crash during its
         // deletion) must not become this topic's data.
         remove_dir_all_if_exists(&topic_wal)?;
-        let row = TopicRow {
-            name: spec.name.clone(),
-            partitions: spec.partitions,
-            retention_ms: spec.retention_ms,
-            retention_bytes: spec.retention_bytes,
-            created_at_ms: now_ms(),
-            incarnation: self.ctx.meta.next_incarnation()?,
-        };
+        let row = self.new_topic_row(spec)?;
         let manifest = layout::topic_manifest_key(&row.name, row.incarnation);
         self.ctx
             .store
             .put(&manifest, &bucket::encode_manifest(&row))?;
         self.ctx.meta.create_topic(&row)?;
         let opened = (0..row.partitions)
-            .map(|p| open_partition(&self.ctx, &self.uploads, &row.name, p).map(Arc::new))
+            .map(|p| open_partition(&self.ctx, &self.uploads, &row.name, p, 0).map(Arc::new))
             .collect::<Result<Vec<_>>>();
         let partitions = match opened {
             Ok(p) => p,
@@ -237,6 +240,18 @@ impl Engine {
         let topic = Arc::new(Topic { row, partitions });
         sync::write(&self.topics).insert(spec.name.clone(), Arc::clone(&topic));
         Ok(topic)
+    }
+
+    /// The row of a topic being created: a new incarnation, created now.
+    pub(super) fn new_topic_row(&self, spec: &TopicSpec) -> Result<TopicRow> {
+        Ok(TopicRow {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            retention_ms: spec.retention_ms,
+            retention_bytes: spec.retention_bytes,
+            created_at_ms: now_ms(),
+            incarnation: self.ctx.meta.next_incarnation()?,
+        })
     }
 
     fn info(&self, t: &Topic) -> Result<TopicInfo> {
@@ -279,14 +294,15 @@ impl Engine {
     }
 
     /// How many partitions are in each state (open, failed, damaged, not
-    /// opened, deleted), for `/metrics`.
-    pub fn partition_states(&self) -> [(&'static str, u64); 5] {
+    /// opened, deleted, led by another node), for `/metrics`.
+    pub fn partition_states(&self) -> [(&'static str, u64); 6] {
         let mut counts = [
             ("open", 0),
             ("failed", 0),
             ("damaged", 0),
             ("not_opened", 0),
             ("deleted", 0),
+            ("not_leader", 0),
         ];
         for t in self.snapshot() {
             for p in &t.partitions {
@@ -296,11 +312,22 @@ impl Engine {
                     Status::Damaged(_) => 2,
                     Status::NotOpened(_) => 3,
                     Status::Deleted => 4,
+                    Status::NotLeader(_) => 5,
                 };
                 counts[i].1 += 1;
             }
         }
         counts
+    }
+
+    /// What cluster mode does not do yet answers FAILED_PRECONDITION.
+    fn refuse_in_cluster(&self, what: &str) -> Result<()> {
+        match self.ctx.cluster {
+            Some(_) => Err(Error::FailedPrecondition(format!(
+                "{what} is not supported in cluster mode yet (docs/OPERATIONS.md, running a cluster)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Whether another node took the prefix over (this one refuses writes).
@@ -338,6 +365,7 @@ impl Engine {
     }
 
     fn delete_reserved(&self, name: &str) -> Result<()> {
+        self.refuse_in_cluster("deleting a topic")?;
         let incarnation = self.topic(name)?.row.incarnation;
         self.confirm_owner_now()?;
         let tombstone = layout::topic_tombstone_key(name, incarnation);

@@ -34,11 +34,14 @@ struct Committed {
     producers: ProducerTable,
 }
 
+/// Opens a partition for writes: `cluster_epoch` is the epoch in which
+/// this node leads it (0: not in cluster mode).
 pub(crate) fn open_partition(
     ctx: &Arc<Context>,
     uploads: &UploadPool,
     topic: &str,
     partition: u32,
+    cluster_epoch: u64,
 ) -> Result<Partition> {
     let name = format!("{topic}/{partition}");
     let committed = load_committed(ctx, topic, partition)?;
@@ -72,23 +75,26 @@ pub(crate) fn open_partition(
             recovered.sealed.len()
         );
     }
-    let shared = Arc::new(PartitionShared::new(
-        topic,
-        committed.incarnation,
-        partition,
-        PartitionView {
-            low_watermark: committed.row.low_watermark,
-            committed_next: committed.row.next_offset,
-            high_watermark: high,
-            segments: committed.segments,
-            tail: replayed.tail(),
-            status: recovered
-                .damage
-                .as_ref()
-                .map_or(Status::Open, |d| Status::Damaged(damaged(&name, d))),
-        },
-        backlog,
-    ));
+    let shared = Arc::new(
+        PartitionShared::new(
+            topic,
+            committed.incarnation,
+            partition,
+            PartitionView {
+                low_watermark: committed.row.low_watermark,
+                committed_next: committed.row.next_offset,
+                high_watermark: high,
+                segments: committed.segments,
+                tail: replayed.tail(),
+                status: recovered
+                    .damage
+                    .as_ref()
+                    .map_or(Status::Open, |d| Status::Damaged(damaged(&name, d))),
+            },
+            backlog,
+        )
+        .in_epoch(cluster_epoch),
+    );
     start(ctx, uploads, shared, wal_dir, recovered, replayed)
 }
 

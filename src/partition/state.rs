@@ -50,6 +50,9 @@ pub enum Status {
     /// It could not be opened at start (the node serves the others): reads
     /// and writes answer UNAVAILABLE with the reason.
     NotOpened(String),
+    /// Cluster mode: another node leads the partition (or none does yet):
+    /// reads and writes answer UNAVAILABLE naming the leader, if known.
+    NotLeader(String),
 }
 
 /// What readers see of a partition. Offsets `low..committed_next` are in
@@ -134,6 +137,10 @@ pub struct PartitionShared {
     /// Appends so far; a long poll parks against the count it saw, so an
     /// append between its look and its parking is not missed.
     appends: AtomicU64,
+    /// Cluster mode: the epoch in which this node leads the partition (its
+    /// segment keys carry it, its commits are conditioned on it). 0: one
+    /// node owns the prefix, and the owner epoch is used.
+    pub cluster_epoch: u64,
 }
 
 impl PartitionShared {
@@ -153,7 +160,14 @@ impl PartitionShared {
             uploaded_acks: Mutex::default(),
             backlog,
             appends: AtomicU64::new(0),
+            cluster_epoch: 0,
         }
+    }
+
+    /// The partition as led in cluster epoch `epoch`.
+    pub(crate) fn in_epoch(mut self, epoch: u64) -> Self {
+        self.cluster_epoch = epoch;
+        self
     }
 
     pub fn view(&self) -> RwLockReadGuard<'_, PartitionView> {
@@ -182,7 +196,9 @@ impl PartitionShared {
                 self.name()
             ))),
             Status::Damaged(why) => Some(Error::DataLoss(why.clone())),
-            Status::NotOpened(why) => Some(Error::Unavailable(why.clone())),
+            Status::NotOpened(why) | Status::NotLeader(why) => {
+                Some(Error::Unavailable(why.clone()))
+            }
         }
     }
 
@@ -194,7 +210,9 @@ impl PartitionShared {
                 "topic {:?} was deleted",
                 self.topic
             ))),
-            Status::NotOpened(why) => Some(Error::Unavailable(why.clone())),
+            Status::NotOpened(why) | Status::NotLeader(why) => {
+                Some(Error::Unavailable(why.clone()))
+            }
             _ => None,
         }
     }

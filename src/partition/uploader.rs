@@ -102,7 +102,10 @@ impl Uploader {
             self.shared.incarnation,
             self.shared.partition,
         );
-        let epoch = self.ctx.owner.epoch();
+        let epoch = match self.shared.cluster_epoch {
+            0 => self.ctx.owner.epoch(),
+            cluster_epoch => cluster_epoch,
+        };
         let key = match self.ctx.owner.segment_writer() {
             Some(writer) => segment_key_by(topic, inc, p, seg.base_offset, epoch, writer),
             None => segment_key(topic, inc, p, seg.base_offset, epoch),
@@ -133,7 +136,10 @@ impl Uploader {
     /// readers switched to the object, the WAL file removed.
     pub fn commit(&self, p: PutSegment) -> Result<(), Stopped> {
         let started = Instant::now();
-        self.confirm_owner()?;
+        match &self.ctx.cluster {
+            Some(registry) => self.commit_to_cluster(registry, &p.seg)?,
+            None => self.confirm_owner()?,
+        }
         self.commit_segment(&p.seg, &p.key, &p.summary, p.producers.as_deref())?;
         self.ctx.stages.upload_commit.observe(started.elapsed());
         self.publish_segment(&p.seg, &p.key, &p.summary);
@@ -168,6 +174,55 @@ impl Uploader {
             }
             Err(e) => {
                 log::warn!("partition {name}: upload stopped: {e:?}");
+                Err(Stopped::Asked)
+            }
+        }
+    }
+
+    /// Cluster mode: moves the partition's commit point in etcd, only
+    /// while this node still leads it in its epoch (etcd's transaction is
+    /// the fence). Retried while etcd is unreachable; a failed condition
+    /// means another node leads now: nothing more is committed here, and
+    /// the `acks=uploaded` requests waiting are answered UNAVAILABLE.
+    fn commit_to_cluster(
+        &self,
+        registry: &crate::cluster::registry::Registry,
+        seg: &SealedSegment,
+    ) -> Result<(), Stopped> {
+        use crate::cluster::registry::{CommitPoint, PartitionId};
+        let name = self.shared.name();
+        let commit = [(
+            PartitionId {
+                topic: self.shared.topic.to_string(),
+                partition: self.shared.partition,
+            },
+            CommitPoint {
+                next_offset: seg.last_offset + 1,
+                epoch: self.shared.cluster_epoch as i64,
+            },
+        )];
+        let result = retry(
+            &RetryPolicy::forever(),
+            &self.stop,
+            |e| matches!(e, crate::cluster::CoordError::Unavailable(_)),
+            |n, e, _| log::warn!("partition {name}: commit in etcd failed (attempt {n}): {e}"),
+            || registry.commit(&commit),
+        );
+        match result {
+            Ok(made) if made.first() == Some(&true) => Ok(()),
+            Ok(_) => {
+                let why = format!(
+                    "partition {name}: this node no longer leads it (epoch {} was fenced); the \
+                     client should ask the cluster for the leader and retry there",
+                    self.shared.cluster_epoch
+                );
+                log::warn!("{why}");
+                self.shared.view_mut().status = Status::NotLeader(why.clone());
+                self.shared.end_uploads(why);
+                Err(Stopped::Fenced)
+            }
+            Err(e) => {
+                log::warn!("partition {name}: upload stopped: {e}");
                 Err(Stopped::Asked)
             }
         }

@@ -71,7 +71,8 @@ impl Server {
             None => None,
         };
         super::status::keep_private(&config.engine.data_dir);
-        let engine = Engine::open(config.engine.clone(), store)?;
+        let engine_config = with_advertised(config, &bound, kafka_bound.as_ref());
+        let engine = Engine::open(engine_config, store)?;
         let blocking = BlockingPool::start(4).map_err(|e| Error::io("start admin threads", e))?;
         // The Kafka face's group coordinator, which the gRPC admin calls
         // also show.
@@ -189,6 +190,30 @@ impl Server {
             .shutdown(Instant::now() + Duration::from_secs(1));
         log::info!("stopped");
     }
+}
+
+/// The engine's configuration, with the addresses a cluster node tells
+/// the other nodes and clients (the bound ones unless advertised).
+fn with_advertised(
+    config: &ServerConfig,
+    grpc: &Bound,
+    kafka: Option<&Bound>,
+) -> crate::config::EngineConfig {
+    let mut engine = config.engine.clone();
+    if let Some(c) = &mut engine.cluster {
+        if c.grpc_addr.is_empty() {
+            c.grpc_addr = grpc.addr().to_string();
+        }
+        c.kafka_addr = match (&config.kafka, kafka) {
+            (Some(k), Some(b)) => k
+                .config
+                .advertised
+                .clone()
+                .unwrap_or_else(|| b.addr().to_string()),
+            _ => String::new(),
+        };
+    }
+    engine
 }
 
 /// The Kafka listener's counters for `/metrics`, when it listens.

@@ -333,7 +333,52 @@ fn engine_config(v: &Values, data_dir: PathBuf) -> Result<EngineConfig, String> 
     if let Some(n) = v.size("--max-backlog-bytes")? {
         engine.max_backlog_bytes = n;
     }
+    engine.cluster = cluster_config(v)?;
     Ok(engine)
+}
+
+/// Cluster mode, when `--etcd` is given. The advertised addresses are
+/// filled from the bound ones at start when not given.
+fn cluster_config(v: &Values) -> Result<Option<crate::config::ClusterConfig>, String> {
+    use crate::config::ClusterConfig;
+    let Some(etcd) = v.text("--etcd") else {
+        for flag in ["--cluster", "--advertise-addr", "--cluster-ttl-ms"] {
+            if v.0.contains_key(flag) {
+                return Err(format!("{flag} goes with --etcd (cluster mode)"));
+            }
+        }
+        return Ok(None);
+    };
+    for url in etcd.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        crate::cluster::parse_endpoint(url).map_err(|e| format!("--etcd: {e}"))?;
+    }
+    let name = v.text("--cluster").unwrap_or_else(|| "default".into());
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "--cluster: {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    let grpc_addr = v.text("--advertise-addr").unwrap_or_default();
+    if !grpc_addr.is_empty() {
+        crate::kafka::split_host_port(&grpc_addr).map_err(|e| format!("--advertise-addr: {e}"))?;
+    }
+    let ttl = match v.number::<u64>("--cluster-ttl-ms", "a number of milliseconds")? {
+        Some(ms) if (1000..=60_000).contains(&ms) => Duration::from_millis(ms),
+        Some(ms) => return Err(format!("--cluster-ttl-ms: {ms} is not from 1000 to 60000")),
+        None => ClusterConfig::DEFAULT_TTL,
+    };
+    Ok(Some(ClusterConfig {
+        etcd,
+        name,
+        ttl,
+        grpc_addr,
+        kafka_addr: String::new(),
+    }))
 }
 
 fn s3_config(v: &Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<S3Config>, String> {

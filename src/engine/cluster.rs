@@ -1,0 +1,442 @@
+//! Cluster mode in the engine (`--etcd`): which partitions this node
+//! leads, and what leading one means. The control plane (`crate::cluster`)
+//! decides who leads what; here, through [`Leadership`]:
+//!
+//! - **won** ([`Engine::lead`]): the epoch's start is written in the bucket
+//!   at the commit point etcd holds (so objects an earlier leader uploads
+//!   late, from there on, are never part of the log); this node's own WAL
+//!   of the partition from an earlier epoch is set aside (its records past
+//!   the commit point were never committed, and others may have written
+//!   those offsets since); the partition's segments and producer table up
+//!   to the commit point are adopted from the bucket; then the partition
+//!   opens for writes in the new epoch.
+//! - **lost**: the partition answers UNAVAILABLE naming the leader at once,
+//!   then stops. What it took and did not commit is not part of the log.
+//! - **hand_over**: the partition stops taking writes, seals, and its
+//!   uploads finish and commit; then the control plane releases the lead.
+//!
+//! Topics are created once per cluster, in etcd (`topics/{name}` holds the
+//! manifest); every node learns them from there. Every other node's
+//! partitions are placeholders that answer with the leader's address.
+
+use super::{Engine, Topic};
+use crate::bucket;
+use crate::cluster::control::{Control, ControlConfig, Leadership};
+use crate::cluster::registry::{CommitPoint, NodeInfo, PartitionId};
+use crate::config::ClusterConfig;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::meta::TopicRow;
+use crate::object_store::ObjectStore;
+use crate::partition::{
+    open_blocked, open_partition, Backlog, Partition, PartitionShared, PartitionView, Status,
+};
+use crate::util::clock::now_ms;
+use crate::util::sync::{self, lock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// How long a hand-over waits for the partition's uploads at one ask.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a node reads the cluster even when no watch fired.
+const POLL: Duration = Duration::from_secs(1);
+
+/// This node's membership.
+#[derive(Default)]
+pub(super) struct Member {
+    control: Mutex<Option<Control>>,
+    /// Partitions being handed over: stopped, their uploads finishing.
+    handing: Mutex<HashMap<PartitionId, Arc<Partition>>>,
+}
+
+impl Member {
+    /// Leaves the cluster (the lease is revoked: the others take this
+    /// node's partitions at once).
+    pub fn leave(&self) {
+        if let Some(c) = lock(&self.control).take() {
+            c.stop();
+        }
+    }
+}
+
+/// The engine as the control plane sees it. Weak: the control thread must
+/// not keep a stopped engine alive.
+struct Leading(Weak<Engine>);
+
+impl Leading {
+    /// The engine, unless it is stopping (it takes no new partitions).
+    fn running(&self) -> Option<Arc<Engine>> {
+        self.0
+            .upgrade()
+            .filter(|e| !e.shut_down.load(Ordering::SeqCst))
+    }
+}
+
+impl Leadership for Leading {
+    fn partitions(&self) -> Vec<PartitionId> {
+        self.running()
+            .map_or_else(Vec::new, |e| e.cluster_partitions())
+    }
+
+    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) {
+        if let Some(e) = self.running() {
+            e.lead(p, epoch, committed);
+        }
+    }
+
+    fn lost(&self, p: &PartitionId) {
+        if let Some(e) = self.0.upgrade() {
+            e.step_down(p);
+        }
+    }
+
+    fn hand_over(&self, p: &PartitionId) -> bool {
+        self.0.upgrade().is_none_or(|e| e.hand_over(p))
+    }
+}
+
+/// Before a cluster node serves: the bucket prefix must not be a single
+/// node's (its owner record), and the topics come from etcd.
+pub(super) fn prepare(ctx: &Context) -> Result<HashMap<String, Arc<Topic>>> {
+    // Owner epochs and etcd's revisions are different counters: a prefix
+    // a single node wrote cannot be continued by a cluster.
+    match ctx.store.get(layout::OWNER_KEY) {
+        Ok(_) => {
+            return Err(Error::Config(format!(
+                "{} was served by a single node (it has an owner record); a cluster needs a prefix of its own",
+                ctx.store.identity()
+            )))
+        }
+        Err(crate::object_store::StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let listed = bucket::list_topics(&ctx.store)?;
+    ctx.meta.raise_incarnation_counter(listed.max_incarnation)?;
+    let mut topics = HashMap::new();
+    adopt_cluster_topics(ctx, cluster_topics(ctx)?, &mut topics)?;
+    Ok(topics)
+}
+
+/// The topics etcd lists: name -> manifest.
+fn cluster_topics(ctx: &Context) -> Result<BTreeMap<String, Vec<u8>>> {
+    match &ctx.cluster {
+        Some(registry) => registry
+            .topics()
+            .map_err(|e| Error::Unavailable(e.to_string())),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// Topics etcd lists that `topics` lacks: into metadata (the manifest etcd
+/// holds) and into `topics` with placeholder partitions. Returns whether
+/// any was added.
+fn adopt_cluster_topics(
+    ctx: &Context,
+    listed: BTreeMap<String, Vec<u8>>,
+    topics: &mut HashMap<String, Arc<Topic>>,
+) -> Result<bool> {
+    let mut added = false;
+    for (name, manifest) in listed {
+        if topics.contains_key(&name) {
+            continue;
+        }
+        let row = bucket::decode_manifest(&manifest).map_err(|reason| Error::Malformed {
+            object: format!("etcd topics/{name}"),
+            reason,
+        })?;
+        match ctx.meta.topic(&name)? {
+            Some(local) if local.incarnation == row.incarnation => {}
+            Some(_) => {
+                ctx.meta.delete_topic(&name)?;
+                ctx.meta.create_topic(&row)?;
+            }
+            None => ctx.meta.create_topic(&row)?,
+        }
+        let partitions = (0..row.partitions)
+            .map(|p| Arc::new(placeholder(ctx, &row, p, "no node leads it yet")))
+            .collect();
+        topics.insert(name, Arc::new(Topic { row, partitions }));
+        added = true;
+    }
+    Ok(added)
+}
+
+/// A partition this node does not lead: it answers with `why`.
+fn placeholder(ctx: &Context, row: &TopicRow, p: u32, why: &str) -> Partition {
+    let why = format!("partition {}/{p}: {why}", row.name);
+    let shared = PartitionShared::new(
+        &row.name,
+        row.incarnation,
+        p,
+        PartitionView::empty(Status::NotLeader(why)),
+        Backlog::new(Arc::clone(&ctx.backlog_bytes)),
+    );
+    Partition::without_writer(shared)
+}
+
+/// Starts this node's membership: registers, and from now on leads the
+/// partitions the cluster gives it.
+pub(super) fn join(engine: &Arc<Engine>, config: &ClusterConfig) -> Result<()> {
+    let Some(registry) = &engine.ctx.cluster else {
+        return Ok(());
+    };
+    let control = Control::start(
+        registry.coordination(),
+        ControlConfig {
+            node: NodeInfo {
+                id: engine.ctx.owner.node_id().to_string(),
+                grpc_addr: config.grpc_addr.clone(),
+                kafka_addr: config.kafka_addr.clone(),
+            },
+            cluster: config.name.clone(),
+            ttl: config.ttl,
+            poll: POLL,
+        },
+        Arc::new(Leading(Arc::downgrade(engine))),
+    )
+    .map_err(|e| Error::Unavailable(format!("cannot join cluster {:?}: {e}", config.name)))?;
+    *lock(&engine.member.control) = Some(control);
+    Ok(())
+}
+
+impl Engine {
+    /// Every partition of every topic etcd knows (new topics adopted).
+    fn cluster_partitions(&self) -> Vec<PartitionId> {
+        // etcd is read outside the topics lock: produce calls look up
+        // their partition under it.
+        let listed = cluster_topics(&self.ctx).and_then(|listed| {
+            let mut topics = sync::write(&self.topics);
+            adopt_cluster_topics(&self.ctx, listed, &mut topics)
+        });
+        if let Err(e) = listed {
+            log::warn!("cannot read the cluster's topics: {e}");
+        }
+        let topics = sync::read(&self.topics);
+        topics
+            .values()
+            .flat_map(|t| {
+                (0..t.row.partitions).map(|p| PartitionId {
+                    topic: t.row.name.clone(),
+                    partition: p,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a topic once in the cluster: etcd decides (a name taken
+    /// there is taken), then the manifest goes to the bucket for rebuilds.
+    /// Its partitions are led wherever the cluster places them.
+    pub(super) fn create_in_cluster(&self, spec: &super::TopicSpec) -> Result<Arc<Topic>> {
+        let Some(registry) = &self.ctx.cluster else {
+            return Err(Error::FailedPrecondition("not in cluster mode".into()));
+        };
+        let row = self.new_topic_row(spec)?;
+        let manifest = bucket::encode_manifest(&row);
+        let created = registry
+            .create_topic(&row.name, &manifest)
+            .map_err(|e| Error::Unavailable(format!("cannot create the topic in etcd: {e}")))?;
+        if !created {
+            return Err(Error::AlreadyExists(format!(
+                "topic {:?} already exists in the cluster",
+                row.name
+            )));
+        }
+        let key = layout::topic_manifest_key(&row.name, row.incarnation);
+        self.ctx.store.put(&key, &manifest)?;
+        let mut topics = sync::write(&self.topics);
+        adopt_cluster_topics(
+            &self.ctx,
+            BTreeMap::from([(row.name.clone(), manifest)]),
+            &mut topics,
+        )?;
+        topics
+            .get(&row.name)
+            .cloned()
+            .ok_or_else(|| Error::Unavailable(format!("topic {:?} was not adopted", row.name)))
+    }
+
+    /// Where the leader of `topic/partition` is, as this node last read it.
+    pub(super) fn leader_hint(&self, topic: &str, partition: u32) -> String {
+        let control = lock(&self.member.control);
+        let Some(view) = control.as_ref().map(Control::view) else {
+            return "this node is not in the cluster".into();
+        };
+        let id = PartitionId {
+            topic: topic.to_string(),
+            partition,
+        };
+        match view.leaders.get(&id) {
+            Some(l) => {
+                let addr = view
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == l.node)
+                    .map_or("an address not yet known", |n| n.grpc_addr.as_str());
+                format!(
+                    "partition {topic}/{partition} is led by node {} at {addr} (epoch {}); send it there",
+                    l.node, l.epoch
+                )
+            }
+            None => format!(
+                "partition {topic}/{partition} has no leader at the moment (a failover is under way); retry shortly"
+            ),
+        }
+    }
+
+    /// The cluster as this node last read it (nodes, leaders, epochs).
+    pub fn cluster_view(&self) -> Option<crate::cluster::control::ClusterView> {
+        lock(&self.member.control).as_ref().map(Control::view)
+    }
+
+    /// This node leads `p` from now, in `epoch`.
+    fn lead(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) {
+        let started = Instant::now();
+        let start = committed.map_or(0, |c| c.next_offset);
+        match self.open_led(p, epoch as u64, start) {
+            Ok(()) => log::info!(
+                "partition {}/{}: leading in epoch {epoch} from offset {start} (opened in {:?})",
+                p.topic,
+                p.partition,
+                started.elapsed()
+            ),
+            Err(e) => {
+                let why = format!("could not be opened in epoch {epoch}: {e}");
+                log::error!("partition {}/{}: {why}", p.topic, p.partition);
+                if let Ok(t) = self.topic(&p.topic) {
+                    let opened = Partition::not_opened(
+                        Arc::clone(&self.ctx.backlog_bytes),
+                        &t.row.name,
+                        t.row.incarnation,
+                        p.partition,
+                        why,
+                    );
+                    self.replace_partition(&p.topic, p.partition, Arc::new(opened));
+                }
+            }
+        }
+    }
+
+    /// The steps of [`Engine::lead`] that can fail.
+    fn open_led(&self, p: &PartitionId, epoch: u64, start: i64) -> Result<()> {
+        let ctx = &self.ctx;
+        let t = self.topic(&p.topic)?;
+        let (name, inc, part) = (&t.row.name, t.row.incarnation, p.partition);
+        // Before anything is written in this epoch.
+        let key = layout::epoch_start_key(name, inc, part, start, epoch);
+        let body = bucket::encode_epoch_start(epoch, start, ctx.owner.node_id(), now_ms());
+        ctx.store.put(&key, &body)?;
+        set_aside_wal(ctx, name, part, epoch)?;
+        let listed = bucket::list_partition(&ctx.store, name, inc, part)?;
+        let id = (name.clone(), inc, part);
+        let segs = listed.segments.get(&id).map_or(&[][..], Vec::as_slice);
+        let history = listed.history.get(&id).cloned().unwrap_or_default();
+        let (_, blocked) = super::rebuild::reconcile_partition(ctx, &t.row, part, segs, &history)?;
+        let local = ctx.meta.partition(name, part)?.map_or(0, |r| r.next_offset);
+        if local > start {
+            return Err(Error::DataLoss(format!(
+                "this node's metadata commits offsets up to {local}, past the cluster's commit point {start}; refusing to lead it"
+            )));
+        }
+        let opened = match blocked {
+            Some(why) => open_blocked(ctx, name, part, why)?,
+            None => open_partition(ctx, &self.uploads, name, part, epoch)?,
+        };
+        self.replace_partition(name, part, Arc::new(opened));
+        Ok(())
+    }
+
+    /// Puts `partition` in place of the topic's `p`; returns the one it
+    /// replaced.
+    fn replace_partition(
+        &self,
+        topic: &str,
+        p: u32,
+        partition: Arc<Partition>,
+    ) -> Option<Arc<Partition>> {
+        let mut topics = sync::write(&self.topics);
+        let t = topics.get(topic)?;
+        let mut partitions = t.partitions.clone();
+        let old = std::mem::replace(partitions.get_mut(p as usize)?, partition);
+        let row = t.row.clone();
+        topics.insert(topic.to_string(), Arc::new(Topic { row, partitions }));
+        Some(old)
+    }
+
+    /// This node no longer leads `p`: it answers so at once, then stops it.
+    fn step_down(&self, p: &PartitionId) {
+        let Ok(t) = self.topic(&p.topic) else { return };
+        let stand_in = placeholder(&self.ctx, &t.row, p.partition, "led by another node");
+        if let Some(old) = self.replace_partition(&p.topic, p.partition, Arc::new(stand_in)) {
+            old.shared.view_mut().status = Status::NotLeader(format!(
+                "partition {}/{}: led by another node",
+                p.topic, p.partition
+            ));
+            old.stop_now(Instant::now() + Duration::from_secs(2));
+        }
+        lock(&self.member.handing).remove(p);
+    }
+
+    /// Stops `p` taking writes and waits for its uploads; true once all it
+    /// took is committed (the lead may then go).
+    fn hand_over(&self, p: &PartitionId) -> bool {
+        let stopping = lock(&self.member.handing).get(p).cloned();
+        let partition = match stopping {
+            Some(s) => s,
+            None => {
+                let Ok(t) = self.topic(&p.topic) else {
+                    return true;
+                };
+                let stand_in = placeholder(&self.ctx, &t.row, p.partition, "being handed over");
+                let Some(old) = self.replace_partition(&p.topic, p.partition, Arc::new(stand_in))
+                else {
+                    return true;
+                };
+                old.ask_writer_to_stop();
+                lock(&self.member.handing).insert(p.clone(), Arc::clone(&old));
+                old
+            }
+        };
+        let deadline = Instant::now() + HAND_OVER_WAIT;
+        let stopped = partition.join_writer(deadline) && partition.wait_uploads(deadline);
+        let view = partition.shared.view();
+        let done = stopped && view.committed_next == view.high_watermark;
+        drop(view);
+        if done {
+            lock(&self.member.handing).remove(p);
+            log::info!("partition {}/{}: handed over", p.topic, p.partition);
+        }
+        done
+    }
+}
+
+/// This node's WAL of a partition it comes to lead: from an earlier epoch
+/// of its own, its records past the commit point were never committed and
+/// the offsets may be another leader's now. Set aside, not deleted.
+fn set_aside_wal(ctx: &Context, topic: &str, p: u32, epoch: u64) -> Result<()> {
+    let dir = layout::partition_wal_dir(&ctx.config.data_dir, topic, p);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let aside = layout::superseded_wal_root(&ctx.config.data_dir, epoch, now_ms())
+        .join(topic)
+        .join(p.to_string());
+    if let Some(parent) = aside.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+    }
+    std::fs::rename(&dir, &aside).map_err(|e| {
+        Error::io(
+            format!("set aside {} as {}", dir.display(), aside.display()),
+            e,
+        )
+    })?;
+    log::info!(
+        "partition {topic}/{p}: this node's WAL from an earlier epoch set aside as {}",
+        aside.display()
+    );
+    Ok(())
+}
