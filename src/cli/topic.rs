@@ -358,7 +358,9 @@ pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> Cl
         )?;
         return Ok(());
     }
-    let healthy = !r.get_fenced() && states.iter().all(|(s, n)| s == "open" || *n == 0);
+    // In a cluster, partitions other nodes lead are as they should be.
+    let fine = |s: &str| s == "open" || s == "not_leader";
+    let healthy = !r.get_fenced() && states.iter().all(|(s, n)| fine(s) || *n == 0);
     let parts: Vec<String> = states
         .iter()
         .filter(|(_, n)| *n > 0)
@@ -393,5 +395,38 @@ pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> Cl
         r.get_backlog_bytes()
     )?;
     writeln!(o, "health     {}", if healthy { "ok" } else { "degraded" })?;
+    if !r.get_cluster_name().is_empty() {
+        write_cluster(&mut o, &r)?;
+    }
+    Ok(())
+}
+
+/// Cluster mode: the nodes and who leads what.
+fn write_cluster(o: &mut impl Write, r: &pb::ClusterInfo) -> CliResult {
+    writeln!(
+        o,
+        "cluster    {} ({} live nodes)",
+        r.get_cluster_name(),
+        r.get_nodes().len()
+    )?;
+    let header = ["NODE", "GRPC", "KAFKA", "LEADS"];
+    let rows: Vec<Vec<String>> = r
+        .get_nodes()
+        .iter()
+        .map(|n| {
+            let leads = r
+                .get_leaders()
+                .iter()
+                .filter(|l| l.get_node_id() == n.get_node_id())
+                .count();
+            vec![
+                n.get_node_id().to_string(),
+                n.get_grpc_addr().to_string(),
+                n.get_kafka_addr().to_string(),
+                leads.to_string(),
+            ]
+        })
+        .collect();
+    write!(o, "{}", table(&header, &rows))?;
     Ok(())
 }

@@ -34,8 +34,10 @@ pub trait Leadership: Send + Sync {
     /// The partitions that exist (every topic's), to lead or not.
     fn partitions(&self) -> Vec<PartitionId>;
     /// This node leads `p` from now, in `epoch`, continuing after
-    /// `committed` (none: nothing was ever committed).
-    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>);
+    /// `committed` (none: nothing was ever committed). False: it could not
+    /// take the partition up (its object store did not answer); the lead
+    /// is given back at once, to be claimed again in a new epoch.
+    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) -> bool;
     /// This node no longer leads `p` (its lease was lost, the key is
     /// another epoch's now, or it was handed over).
     fn lost(&self, p: &PartitionId);
@@ -76,6 +78,9 @@ struct Shared {
     mine: Mutex<BTreeMap<PartitionId, i64>>,
     /// When each live node was first seen alive (without a gap).
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// Partitions the engine could not take up, not claimed again before
+    /// then (a store that is down must not make claims spin).
+    backoff: Mutex<HashMap<PartitionId, Instant>>,
 }
 
 /// A node's membership, running until [`Control::stop`].
@@ -106,6 +111,7 @@ impl Control {
             view: Mutex::default(),
             mine: Mutex::default(),
             first_seen: Mutex::default(),
+            backoff: Mutex::default(),
         });
         poll(&shared)?;
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -128,6 +134,12 @@ impl Control {
             return None;
         }
         lock(&self.shared.mine).get(p).copied()
+    }
+
+    /// Whether this node's lease is surely alive: past its deadline the
+    /// node acknowledges nothing, whatever it believes it leads.
+    pub fn may_act(&self) -> bool {
+        self.shared.keeper().may_act()
     }
 
     /// What the last poll read.
@@ -270,6 +282,12 @@ fn poll(s: &Shared) -> CoordResult<()> {
         if placement::leader(&item, &live) != Some(me) {
             continue;
         }
+        if lock(&s.backoff)
+            .get(&p)
+            .is_some_and(|until| Instant::now() < *until)
+        {
+            continue;
+        }
         match s.registry.claim(&p, me, keeper.id())? {
             Claim::Won { epoch, committed } => {
                 log::info!(
@@ -277,9 +295,14 @@ fn poll(s: &Shared) -> CoordResult<()> {
                     s.config.cluster
                 );
                 lock(&s.mine).insert(p.clone(), epoch);
-                s.leadership.won(&p, epoch, committed);
-                let me = me.to_string();
-                leaders.insert(p, Leader { node: me, epoch });
+                if s.leadership.won(&p, epoch, committed) {
+                    let me = me.to_string();
+                    leaders.insert(p, Leader { node: me, epoch });
+                } else {
+                    lock(&s.mine).remove(&p);
+                    lock(&s.backoff).insert(p.clone(), Instant::now() + s.config.poll);
+                    s.registry.release(&p, epoch)?;
+                }
             }
             Claim::Held(l) => {
                 leaders.insert(p, l);

@@ -82,10 +82,8 @@ impl Leadership for Leading {
             .map_or_else(Vec::new, |e| e.cluster_partitions())
     }
 
-    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) {
-        if let Some(e) = self.running() {
-            e.lead(p, epoch, committed);
-        }
+    fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) -> bool {
+        self.running().is_some_and(|e| e.lead(p, epoch, committed))
     }
 
     fn lost(&self, p: &PartitionId) {
@@ -259,6 +257,27 @@ impl Engine {
             .ok_or_else(|| Error::Unavailable(format!("topic {:?} was not adopted", row.name)))
     }
 
+    /// Cluster mode: UNAVAILABLE (naming the leader) unless this node
+    /// leads `topic/partition` and its lease is surely alive. Checked as a
+    /// request comes in: a node paused past its lease (a zombie) takes
+    /// nothing more, even before its control thread notices.
+    pub(super) fn check_leading(&self, topic: &str, partition: u32) -> Result<()> {
+        if self.ctx.cluster.is_none() {
+            return Ok(());
+        }
+        let id = PartitionId {
+            topic: topic.to_string(),
+            partition,
+        };
+        let leading = lock(&self.member.control)
+            .as_ref()
+            .is_some_and(|c| c.epoch(&id).is_some());
+        match leading {
+            true => Ok(()),
+            false => Err(Error::Unavailable(self.leader_hint(topic, partition))),
+        }
+    }
+
     /// Where the leader of `topic/partition` is, as this node last read it.
     pub(super) fn leader_hint(&self, topic: &str, partition: u32) -> String {
         let control = lock(&self.member.control);
@@ -292,30 +311,28 @@ impl Engine {
         lock(&self.member.control).as_ref().map(Control::view)
     }
 
-    /// This node leads `p` from now, in `epoch`.
-    fn lead(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) {
+    /// This node leads `p` from now, in `epoch`; false if it could not
+    /// take it up (the lead is then given back, and claimed again).
+    fn lead(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) -> bool {
         let started = Instant::now();
         let start = committed.map_or(0, |c| c.next_offset);
         match self.open_led(p, epoch as u64, start) {
-            Ok(()) => log::info!(
-                "partition {}/{}: leading in epoch {epoch} from offset {start} (opened in {:?})",
-                p.topic,
-                p.partition,
-                started.elapsed()
-            ),
+            Ok(()) => {
+                log::info!(
+                    "partition {}/{}: leading in epoch {epoch} from offset {start} (opened in {:?})",
+                    p.topic,
+                    p.partition,
+                    started.elapsed()
+                );
+                true
+            }
             Err(e) => {
-                let why = format!("could not be opened in epoch {epoch}: {e}");
-                log::error!("partition {}/{}: {why}", p.topic, p.partition);
-                if let Ok(t) = self.topic(&p.topic) {
-                    let opened = Partition::not_opened(
-                        Arc::clone(&self.ctx.backlog_bytes),
-                        &t.row.name,
-                        t.row.incarnation,
-                        p.partition,
-                        why,
-                    );
-                    self.replace_partition(&p.topic, p.partition, Arc::new(opened));
-                }
+                log::error!(
+                    "partition {}/{}: could not be taken up in epoch {epoch}: {e}; the lead is given back",
+                    p.topic,
+                    p.partition
+                );
+                false
             }
         }
     }

@@ -233,6 +233,7 @@ impl Engine {
         if matches!(p.shared.view().status, Status::NotLeader(_)) {
             return Err(Error::Unavailable(self.leader_hint(topic, partition)));
         }
+        self.check_leading(topic, partition)?;
         Ok(p)
     }
 

@@ -107,9 +107,10 @@ impl AdminService for Admin {
                     e.topic_count(),
                     e.partition_states(),
                     e.backlog_bytes(),
+                    e.cluster_view().map(|v| (e.config().cluster.clone(), v)),
                 ))
             },
-            |(node, topics, states, backlog)| {
+            |(node, topics, states, backlog, cluster)| {
                 let mut r = pb::ClusterInfo::new();
                 r.set_node_id(node.node_id);
                 r.set_version(env!("CARGO_PKG_VERSION").to_string());
@@ -124,8 +125,35 @@ impl AdminService for Admin {
                     r.mut_partitions().push(c);
                 }
                 r.set_backlog_bytes(backlog as i64);
+                if let Some((config, view)) = cluster {
+                    set_cluster(&mut r, config.map(|c| c.name), view);
+                }
                 r
             },
         );
+    }
+}
+
+/// Cluster mode's part of DescribeCluster: the nodes and the leaders.
+fn set_cluster(
+    r: &mut pb::ClusterInfo,
+    name: Option<String>,
+    view: crate::cluster::control::ClusterView,
+) {
+    r.set_cluster_name(name.unwrap_or_default());
+    for n in view.nodes {
+        let mut node = pb::ClusterNode::new();
+        node.set_node_id(n.id);
+        node.set_grpc_addr(n.grpc_addr);
+        node.set_kafka_addr(n.kafka_addr);
+        r.mut_nodes().push(node);
+    }
+    for (p, l) in view.leaders {
+        let mut leader = pb::PartitionLeader::new();
+        leader.set_topic(p.topic);
+        leader.set_partition(p.partition);
+        leader.set_node_id(l.node);
+        leader.set_epoch(l.epoch);
+        r.mut_leaders().push(leader);
     }
 }

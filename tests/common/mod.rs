@@ -2,6 +2,7 @@
 //! and ([`engine`]) helpers for tests of the engine as a library.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod engine;
 pub mod grpc;
 pub mod kafka;

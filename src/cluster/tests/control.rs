@@ -25,10 +25,11 @@ impl Leadership for Recorder {
     fn partitions(&self) -> Vec<PartitionId> {
         self.partitions.clone()
     }
-    fn won(&self, p: &PartitionId, epoch: i64, _: Option<CommitPoint>) {
+    fn won(&self, p: &PartitionId, epoch: i64, _: Option<CommitPoint>) -> bool {
         let before = lock(&self.leads).insert(p.clone(), epoch);
         assert_eq!(before, None, "won {p:?} twice without losing it");
         lock(&self.events).push(format!("won {}/{} {epoch}", p.topic, p.partition));
+        true
     }
     fn lost(&self, p: &PartitionId) {
         assert!(
