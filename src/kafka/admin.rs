@@ -6,7 +6,7 @@
 use super::api::{sb, Answer};
 use super::convert::{code, error_code};
 use super::metadata::NO_OPERATIONS;
-use super::{Face, BROKER_ID};
+use super::Face;
 use crate::engine::{TopicInfo, TopicSpec};
 use crate::error::Error;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -305,9 +305,9 @@ pub fn describe_cluster(
     Answer::Now(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(face.cluster_id.clone()))
-            .with_controller_id(BrokerId(BROKER_ID))
+            .with_controller_id(BrokerId(face.broker_id))
             .with_brokers(vec![DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(BROKER_ID))
+                .with_broker_id(BrokerId(face.broker_id))
                 .with_host(sb(face.host.clone()))
                 .with_port(face.port)])
             .with_cluster_authorized_operations(NO_OPERATIONS),

@@ -1,16 +1,19 @@
-//! Metadata: this node is the only broker and leads every partition;
-//! topics a client asks for are created when `--kafka-auto-create-topics`
-//! is on and the client allows it.
+//! Metadata: one node is the only broker and leads every partition; in a
+//! cluster every live node with a Kafka listener is a broker, and each
+//! partition names its leader (and the leader's epoch) as this node last
+//! read them from etcd. Topics a client asks for are created when
+//! `--kafka-auto-create-topics` is on and the client allows it.
 
 use super::api::{sb, Answer};
 use super::convert::{code, error_code};
-use super::{Face, BROKER_ID};
+use super::{broker_id, Face};
 use crate::engine::TopicSpec;
 use crate::error::Error;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Kafka's "not asked for" value of the authorized-operations fields.
@@ -22,39 +25,94 @@ pub fn metadata(face: &Arc<Face>, req: MetadataRequest, version: i16) -> Answer<
     // Before v4 a request could not say, and brokers created topics.
     let may_create =
         face.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let leaders = Leaders::now(face);
     let topics = match req.topics {
         // Null (or, before v1, empty): every topic.
-        None => all_topics(face),
-        Some(t) if t.is_empty() && version == 0 => all_topics(face),
+        None => all_topics(face, &leaders),
+        Some(t) if t.is_empty() && version == 0 => all_topics(face, &leaders),
         Some(asked) => asked
             .into_iter()
             .map(|t| {
                 let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
-                topic(face, &name, may_create)
+                topic(face, &leaders, &name, may_create)
             })
             .collect(),
     };
     Answer::Now(
         MetadataResponse::default()
-            .with_brokers(vec![broker(face)])
+            .with_brokers(leaders.brokers)
             .with_cluster_id(Some(sb(face.cluster_id.clone())))
-            .with_controller_id(BrokerId(BROKER_ID))
+            .with_controller_id(BrokerId(face.broker_id))
             .with_topics(topics),
     )
 }
 
+/// The brokers, and who leads each partition.
+struct Leaders {
+    /// This node's broker id.
+    me: i32,
+    brokers: Vec<MetadataResponseBroker>,
+    /// Cluster mode: (topic, partition) -> (leader's broker id, epoch).
+    /// `None`: this node is the only broker and leads everything.
+    cluster: Option<HashMap<(String, u32), (i32, i32)>>,
+}
+
+impl Leaders {
+    fn now(face: &Face) -> Leaders {
+        let Some(view) = face.engine.cluster_view() else {
+            return Leaders {
+                me: face.broker_id,
+                brokers: vec![broker(face)],
+                cluster: None,
+            };
+        };
+        let mut brokers = Vec::new();
+        for n in view.nodes.iter().filter(|n| !n.kafka_addr.is_empty()) {
+            if let Ok((host, port)) = super::split_host_port(&n.kafka_addr) {
+                brokers.push(
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(broker_id(&n.id)))
+                        .with_host(sb(host))
+                        .with_port(port),
+                );
+            }
+        }
+        let cluster = view
+            .leaders
+            .into_iter()
+            .map(|(p, l)| {
+                let epoch = i32::try_from(l.epoch).unwrap_or(i32::MAX);
+                ((p.topic, p.partition), (broker_id(&l.node), epoch))
+            })
+            .collect();
+        Leaders {
+            me: face.broker_id,
+            brokers,
+            cluster: Some(cluster),
+        }
+    }
+
+    /// The partition's leader and epoch; `None`: it has none right now.
+    fn of(&self, topic: &str, p: u32) -> Option<(i32, i32)> {
+        match &self.cluster {
+            None => Some((self.me, LEADER_EPOCH)),
+            Some(c) => c.get(&(topic.to_string(), p)).copied(),
+        }
+    }
+}
+
 pub fn broker(face: &Face) -> MetadataResponseBroker {
     MetadataResponseBroker::default()
-        .with_node_id(BrokerId(BROKER_ID))
+        .with_node_id(BrokerId(face.broker_id))
         .with_host(sb(face.host.clone()))
         .with_port(face.port)
 }
 
-fn all_topics(face: &Face) -> Vec<MetadataResponseTopic> {
+fn all_topics(face: &Face, leaders: &Leaders) -> Vec<MetadataResponseTopic> {
     match face.engine.list_topics() {
         Ok(list) => list
             .into_iter()
-            .map(|t| described(&t.name, Ok(t.partitions)))
+            .map(|t| described(leaders, &t.name, Ok(t.partitions)))
             .collect(),
         Err(e) => {
             log::warn!("kafka: cannot list topics: {e}");
@@ -64,7 +122,7 @@ fn all_topics(face: &Face) -> Vec<MetadataResponseTopic> {
 }
 
 /// One asked-for topic, created first when allowed and missing.
-fn topic(face: &Face, name: &str, may_create: bool) -> MetadataResponseTopic {
+fn topic(face: &Face, leaders: &Leaders, name: &str, may_create: bool) -> MetadataResponseTopic {
     let count = match face.engine.partition_count(name) {
         Err(Error::NotFound(_)) if may_create => {
             let spec = TopicSpec {
@@ -88,23 +146,30 @@ fn topic(face: &Face, name: &str, may_create: bool) -> MetadataResponseTopic {
         }
         other => other,
     };
-    described(name, count)
+    described(leaders, name, count)
 }
 
-fn described(name: &str, count: Result<u32, Error>) -> MetadataResponseTopic {
+fn described(leaders: &Leaders, name: &str, count: Result<u32, Error>) -> MetadataResponseTopic {
     let t = MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(name))))
         .with_topic_authorized_operations(NO_OPERATIONS);
     match count {
         Ok(n) => t.with_partitions(
-            (0..n as i32)
+            (0..n)
                 .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(BrokerId(BROKER_ID))
-                        .with_leader_epoch(LEADER_EPOCH)
-                        .with_replica_nodes(vec![BrokerId(BROKER_ID)])
-                        .with_isr_nodes(vec![BrokerId(BROKER_ID)])
+                    let part = MetadataResponsePartition::default().with_partition_index(p as i32);
+                    match leaders.of(name, p) {
+                        Some((leader, epoch)) => part
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch)
+                            .with_replica_nodes(vec![BrokerId(leader)])
+                            .with_isr_nodes(vec![BrokerId(leader)]),
+                        // A failover under way: the client asks again.
+                        None => part
+                            .with_error_code(code::LEADER_NOT_AVAILABLE)
+                            .with_leader_id(BrokerId(-1))
+                            .with_leader_epoch(-1),
+                    }
                 })
                 .collect(),
         ),

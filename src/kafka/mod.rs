@@ -79,9 +79,21 @@ impl Default for KafkaConfig {
     }
 }
 
-/// This node as Kafka clients see it: one broker, the leader of every
-/// partition.
+/// This node as Kafka clients see it when it is the only one: one broker,
+/// the leader of every partition.
 pub const BROKER_ID: i32 = 0;
+
+/// A cluster node's Kafka broker id: Kafka's ids are numbers and ours are
+/// names, so a stable hash of the name (FNV-1a, 31 bits). Two nodes of a
+/// cluster sharing one has a chance of about n²/2³² (1 in 10⁷ for 10 nodes).
+pub fn broker_id(node_id: &str) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in node_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h & 0x7fff_ffff) as i32
+}
 
 /// What every connection shares.
 pub struct Face {
@@ -94,6 +106,8 @@ pub struct Face {
     pub cluster_id: String,
     /// Consumer groups' membership.
     pub groups: Arc<Coordinator>,
+    /// This node's broker id: [`BROKER_ID`], or in a cluster [`broker_id`].
+    pub broker_id: i32,
 }
 
 impl Face {
@@ -109,7 +123,12 @@ impl Face {
             Some(a) => split_host_port(a)?,
             None => (bound.ip().to_string(), i32::from(bound.port())),
         };
-        let cluster_id = cluster_id(&engine.node().store);
+        let node = engine.node();
+        let cluster_id = cluster_id(&node.store);
+        let broker_id = match engine.config().cluster {
+            Some(_) => broker_id(&node.node_id),
+            None => BROKER_ID,
+        };
         Ok(Face {
             engine,
             config,
@@ -117,6 +136,7 @@ impl Face {
             port,
             cluster_id,
             groups,
+            broker_id,
         })
     }
 }

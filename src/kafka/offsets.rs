@@ -8,7 +8,7 @@ use super::api::{sb, Answer};
 use super::convert::{code, error_code};
 use super::group::Caller;
 use super::metadata::LEADER_EPOCH;
-use super::{Face, BROKER_ID};
+use super::Face;
 use crate::error::{Error, Result};
 use crate::read::FetchRequest as EngineFetch;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -142,7 +142,7 @@ pub fn find_coordinator(
             .map(|key| {
                 Coordinator::default()
                     .with_key(key)
-                    .with_node_id(BrokerId(BROKER_ID))
+                    .with_node_id(BrokerId(face.broker_id))
                     .with_host(sb(face.host.clone()))
                     .with_port(face.port)
                     .with_error_code(error)
@@ -154,7 +154,7 @@ pub fn find_coordinator(
     Answer::Now(
         r.with_error_code(error)
             .with_error_message(message)
-            .with_node_id(BrokerId(BROKER_ID))
+            .with_node_id(BrokerId(face.broker_id))
             .with_host(sb(face.host.clone()))
             .with_port(face.port),
     )

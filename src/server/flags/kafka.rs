@@ -40,7 +40,9 @@ pub(super) fn kafka_listener(v: &Values) -> Result<Option<KafkaListener>, String
         config.default_partitions = n as u32;
     }
     config.acks_all_uploaded = match v.text("--kafka-acks-all").as_deref() {
-        None | Some("wal") => false,
+        // In a cluster, acks=all means the record survives its node.
+        None => v.0.contains_key("--etcd"),
+        Some("wal") => false,
         Some("uploaded") => true,
         Some(other) => {
             return Err(format!(

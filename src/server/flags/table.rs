@@ -132,7 +132,7 @@ pub const FLAGS: &[Flag] = &[
         env: "STREAMHOUSE_KAFKA_ACKS_ALL",
         value: "WHAT",
         default: |_| Some("wal".into()),
-        help: "what Kafka acks=all waits for: wal (the WAL fsync) or uploaded (the segment in the bucket)",
+        help: "what Kafka acks=all waits for: wal (the WAL fsync) or uploaded (the segment in the bucket); uploaded by default in cluster mode (--etcd), so that an acknowledged record survives its node",
     },
     Flag {
         name: "--data-dir",

@@ -1,0 +1,170 @@
+"""confluent-kafka (librdkafka) and kcat against a three-node cluster.
+
+Run by scripts/kafka-clients.sh when the S3 test server and etcd are up
+(scripts/s3-server.sh env --test, scripts/etcd-server.sh env). Three
+streamhoused nodes share a bucket prefix and an etcd cluster name. kcat -L
+lists the three brokers; an idempotent producer (acks=all, which cluster
+mode makes wait for the upload) writes numbered records over 6 partitions
+while the leader of partition 0 is killed -9; every record is delivered,
+and a consumer bootstrapped from the survivors reads each exactly once,
+offsets contiguous per partition.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+STREAMHOUSED = os.environ["STREAMHOUSED"]
+TOPIC, PARTITIONS, N = "cluster-t", 6, 20000
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Node:
+    """One streamhoused of the cluster, on a fixed Kafka port."""
+
+    def __init__(self, flags):
+        self.dir = tempfile.mkdtemp(prefix="sh-cluster-")
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.flags = flags
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(os.path.join(self.dir, "server.log"), "a")
+        self.proc = subprocess.Popen(
+            [STREAMHOUSED, "--listen", "127.0.0.1:0", "--kafka-listen", self.addr,
+             "--data-dir", os.path.join(self.dir, "data"), *self.flags],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "STREAMHOUSE_LOG": os.environ.get("NODE_LOG", "warn")})
+        for _ in range(3):
+            if self.proc.stdout.readline().startswith("streamhoused kafka on"):
+                return
+        raise RuntimeError(f"streamhoused did not start; see {self.dir}/server.log")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+def leaders(bootstrap):
+    """partition -> the leader's host:port, from Metadata."""
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(TOPIC, timeout=10)
+    brokers = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
+    t = md.topics[TOPIC]
+    return {p.id: brokers.get(p.leader) for p in t.partitions.values() if p.leader >= 0}
+
+
+def wait_led(bootstrap, nodes):
+    addrs = {n.addr for n in nodes}
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            led = leaders(bootstrap)
+            if len(led) == PARTITIONS and set(led.values()) <= addrs:
+                return led
+        except KafkaException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{TOPIC}: not every partition led after 30 s")
+
+
+def main():
+    endpoint = os.environ.get("STREAMHOUSE_TEST_S3_ENDPOINT")
+    etcd = os.environ.get("STREAMHOUSE_TEST_ETCD")
+    if not endpoint or not etcd:
+        assert os.environ.get("STREAMHOUSE_REQUIRE_ETCD") != "1", "etcd and S3 are required"
+        print("SKIP the cluster: no STREAMHOUSE_TEST_S3_ENDPOINT or STREAMHOUSE_TEST_ETCD")
+        return
+    prefix = f"kafka-cluster-{os.getpid()}-{int(time.time() * 1000)}"
+    flags = ["--s3-endpoint", endpoint, "--s3-bucket",
+             os.environ.get("STREAMHOUSE_TEST_S3_BUCKET", "streamhouse-test"),
+             "--s3-prefix", prefix, "--s3-path-style",
+             "--etcd", etcd, "--cluster", prefix, "--cluster-ttl-ms", "2000"]
+    nodes = [Node(flags) for _ in range(3)]
+    try:
+        run(nodes)
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def run(nodes):
+    bootstrap = ",".join(n.addr for n in nodes)
+    listed = subprocess.run(["kcat", "-b", nodes[0].addr, "-L"], capture_output=True,
+                            text=True, timeout=30).stdout
+    for n in nodes:
+        assert f"at {n.addr}" in listed, f"kcat -L does not list {n.addr}:\n{listed}"
+    print("PASS kcat -L lists the three nodes as brokers")
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(TOPIC, PARTITIONS)])[TOPIC].result(30)
+    led = wait_led(bootstrap, nodes)
+
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 100})
+    victim = next(n for n in nodes if n.addr == led[0])
+    for i in range(N):
+        while True:
+            try:
+                p.produce(TOPIC, key=str(i % 60).encode(), value=f"c-{i}".encode(),
+                          on_delivery=lambda e, m: e and errors.append(e))
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+        if i == N // 2:
+            # Half acknowledged (so committed), more in flight: then the kill.
+            assert p.flush(60) == 0 and not errors, f"first half: {errors[:3]}"
+            delivered_before = N // 2
+        if i == N // 2 + 2000:
+            victim.kill9()
+            killed_at = time.time()
+    left = p.flush(120)
+    assert left == 0 and not errors, f"undelivered {left}, errors {errors[:3]}"
+    print(f"PASS {N} records delivered with acks=all; the leader of partition 0 "
+          f"({victim.addr}) was killed -9 with {delivered_before} delivered and 2000 in flight "
+          f"({time.time() - killed_at:.1f} s before the last was delivered)")
+
+    survivors = [n for n in nodes if n is not victim]
+    boot = ",".join(n.addr for n in survivors)
+    wait_led(boot, survivors)
+    c = Consumer({"bootstrap.servers": boot, "group.id": f"reader-{time.time()}",
+                  "enable.auto.commit": False, "auto.offset.reset": "error"})
+    c.assign([TopicPartition(TOPIC, q, OFFSET_BEGINNING) for q in range(PARTITIONS)])
+    got, deadline = [], time.time() + 60
+    while len(got) < N and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append(m)
+    c.close()
+    values = sorted(int(m.value()[2:]) for m in got)
+    assert values == list(range(N)), f"read {len(got)} records; lost or duplicated"
+    for q in range(PARTITIONS):
+        offsets = [m.offset() for m in got if m.partition() == q]
+        assert offsets == list(range(len(offsets))), f"partition {q}: offsets not contiguous"
+    print(f"PASS every record once from the survivors, offsets contiguous in {PARTITIONS} partitions")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
