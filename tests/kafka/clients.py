@@ -33,10 +33,11 @@ def free_port():
 class Server:
     """streamhoused on a fixed Kafka port, restartable on the same data."""
 
-    def __init__(self):
+    def __init__(self, flags=()):
         self.dir = tempfile.mkdtemp(prefix="sh-kafka-")
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
+        self.flags = list(flags)
         self.proc = None
         self.start()
 
@@ -44,9 +45,9 @@ class Server:
         log = open(os.path.join(self.dir, "server.log"), "a")
         self.proc = subprocess.Popen(
             [STREAMHOUSED, "--listen", "127.0.0.1:0", "--kafka-listen", self.addr,
-             "--data-dir", os.path.join(self.dir, "data")],
+             "--data-dir", os.path.join(self.dir, "data"), *self.flags],
             stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "STREAMHOUSE_LOG": "warn"})
+            env={**os.environ, "STREAMHOUSE_LOG": os.environ.get("NODE_LOG", "warn")})
         for _ in range(3):
             line = self.proc.stdout.readline()
             if line.startswith("streamhoused kafka on"):
@@ -58,8 +59,9 @@ class Server:
         self.proc.wait()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
 
 
 def movies(n):

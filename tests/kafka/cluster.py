@@ -10,58 +10,16 @@ and a consumer bootstrapped from the survivors reads each exactly once,
 offsets contiguous per partition.
 """
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-STREAMHOUSED = os.environ["STREAMHOUSED"]
+from clients import Server
+
 TOPIC, PARTITIONS, N = "cluster-t", 6, 20000
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Node:
-    """One streamhoused of the cluster, on a fixed Kafka port."""
-
-    def __init__(self, flags):
-        self.dir = tempfile.mkdtemp(prefix="sh-cluster-")
-        self.addr = f"127.0.0.1:{free_port()}"
-        self.flags = flags
-        self.proc = None
-        self.start()
-
-    def start(self):
-        log = open(os.path.join(self.dir, "server.log"), "a")
-        self.proc = subprocess.Popen(
-            [STREAMHOUSED, "--listen", "127.0.0.1:0", "--kafka-listen", self.addr,
-             "--data-dir", os.path.join(self.dir, "data"), *self.flags],
-            stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "STREAMHOUSE_LOG": os.environ.get("NODE_LOG", "warn")})
-        for _ in range(3):
-            if self.proc.stdout.readline().startswith("streamhoused kafka on"):
-                return
-        raise RuntimeError(f"streamhoused did not start; see {self.dir}/server.log")
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
 
 
 def leaders(bootstrap):
@@ -98,7 +56,7 @@ def main():
              os.environ.get("STREAMHOUSE_TEST_S3_BUCKET", "streamhouse-test"),
              "--s3-prefix", prefix, "--s3-path-style",
              "--etcd", etcd, "--cluster", prefix, "--cluster-ttl-ms", "2000"]
-    nodes = [Node(flags) for _ in range(3)]
+    nodes = [Server(flags) for _ in range(3)]
     try:
         run(nodes)
     finally:
