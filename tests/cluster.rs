@@ -139,39 +139,84 @@ fn kill_leader_of_p0(c: &mut Cluster, shared: &Shared) -> Duration {
     failover
 }
 
+/// Producers of every partition, running until [`Producers::finish`].
+struct Producers {
+    shared: Arc<Shared>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Producers {
+    /// Creates the topic on `c`, waits for its leaders, and starts one
+    /// idempotent producer per partition.
+    fn start(c: &Cluster) -> Producers {
+        let first = common::clients_for(&c.addrs()[0]);
+        common::grpc::create(&first, TOPIC, PARTITIONS);
+        wait_for_leaders(&c.addrs(), TOPIC, PARTITIONS);
+        let producer = {
+            let r = first
+                .producer
+                .init_producer(&pb::InitProducerRequest::new())
+                .unwrap();
+            (r.get_producer_id(), r.get_epoch())
+        };
+        let shared = Arc::new(Shared::default());
+        *shared.addrs.lock().unwrap() = c.addrs();
+        let threads = (0..PARTITIONS)
+            .map(|p| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || produce(&shared, p, producer))
+            })
+            .collect();
+        Producers { shared, threads }
+    }
+
+    /// Stops the producers, then checks that each partition's log is every
+    /// acknowledged batch once, in order, at the offsets acknowledged.
+    fn finish(self, c: &Cluster) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let acks = std::mem::take(&mut *self.shared.acks.lock().unwrap());
+        let logs = partition_logs(&c.addrs());
+        for p in 0..PARTITIONS {
+            let acked = &acks[&p];
+            let end = acked.last().map_or(0, |a| a.seq + BATCH);
+            // Each batch once, in order: its records sit at their sequence
+            // numbers, and nothing else is in the log.
+            for a in acked {
+                assert_eq!(
+                    a.base_offset, a.seq,
+                    "partition {p}: batch {} acknowledged at offset {}",
+                    a.seq, a.base_offset
+                );
+            }
+            let expected: Vec<String> = (0..end).map(|n| format!("{p}-{n}")).collect();
+            assert_eq!(
+                logs[p as usize].len(),
+                expected.len(),
+                "partition {p}: log length"
+            );
+            assert!(
+                logs[p as usize] == expected,
+                "partition {p}: the log is not every acknowledged record once, in order"
+            );
+        }
+    }
+}
+
 #[test]
 fn killing_a_leader_moves_its_partitions_and_loses_no_acknowledged_record() {
     let Some(mut c) = Cluster::start("cluster-failover", 3) else {
         return;
     };
-    let first = common::clients_for(&c.addrs()[0]);
-    common::grpc::create(&first, TOPIC, PARTITIONS);
-    wait_for_leaders(&c.addrs(), TOPIC, PARTITIONS);
-    let producer = {
-        let r = first
-            .producer
-            .init_producer(&pb::InitProducerRequest::new())
-            .unwrap();
-        (r.get_producer_id(), r.get_epoch())
-    };
-    let shared = Arc::new(Shared::default());
-    *shared.addrs.lock().unwrap() = c.addrs();
-    let producers: Vec<_> = (0..PARTITIONS)
-        .map(|p| {
-            let shared = Arc::clone(&shared);
-            std::thread::spawn(move || produce(&shared, p, producer))
-        })
-        .collect();
+    let producers = Producers::start(&c);
     std::thread::sleep(Duration::from_secs(1));
     let mut failovers = Vec::new();
     for _ in 0..KILLS {
-        failovers.push(kill_leader_of_p0(&mut c, &shared));
+        failovers.push(kill_leader_of_p0(&mut c, &producers.shared));
         // The restarted node settles for a TTL, then partitions move back.
         std::thread::sleep(Duration::from_millis(2 * TTL_MS));
-    }
-    shared.stop.store(true, Ordering::SeqCst);
-    for t in producers {
-        t.join().unwrap();
     }
     failovers.sort();
     println!(
@@ -179,31 +224,61 @@ fn killing_a_leader_moves_its_partitions_and_loses_no_acknowledged_record() {
         failovers[KILLS / 2],
         failovers[KILLS - 1]
     );
-    let acks = std::mem::take(&mut *shared.acks.lock().unwrap());
-    let logs = partition_logs(&c.addrs());
-    for p in 0..PARTITIONS {
-        let acked = &acks[&p];
-        let end = acked.last().map_or(0, |a| a.seq + BATCH);
-        // Each batch once, in order: its records sit at their sequence
-        // numbers, and nothing else is in the log.
-        for a in acked {
-            assert_eq!(
-                a.base_offset, a.seq,
-                "partition {p}: batch {} acknowledged at offset {}",
-                a.seq, a.base_offset
-            );
+    producers.finish(&c);
+}
+
+#[test]
+fn ten_seconds_without_etcd_acknowledge_nothing_uploaded_lose_nothing_and_writes_resume() {
+    let Some(c) = Cluster::start("cluster-etcd-down", 3) else {
+        return;
+    };
+    let producers = Producers::start(&c);
+    std::thread::sleep(Duration::from_secs(1));
+    let cut = Instant::now();
+    c.etcd.set_up(false);
+    std::thread::sleep(Duration::from_secs(10));
+    let back = Instant::now();
+    c.etcd.set_up(true);
+    // Without etcd no commit can be made: past the commits in flight at
+    // the cut, nothing is acknowledged as uploaded.
+    let during: usize = {
+        let acks = producers.shared.acks.lock().unwrap();
+        acks.values()
+            .flatten()
+            .filter(|a| a.at > cut + Duration::from_millis(500) && a.at < back)
+            .count()
+    };
+    assert_eq!(
+        during, 0,
+        "acknowledged as uploaded while etcd was unreachable"
+    );
+    // Every partition is written to again, without a restart.
+    let deadline = back + Duration::from_secs(60);
+    let resumed = loop {
+        let last_resumed = {
+            let acks = producers.shared.acks.lock().unwrap();
+            (0..PARTITIONS)
+                .map(|p| {
+                    acks.get(&p)?
+                        .iter()
+                        .find(|a| a.at > back)
+                        .map(|a| a.at - back)
+                })
+                .collect::<Option<Vec<Duration>>>()
+        };
+        if let Some(times) = last_resumed {
+            break times.into_iter().max().unwrap_or_default();
         }
-        let expected: Vec<String> = (0..end).map(|n| format!("{p}-{n}")).collect();
-        assert_eq!(
-            logs[p as usize].len(),
-            expected.len(),
-            "partition {p}: log length"
-        );
         assert!(
-            logs[p as usize] == expected,
-            "partition {p}: the log is not every acknowledged record once, in order"
+            Instant::now() < deadline,
+            "writes did not resume within 60 s of etcd's return"
         );
-    }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "etcd unreachable for 10 s (TTL {TTL_MS} ms): every partition acknowledged again {resumed:?} after it came back"
+    );
+    producers.finish(&c);
 }
 
 /// Every partition's values, each read from its leader (in parallel: a

@@ -39,6 +39,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The bucket prefix the nodes share (its name is the cluster's too).
     pub bucket: s3::Bucket,
+    /// Every node reaches etcd through it: a test can cut etcd off.
+    pub etcd: s3::Proxy,
     flags: Vec<String>,
 }
 
@@ -47,11 +49,12 @@ impl Cluster {
     pub fn start(tag: &str, n: usize) -> Option<Cluster> {
         let (endpoint, etcd) = (s3::endpoint()?, etcd()?);
         let bucket = s3::Bucket::new(&endpoint, tag);
+        let etcd = s3::Proxy::start(&etcd);
         let ttl = TTL_MS.to_string();
         let name = bucket.prefix.clone();
         let flags = [
             "--etcd",
-            &etcd,
+            &etcd.endpoint(),
             "--cluster",
             &name,
             "--cluster-ttl-ms",
@@ -61,6 +64,7 @@ impl Cluster {
         let mut c = Cluster {
             nodes: Vec::new(),
             bucket,
+            etcd,
             flags: flags.to_vec(),
         };
         for _ in 0..n {
