@@ -346,7 +346,7 @@ pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> Cl
             .collect();
         writeln!(
             o,
-            "{{\"node_id\":{},\"version\":{},\"store\":{},\"owner_epoch\":{},\"fenced\":{},\"topics\":{},\"partitions\":{{{}}},\"backlog_bytes\":{}}}",
+            "{{\"node_id\":{},\"version\":{},\"store\":{},\"owner_epoch\":{},\"fenced\":{},\"topics\":{},\"partitions\":{{{}}},\"backlog_bytes\":{}{}}}",
             json_str(r.get_node_id()),
             json_str(r.get_version()),
             json_str(r.get_store()),
@@ -354,7 +354,8 @@ pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> Cl
             r.get_fenced(),
             r.get_topics(),
             parts.join(","),
-            r.get_backlog_bytes()
+            r.get_backlog_bytes(),
+            cluster_json(&r)
         )?;
         return Ok(());
     }
@@ -399,6 +400,45 @@ pub(super) fn cluster(c: &Client, a: pico_args::Arguments, format: Format) -> Cl
         write_cluster(&mut o, &r)?;
     }
     Ok(())
+}
+
+/// Cluster mode's fields of the JSON output (none otherwise): the
+/// cluster's name, its nodes, and each partition's leader.
+fn cluster_json(r: &pb::ClusterInfo) -> String {
+    if r.get_cluster_name().is_empty() {
+        return String::new();
+    }
+    let nodes: Vec<String> = r
+        .get_nodes()
+        .iter()
+        .map(|n| {
+            format!(
+                "{{\"node_id\":{},\"grpc_addr\":{},\"kafka_addr\":{}}}",
+                json_str(n.get_node_id()),
+                json_str(n.get_grpc_addr()),
+                json_str(n.get_kafka_addr())
+            )
+        })
+        .collect();
+    let leaders: Vec<String> = r
+        .get_leaders()
+        .iter()
+        .map(|l| {
+            format!(
+                "{{\"topic\":{},\"partition\":{},\"node_id\":{},\"epoch\":{}}}",
+                json_str(l.get_topic()),
+                l.get_partition(),
+                json_str(l.get_node_id()),
+                l.get_epoch()
+            )
+        })
+        .collect();
+    format!(
+        ",\"cluster\":{},\"nodes\":[{}],\"leaders\":[{}]",
+        json_str(r.get_cluster_name()),
+        nodes.join(","),
+        leaders.join(",")
+    )
 }
 
 /// Cluster mode: the nodes and who leads what.
