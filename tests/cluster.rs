@@ -460,3 +460,75 @@ fn a_paused_leader_acknowledges_nothing_after_its_lease_and_its_late_upload_is_n
     let expected: Vec<String> = before.iter().chain(&after).cloned().collect();
     assert_eq!(log, &expected);
 }
+
+/// The low watermark of `p`, asked of `addr`.
+fn low_watermark(addr: &str, p: u32) -> i64 {
+    let mut req = pb::ListOffsetsRequest::new();
+    req.set_topic(TOPIC.into());
+    req.set_partition(p);
+    req.set_timestamp_ms(-2);
+    common::clients_for(addr)
+        .consumer
+        .list_offsets(&req)
+        .unwrap()
+        .get_offset()
+}
+
+#[test]
+fn retention_runs_on_the_leader_and_its_low_watermark_survives_a_failover() {
+    let Some(mut c) = Cluster::start_with("cluster-retention", 3, &["--retention-check-ms", "200"])
+    else {
+        return;
+    };
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
+    req.set_partitions(1);
+    req.set_retention_ms(6000);
+    common::clients_for(&c.addrs()[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    wait_for_leaders(&c.addrs(), TOPIC, 1);
+    let leader = leaders(&c.addrs())[&(TOPIC.to_string(), 0)].clone();
+    for i in 0..3 {
+        let values = common::grpc::tagged(&format!("old{i}"), 10);
+        send(&leader, 0, &values, pb::Acks::ACKS_UPLOADED).unwrap();
+    }
+    // Past the old records' retention; the fresh ones then have 6 s, more
+    // than the rest of the test takes.
+    std::thread::sleep(Duration::from_millis(6500));
+    let fresh = common::grpc::tagged("fresh", 10);
+    assert_eq!(
+        send(&leader, 0, &fresh, pb::Acks::ACKS_UPLOADED).unwrap(),
+        30
+    );
+    // The three old segments expire; the fresh one is kept.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while low_watermark(&leader, 0) < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "retention did not run on the leader"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let old_objects = |c: &Cluster| segments_of_p0(c).iter().filter(|(b, _, _)| *b < 30).count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while old_objects(&c) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired segments are still in the bucket"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The next leader knows the low watermark from the bucket's mark.
+    c.kill(c.index_of(&leader).unwrap());
+    let next = wait_for_new_leader(&c.addrs(), 0, &leader);
+    assert_eq!(low_watermark(&next, 0), 30);
+    let log = common::grpc::record_values(&common::grpc::fetch_all(
+        &common::clients_for(&next),
+        TOPIC,
+        0,
+        30,
+    ));
+    assert_eq!(log, fresh);
+}

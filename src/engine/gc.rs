@@ -23,10 +23,14 @@ pub(super) fn collect_garbage(ctx: &Context) -> Result<usize> {
             return Ok(removed);
         }
         // A fenced node's metadata may be stale: it deletes nothing (one
-        // read of the owner record per batch).
-        ctx.owner
-            .confirm(&ctx.store)
-            .map_err(super::ownership::ownership_refusal)?;
+        // read of the owner record per batch). In a cluster what is marked
+        // stays garbage whoever leads: segments retention dropped by their
+        // leader, and objects an adoption found fenced or superseded.
+        if ctx.cluster.is_none() {
+            ctx.owner
+                .confirm(&ctx.store)
+                .map_err(super::ownership::ownership_refusal)?;
+        }
         for key in &keys {
             ctx.store.delete(key)?;
         }

@@ -151,13 +151,10 @@ impl Engine {
             let mut last_checkpoint = Instant::now();
             while !stop.sleep(groups::CHECKPOINT_INTERVAL.min(interval)) {
                 let Some(engine) = weak.upgrade() else { return };
-                if engine.ctx.cluster.is_some() {
-                    // Retention, expiry and the group checkpoint write to
-                    // the bucket once per prefix: not yet once per
-                    // cluster, so not at all in cluster mode.
-                    continue;
-                }
-                if last_checkpoint.elapsed() >= groups::CHECKPOINT_INTERVAL {
+                // The group checkpoint is one object per prefix: not
+                // written in cluster mode (yet), nor is an owner record.
+                let single = engine.ctx.cluster.is_none();
+                if single && last_checkpoint.elapsed() >= groups::CHECKPOINT_INTERVAL {
                     // An idle node learns it was fenced without waiting for
                     // a produce (a store error is retried next time).
                     if let Err(e) = engine.ctx.owner.confirm(&engine.ctx.store) {

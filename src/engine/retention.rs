@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::layout;
 use crate::metrics::Metrics;
 use crate::object_store::ObjectStore;
-use crate::partition::Partition;
+use crate::partition::{Partition, Status};
 use crate::util::clock::now_ms;
 
 impl Engine {
@@ -21,6 +21,12 @@ impl Engine {
                 continue;
             }
             for p in &t.partitions {
+                // In a cluster each partition's leader, and only it, runs
+                // its retention: no two nodes delete the same objects.
+                let led = p.shared.cluster_epoch > 0 && p.shared.view().status == Status::Open;
+                if self.ctx.cluster.is_some() && !led {
+                    continue;
+                }
                 if let Err(e) = self.retain_partition(&t.row.name, p, now) {
                     log::warn!("retention of {}/{}: {e}", t.row.name, p.shared.partition);
                 }
@@ -43,8 +49,17 @@ impl Engine {
         // a rebuild continues at it even when no segment is left; and only
         // from a node that owns the prefix this moment (a mark is evidence
         // a rebuild deletes by).
-        self.confirm_owner_now()?;
-        let epoch = self.ctx.owner.epoch();
+        let epoch = match p.shared.cluster_epoch {
+            0 => {
+                self.confirm_owner_now()?;
+                self.ctx.owner.epoch()
+            }
+            // Still the leader, its lease surely alive.
+            cluster_epoch => {
+                self.check_leading(topic, id)?;
+                cluster_epoch
+            }
+        };
         let mark = layout::low_watermark_key(topic, p.shared.incarnation, id, new_low, epoch);
         self.ctx.store.put(
             &mark,

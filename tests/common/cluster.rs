@@ -47,6 +47,11 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes, or `None` when the S3 test server or etcd is missing.
     pub fn start(tag: &str, n: usize) -> Option<Cluster> {
+        Self::start_with(tag, n, &[])
+    }
+
+    /// [`Cluster::start`], every node with `extra` flags too.
+    pub fn start_with(tag: &str, n: usize, extra: &[&str]) -> Option<Cluster> {
         let (endpoint, etcd) = (s3::endpoint()?, etcd()?);
         let bucket = s3::Bucket::new(&endpoint, tag);
         let etcd = s3::Proxy::start(&etcd);
@@ -65,7 +70,10 @@ impl Cluster {
             nodes: Vec::new(),
             bucket,
             etcd,
-            flags: flags.to_vec(),
+            flags: flags
+                .into_iter()
+                .chain(extra.iter().map(|f| f.to_string()))
+                .collect(),
         };
         for _ in 0..n {
             let dir = tempfile::tempdir().unwrap();
