@@ -532,3 +532,58 @@ fn retention_runs_on_the_leader_and_its_low_watermark_survives_a_failover() {
     ));
     assert_eq!(log, fresh);
 }
+
+#[test]
+fn streamctl_writes_and_reads_a_partition_through_any_node() {
+    let Some(c) = Cluster::start("cluster-streamctl", 3) else {
+        return;
+    };
+    let node = c.nodes[0].server.as_ref().unwrap();
+    let created = node
+        .ctl()
+        .args(["topic", "create", TOPIC, "--partitions", "6"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    wait_for_leaders(&c.addrs(), TOPIC, PARTITIONS);
+    let led = leaders(&c.addrs());
+    // Node 0 leads some partitions, not all (rendezvous hashing).
+    let elsewhere = (0..PARTITIONS)
+        .filter(|p| led[&(TOPIC.to_string(), *p)] != node.addr)
+        .count();
+    println!("{elsewhere} of {PARTITIONS} partitions are led by other nodes");
+    for p in 0..PARTITIONS {
+        let value = format!("via-node-0-{p}");
+        let part = p.to_string();
+        let produced = node
+            .ctl()
+            .args([
+                "produce",
+                TOPIC,
+                "--partition",
+                &part,
+                "--acks",
+                "uploaded",
+                "--value",
+                &value,
+            ])
+            .output()
+            .unwrap();
+        assert!(produced.status.success(), "partition {p}: {produced:?}");
+        let consumed = node
+            .ctl()
+            .args([
+                "consume",
+                TOPIC,
+                "--partition",
+                &part,
+                "--from-beginning",
+                "--limit",
+                "1",
+            ])
+            .output()
+            .unwrap();
+        assert!(consumed.status.success(), "partition {p}: {consumed:?}");
+        assert_eq!(String::from_utf8_lossy(&consumed.stdout).trim(), value);
+    }
+}

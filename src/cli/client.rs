@@ -43,6 +43,29 @@ impl Client {
         o
     }
 
+    /// In a cluster, a client of the node that leads `topic/partition`
+    /// when that is not this one (`None`: this one, or not a cluster, or
+    /// no leader known: the call itself then says what is wrong).
+    pub fn leader_of(&self, topic: &str, partition: u32) -> Option<Client> {
+        let info = self
+            .admin
+            .describe_cluster_opt(
+                &crate::proto::DescribeClusterRequest::new(),
+                self.opt(CALL_TIMEOUT),
+            )
+            .ok()?;
+        let leader = info
+            .get_leaders()
+            .iter()
+            .find(|l| l.get_topic() == topic && l.get_partition() == partition)?;
+        let node = info
+            .get_nodes()
+            .iter()
+            .find(|n| n.get_node_id() == leader.get_node_id())?;
+        (node.get_grpc_addr() != self.server)
+            .then(|| Client::connect(node.get_grpc_addr(), self.token.clone()))
+    }
+
     /// DescribeTopic, for commands that need a topic's partitions.
     pub fn describe(&self, topic: &str) -> Result<crate::proto::TopicInfo, CliError> {
         let mut req = crate::proto::DescribeTopicRequest::new();

@@ -245,6 +245,9 @@ fn parse_opts(mut a: pico_args::Arguments, format: Format) -> CliResult<ConsumeO
 
 pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
     let opts = parse_opts(a, format)?;
+    // In a cluster, one partition is read at its leader.
+    let leader = opts.partition.and_then(|p| c.leader_of(&opts.topic, p));
+    let c = leader.as_ref().unwrap_or(c);
     let mut next = start_offsets(c, &opts)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -305,6 +305,9 @@ impl Sender<'_> {
 
 pub(super) fn run(c: &Client, a: pico_args::Arguments, format: Format) -> CliResult {
     let opts = parse_opts(a)?;
+    // In a cluster, one partition is written at its leader.
+    let leader = opts.partition.and_then(|p| c.leader_of(&opts.topic, p));
+    let c = leader.as_ref().unwrap_or(c);
     let started = Instant::now();
     let (session, partitions) = if opts.idempotent {
         let partitions = match opts.partition {
