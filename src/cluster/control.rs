@@ -78,9 +78,11 @@ struct Shared {
     mine: Mutex<BTreeMap<PartitionId, i64>>,
     /// When each live node was first seen alive (without a gap).
     first_seen: Mutex<HashMap<String, Instant>>,
-    /// Partitions the engine could not take up, not claimed again before
-    /// then (a store that is down must not make claims spin).
-    backoff: Mutex<HashMap<PartitionId, Instant>>,
+    /// Partitions the engine could not take up: not claimed again before
+    /// the instant, which doubles with each failure in a row (up to 64
+    /// polls), so a partition that keeps failing does not spin claims
+    /// (each one an etcd revision and an epoch mark in the bucket).
+    backoff: Mutex<HashMap<PartitionId, (Instant, u32)>>,
 }
 
 /// A node's membership, running until [`Control::stop`].
@@ -284,7 +286,7 @@ fn poll(s: &Shared) -> CoordResult<()> {
         }
         if lock(&s.backoff)
             .get(&p)
-            .is_some_and(|until| Instant::now() < *until)
+            .is_some_and(|(until, _)| Instant::now() < *until)
         {
             continue;
         }
@@ -296,11 +298,16 @@ fn poll(s: &Shared) -> CoordResult<()> {
                 );
                 lock(&s.mine).insert(p.clone(), epoch);
                 if s.leadership.won(&p, epoch, committed) {
+                    lock(&s.backoff).remove(&p);
                     let me = me.to_string();
                     leaders.insert(p, Leader { node: me, epoch });
                 } else {
                     lock(&s.mine).remove(&p);
-                    lock(&s.backoff).insert(p.clone(), Instant::now() + s.config.poll);
+                    let mut backoff = lock(&s.backoff);
+                    let failures = backoff.get(&p).map_or(0, |(_, n)| *n).saturating_add(1);
+                    let wait = s.config.poll * (1 << failures.min(7)) / 2;
+                    backoff.insert(p.clone(), (Instant::now() + wait, failures));
+                    drop(backoff);
                     s.registry.release(&p, epoch)?;
                 }
             }

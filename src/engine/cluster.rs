@@ -51,13 +51,17 @@ pub(super) struct Member {
     control: Mutex<Option<Control>>,
     /// Partitions being handed over: stopped, their uploads finishing.
     handing: Mutex<HashMap<PartitionId, Arc<Partition>>>,
+    /// When the control plane last asked for each hand-over.
+    asked: Mutex<HashMap<PartitionId, Instant>>,
 }
 
 impl Member {
     /// Leaves the cluster (the lease is revoked: the others take this
     /// node's partitions at once).
     pub fn leave(&self) {
-        if let Some(c) = lock(&self.control).take() {
+        // Out of the lock first: requests look at it while this waits.
+        let control = lock(&self.control).take();
+        if let Some(c) = control {
             c.stop();
         }
     }
@@ -204,6 +208,7 @@ pub(super) fn join(engine: &Arc<Engine>, config: &ClusterConfig) -> Result<()> {
 impl Engine {
     /// Every partition of every topic etcd knows (new topics adopted).
     fn cluster_partitions(&self) -> Vec<PartitionId> {
+        self.resume_abandoned_hand_overs();
         // etcd is read outside the topics lock: produce calls look up
         // their partition under it.
         let listed = cluster_topics(&self.ctx).and_then(|listed| {
@@ -353,13 +358,14 @@ impl Engine {
         let history = listed.history.get(&id).cloned().unwrap_or_default();
         let (_, blocked) = super::rebuild::reconcile_partition(ctx, &t.row, part, segs, &history)?;
         let local = ctx.meta.partition(name, part)?.map_or(0, |r| r.next_offset);
-        if local > start {
-            return Err(Error::DataLoss(format!(
-                "this node's metadata commits offsets up to {local}, past the cluster's commit point {start}; refusing to lead it"
-            )));
-        }
         let opened = match blocked {
             Some(why) => open_blocked(ctx, name, part, why)?,
+            // Either way offsets would be handed out again (or skipped).
+            None if local != start => {
+                return Err(Error::DataLoss(format!(
+                    "the committed history adopted ends at offset {local}, but the cluster's commit point is {start}; refusing to lead it"
+                )))
+            }
             None => open_partition(ctx, &self.uploads, name, part, epoch)?,
         };
         self.replace_partition(name, part, Arc::new(opened));
@@ -395,6 +401,7 @@ impl Engine {
             old.stop_now(Instant::now() + Duration::from_secs(2));
         }
         lock(&self.member.handing).remove(p);
+        lock(&self.member.asked).remove(p);
     }
 
     /// Stops `p` taking writes and waits for its uploads; true once all it
@@ -417,16 +424,56 @@ impl Engine {
                 old
             }
         };
+        lock(&self.member.asked).insert(p.clone(), Instant::now());
         let deadline = Instant::now() + HAND_OVER_WAIT;
-        let stopped = partition.join_writer(deadline) && partition.wait_uploads(deadline);
+        let stopped = partition.writer_stopped_by(deadline) && partition.wait_uploads(deadline);
         let view = partition.shared.view();
         let done = stopped && view.committed_next == view.high_watermark;
         drop(view);
         if done {
             lock(&self.member.handing).remove(p);
+            lock(&self.member.asked).remove(p);
             log::info!("partition {}/{}: handed over", p.topic, p.partition);
         }
         done
+    }
+
+    /// Hand-overs the control plane stopped asking for (their target left
+    /// before they finished): the partition opens again, in the epoch it
+    /// is still led in, from its WAL.
+    fn resume_abandoned_hand_overs(&self) {
+        let stale: Vec<(PartitionId, Arc<Partition>)> = {
+            let asked = lock(&self.member.asked);
+            lock(&self.member.handing)
+                .iter()
+                .filter(|(p, _)| asked.get(*p).is_none_or(|t| t.elapsed() > 3 * POLL))
+                .map(|(p, part)| (p.clone(), Arc::clone(part)))
+                .collect()
+        };
+        for (p, old) in stale {
+            let deadline = Instant::now() + HAND_OVER_WAIT;
+            if !old.writer_stopped_by(deadline) {
+                continue; // asked again at the next poll
+            }
+            old.abandon_uploads();
+            old.wait_uploads(deadline);
+            lock(&self.member.handing).remove(&p);
+            lock(&self.member.asked).remove(&p);
+            let (topic, epoch) = (&p.topic, old.shared.cluster_epoch);
+            match open_partition(&self.ctx, &self.uploads, topic, p.partition, epoch) {
+                Ok(opened) => {
+                    self.replace_partition(topic, p.partition, Arc::new(opened));
+                    log::info!(
+                        "partition {topic}/{}: hand-over abandoned; leading it again",
+                        p.partition
+                    );
+                }
+                Err(e) => log::error!(
+                    "partition {topic}/{}: cannot open it again: {e}",
+                    p.partition
+                ),
+            }
+        }
     }
 }
 

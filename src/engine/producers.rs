@@ -183,7 +183,12 @@ impl Engine {
         if let (Err(RegistryError::Unknown(_)), Some(_)) = (&checked, &self.ctx.cluster) {
             // Another node of the cluster issued it (ids are unique
             // cluster-wide); the partition's producer table checks its
-            // epoch and sequence.
+            // epoch and sequence. Bounded like the ids issued here.
+            if self.ctx.producers.len() >= MAX_PRODUCERS {
+                return Err(Error::Backpressure(format!(
+                    "{MAX_PRODUCERS} producers are active on this node; idle ones expire after --producer-expiry"
+                )));
+            }
             self.ctx.producers.observe(b.producer_id, b.epoch, now_ms());
             return Ok(());
         }

@@ -120,6 +120,18 @@ impl Partition {
         }
     }
 
+    /// Like [`Partition::join_writer`], but a writer still running at
+    /// `deadline` is kept, so that a later call asks again (a hand-over
+    /// must not take a timed-out join for a stopped writer).
+    pub(crate) fn writer_stopped_by(&self, deadline: Instant) -> bool {
+        let mut writer = lock(&self.writer);
+        match writer.as_ref() {
+            Some(w) if !w.wait_until(deadline) => false,
+            Some(_) => writer.take().is_none_or(|w| w.join_until(deadline)),
+            None => true,
+        }
+    }
+
     /// Waits until `deadline` for the uploads queued so far to finish; true
     /// if they did.
     pub(crate) fn wait_uploads(&self, deadline: Instant) -> bool {

@@ -77,9 +77,12 @@ impl Uploader {
                 why
             }
         };
-        self.shared.end_uploads(format!(
-            "{reason}; the records are in the write-ahead log and will be uploaded after a restart"
-        ));
+        let then = match self.ctx.cluster {
+            // Its next leader continues at the commit point.
+            Some(_) => "records not yet uploaded are not part of the cluster's log",
+            None => "the records are in the write-ahead log and will be uploaded after a restart",
+        };
+        self.shared.end_uploads(format!("{reason}; {then}"));
     }
 
     /// The first half of an upload, which may run beside other segments'
