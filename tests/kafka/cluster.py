@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clients import Server
+from clients import Server, consume_all
 
 TOPIC, PARTITIONS, N = "cluster-t", 6, 20000
 
@@ -105,18 +105,9 @@ def run(nodes):
     survivors = [n for n in nodes if n is not victim]
     boot = ",".join(n.addr for n in survivors)
     wait_led(boot, survivors)
-    c = Consumer({"bootstrap.servers": boot, "group.id": f"reader-{time.time()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "error"})
-    c.assign([TopicPartition(TOPIC, q, OFFSET_BEGINNING) for q in range(PARTITIONS)])
-    got, deadline = [], time.time() + 60
-    while len(got) < N and time.time() < deadline:
-        for m in c.consume(num_messages=1000, timeout=0.5):
-            if m.error():
-                raise KafkaException(m.error())
-            got.append(m)
-    c.close()
+    got = consume_all(boot, TOPIC, PARTITIONS, N)
     values = sorted(int(m.value()[2:]) for m in got)
-    assert values == list(range(N)), f"read {len(got)} records; lost or duplicated"
+    assert values == list(range(N)), "lost or duplicated"
     for q in range(PARTITIONS):
         offsets = [m.offset() for m in got if m.partition() == q]
         assert offsets == list(range(len(offsets))), f"partition {q}: offsets not contiguous"
