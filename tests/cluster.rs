@@ -587,3 +587,107 @@ fn streamctl_writes_and_reads_a_partition_through_any_node() {
         assert_eq!(String::from_utf8_lossy(&consumed.stdout).trim(), value);
     }
 }
+
+fn commit(addr: &str, group: &str, p: u32, offset: i64) -> grpcio::Result<()> {
+    let mut req = pb::CommitOffsetRequest::new();
+    req.set_group(group.into());
+    req.set_topic(TOPIC.into());
+    req.set_partition(p);
+    req.set_offset(offset);
+    req.set_metadata(format!("committed through {addr}"));
+    common::clients_for(addr)
+        .consumer
+        .commit_offset(&req)
+        .map(|_| ())
+}
+
+/// The committed offset and its metadata, if any.
+fn committed(addr: &str, group: &str, p: u32) -> Option<(i64, String)> {
+    let mut req = pb::GetCommittedOffsetRequest::new();
+    req.set_group(group.into());
+    req.set_topic(TOPIC.into());
+    req.set_partition(p);
+    let got = common::clients_for(addr)
+        .consumer
+        .get_committed_offset(&req)
+        .unwrap();
+    got.get_found()
+        .then(|| (got.get_offset(), got.get_metadata().to_string()))
+}
+
+#[test]
+fn group_offsets_committed_through_one_node_are_read_through_any_and_outlive_it() {
+    let Some(mut c) = Cluster::start("cluster-groups", 3) else {
+        return;
+    };
+    let addrs = c.addrs();
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
+    req.set_partitions(PARTITIONS);
+    common::clients_for(&addrs[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    wait_for_leaders(&addrs, TOPIC, PARTITIONS);
+    let led = leaders(&addrs);
+    for p in 0..PARTITIONS {
+        let values = common::grpc::tagged(&format!("p{p}-"), 3);
+        send(
+            &led[&(TOPIC.to_string(), p)],
+            p,
+            &values,
+            pb::Acks::ACKS_UPLOADED,
+        )
+        .unwrap();
+    }
+    // Node 0 takes every commit, wherever the partition is led; a '/' in
+    // the name must not mix its keys with another group's.
+    let group = "billing/eu";
+    for p in 0..PARTITIONS {
+        commit(&addrs[0], group, p, i64::from(p % 3 + 1)).unwrap();
+    }
+    commit(&addrs[0], "billing", 0, 2).unwrap();
+    let missing = commit(&addrs[0], group, PARTITIONS, 0).unwrap_err();
+    assert!(
+        matches!(missing, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::NOT_FOUND),
+        "{missing:?}"
+    );
+    // On the partition's leader the log's end is checked.
+    let leader0 = &led[&(TOPIC.to_string(), 0)];
+    let past = commit(leader0, group, 0, 4).unwrap_err();
+    assert!(
+        matches!(past, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::OUT_OF_RANGE),
+        "{past:?}"
+    );
+
+    c.kill(0);
+    let survivors = c.addrs();
+    for addr in &survivors {
+        for p in 0..PARTITIONS {
+            let expected = (
+                i64::from(p % 3 + 1),
+                format!("committed through {}", addrs[0]),
+            );
+            assert_eq!(
+                committed(addr, group, p),
+                Some(expected),
+                "{addr}, partition {p}"
+            );
+        }
+        assert_eq!(committed(addr, "billing", 0).map(|c| c.0), Some(2));
+        let listed = common::clients_for(addr)
+            .consumer
+            .list_groups(&pb::ListGroupsRequest::new())
+            .unwrap();
+        assert_eq!(listed.get_groups(), ["billing", group]);
+    }
+    let mut delete = pb::DeleteGroupRequest::new();
+    delete.set_group(group.into());
+    let deleted = common::clients_for(&survivors[0])
+        .consumer
+        .delete_group(&delete)
+        .unwrap();
+    assert_eq!(deleted.get_offsets_deleted(), i64::from(PARTITIONS));
+    assert_eq!(committed(&survivors[1], group, 0), None);
+    assert_eq!(committed(&survivors[1], "billing", 0).map(|c| c.0), Some(2));
+}

@@ -214,6 +214,12 @@ fn request_op(op: &Op) -> pb::RequestOp {
             d.set_key(key.clone());
             out.set_request_delete_range(d);
         }
+        Op::DeletePrefix(prefix) => {
+            let mut d = pb::DeleteRangeRequest::new();
+            d.set_key(prefix.clone());
+            d.set_range_end(super::prefix_end(prefix));
+            out.set_request_delete_range(d);
+        }
         Op::Get(key) => out.set_request_range(range_request(key, None)),
     }
     out

@@ -169,6 +169,18 @@ impl State {
                         changed.push(key.clone());
                     }
                 }
+                Op::DeletePrefix(prefix) => {
+                    let gone: Vec<Vec<u8>> = self
+                        .keys
+                        .keys()
+                        .filter(|k| k.starts_with(prefix))
+                        .cloned()
+                        .collect();
+                    for key in gone {
+                        self.keys.remove(&key);
+                        changed.push(key);
+                    }
+                }
                 Op::Get(key) => gets.push(self.keys.get(key).cloned()),
             }
         }

@@ -27,6 +27,7 @@ pub mod control;
 mod etcd;
 pub mod lease;
 pub mod memory;
+mod offsets;
 pub mod placement;
 pub mod registry;
 #[cfg(test)]
@@ -78,6 +79,8 @@ pub enum Op {
         lease: LeaseId,
     },
     Delete(Vec<u8>),
+    /// Deletes every key that starts with this prefix.
+    DeletePrefix(Vec<u8>),
     /// Reads the key; its value is in [`TxnOutcome::gets`].
     Get(Vec<u8>),
 }

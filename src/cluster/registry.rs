@@ -7,6 +7,11 @@
 //! | `commits/{topic}/{partition}` | the committed next offset and its epoch | nothing |
 //! | `topics/{topic}` | the topic's manifest (as in the bucket) | nothing |
 //! | `producer-ids` | ids below this were handed out (`next_id=N`) | nothing |
+//! | `groups/{group}` | when the group first committed (ms) | nothing |
+//! | `offsets/{group}/{topic}/{partition}` | a committed offset (see `offsets`) | nothing |
+//!
+//! Group names are escaped in keys (`%` and `/` as `%25` and `%2F`), so a
+//! group's prefix never covers another group's keys.
 //!
 //! A partition's **epoch** is the create revision of its leader key: etcd
 //! gives every creation a new, larger revision, so a partition led again
@@ -101,7 +106,11 @@ impl Registry {
         Arc::clone(&self.coord)
     }
 
-    fn key(&self, kind: &str, rest: &str) -> Vec<u8> {
+    pub(super) fn coord(&self) -> &dyn Coordination {
+        self.coord.as_ref()
+    }
+
+    pub(super) fn key(&self, kind: &str, rest: &str) -> Vec<u8> {
         format!("{}{kind}/{rest}", self.root).into_bytes()
     }
 

@@ -19,6 +19,7 @@
 //! manifest); every node learns them from there. Every other node's
 //! partitions are placeholders that answer with the leader's address.
 
+use super::cluster_groups::{is_slot, slots};
 use super::{Engine, Topic};
 use crate::bucket;
 use crate::cluster::control::{Control, ControlConfig, Leadership};
@@ -34,7 +35,7 @@ use crate::partition::{
 };
 use crate::util::clock::now_ms;
 use crate::util::sync::{self, lock};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -48,11 +49,13 @@ const POLL: Duration = Duration::from_secs(1);
 /// This node's membership.
 #[derive(Default)]
 pub(super) struct Member {
-    control: Mutex<Option<Control>>,
+    pub(super) control: Mutex<Option<Control>>,
     /// Partitions being handed over: stopped, their uploads finishing.
     handing: Mutex<HashMap<PartitionId, Arc<Partition>>>,
     /// When the control plane last asked for each hand-over.
     asked: Mutex<HashMap<PartitionId, Instant>>,
+    /// Groups known to have a key in etcd (saves a read per commit).
+    pub(super) known_groups: Mutex<HashSet<String>>,
 }
 
 impl Member {
@@ -86,18 +89,30 @@ impl Leadership for Leading {
             .map_or_else(Vec::new, |e| e.cluster_partitions())
     }
 
+    // A coordinator slot holds nothing to open or hand over: the Kafka
+    // coordinator checks the slot's epoch at every request (`group_home`).
     fn won(&self, p: &PartitionId, epoch: i64, committed: Option<CommitPoint>) -> bool {
+        if is_slot(p) {
+            log::info!(
+                "coordinating the groups of slot {} in epoch {epoch}",
+                p.partition
+            );
+            return self.running().is_some();
+        }
         self.running().is_some_and(|e| e.lead(p, epoch, committed))
     }
 
     fn lost(&self, p: &PartitionId) {
+        if is_slot(p) {
+            return;
+        }
         if let Some(e) = self.0.upgrade() {
             e.step_down(p);
         }
     }
 
     fn hand_over(&self, p: &PartitionId) -> bool {
-        self.0.upgrade().is_none_or(|e| e.hand_over(p))
+        is_slot(p) || self.0.upgrade().is_none_or(|e| e.hand_over(p))
     }
 }
 
@@ -227,6 +242,7 @@ impl Engine {
                     partition: p,
                 })
             })
+            .chain(slots())
             .collect()
     }
 

@@ -92,14 +92,32 @@ impl Engine {
         metadata: &str,
     ) -> Result<()> {
         validate_group(group)?;
-        let p = self.partition(topic, partition)?;
-        if let Some(owner) = self.ctx.owner.fenced() {
-            return Err(fenced_error(&owner));
-        }
         if offset < 0 {
             return Err(Error::InvalidArgument(format!(
                 "offset {offset} is negative; commit the next offset to read (>= 0)"
             )));
+        }
+        if metadata.len() > MAX_COMMIT_METADATA {
+            return Err(Error::InvalidArgument(format!(
+                "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
+                metadata.len()
+            )));
+        }
+        let commit = GroupOffset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+            metadata: metadata.to_string(),
+            updated_at_ms: now_ms(),
+        };
+        let max_groups = self.ctx.config.max_groups;
+        if let Some(registry) = &self.ctx.cluster {
+            return self.commit_in_cluster(registry, commit, max_groups);
+        }
+        let p = self.partition(topic, partition)?;
+        if let Some(owner) = self.ctx.owner.fenced() {
+            return Err(fenced_error(&owner));
         }
         // Past the log, every later read of the group would be out of
         // range (or skip what is written next).
@@ -110,13 +128,6 @@ impl Engine {
                  commit at most {high}"
             )));
         }
-        if metadata.len() > MAX_COMMIT_METADATA {
-            return Err(Error::InvalidArgument(format!(
-                "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
-                metadata.len()
-            )));
-        }
-        let max_groups = self.ctx.config.max_groups;
         if !self.ctx.meta.group_exists(group)? && self.ctx.meta.group_count()? >= max_groups {
             return Err(Error::Backpressure(format!(
                 "{max_groups} groups have committed offsets on this node; delete unused ones \
@@ -124,14 +135,7 @@ impl Engine {
                 GROUP_EXPIRY.as_secs() / 86_400
             )));
         }
-        self.ctx.meta.commit_group_offset(&GroupOffset {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            partition,
-            offset,
-            metadata: metadata.to_string(),
-            updated_at_ms: now_ms(),
-        })?;
+        self.ctx.meta.commit_group_offset(&commit)?;
         self.groups
             .changed((group.to_string(), topic.to_string(), partition));
         Ok(())
@@ -140,6 +144,9 @@ impl Engine {
     /// Removes every committed offset of `group`; returns how many.
     pub fn delete_group(&self, group: &str) -> Result<usize> {
         validate_group(group)?;
+        if let Some(registry) = &self.ctx.cluster {
+            return self.delete_group_in_cluster(registry, group);
+        }
         if let Some(owner) = self.ctx.owner.fenced() {
             return Err(fenced_error(&owner));
         }
@@ -177,16 +184,25 @@ impl Engine {
         partition: u32,
     ) -> Result<Option<GroupOffset>> {
         validate_group(group)?;
+        if let Some(registry) = &self.ctx.cluster {
+            return self.committed_in_cluster(registry, group, topic, partition);
+        }
         self.partition(topic, partition)?;
         Ok(self.ctx.meta.group_offset(group, topic, partition)?)
     }
 
     pub fn group_offsets(&self, group: &str) -> Result<Vec<GroupOffset>> {
         validate_group(group)?;
+        if let Some(registry) = &self.ctx.cluster {
+            return self.group_offsets_in_cluster(registry, group);
+        }
         Ok(self.ctx.meta.group_offsets(group)?)
     }
 
     pub fn groups(&self) -> Result<Vec<String>> {
+        if let Some(registry) = &self.ctx.cluster {
+            return self.groups_in_cluster(registry);
+        }
         Ok(self.ctx.meta.groups()?)
     }
 

@@ -17,6 +17,7 @@
 //! - [`producers`]: InitProducer, the producer registry, expiry.
 
 mod cluster;
+mod cluster_groups;
 mod epochs;
 mod gc;
 mod groups;
@@ -26,6 +27,7 @@ mod rebuild;
 mod retention;
 mod topics;
 
+pub use cluster_groups::{GroupHome, GROUP_SLOTS};
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
 pub use topics::{
     validate_spec as validate_topic_spec, NodeInfo, PartitionInfo, TopicChange, TopicInfo,

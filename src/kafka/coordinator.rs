@@ -63,6 +63,9 @@ type Key = (String, String, Kind);
 struct Groups {
     groups: HashMap<String, Group>,
     waiting: HashMap<Key, Sender<Reply>>,
+    /// In a cluster, the epoch of the coordinator slot each group's state
+    /// is from (see [`Coordinator::fence`]).
+    epochs: HashMap<String, i64>,
 }
 
 /// A group as DescribeGroups and ListGroups show it.
@@ -131,7 +134,9 @@ impl Coordinator {
     pub fn join(&self, group_id: &str, j: Join, now: Instant) -> Receiver<Reply> {
         let (tx, rx) = bounded(1);
         let mut g = lock(&self.groups);
-        let Groups { groups, waiting } = &mut *g;
+        let Groups {
+            groups, waiting, ..
+        } = &mut *g;
         if !groups.contains_key(group_id) && groups.len() >= self.limits.max_groups {
             let _ = tx.send(join_error(&j.member_id, COORDINATOR_NOT_AVAILABLE));
             return rx;
@@ -160,7 +165,9 @@ impl Coordinator {
     ) -> Receiver<Reply> {
         let (tx, rx) = bounded(1);
         let mut g = lock(&self.groups);
-        let Groups { groups, waiting } = &mut *g;
+        let Groups {
+            groups, waiting, ..
+        } = &mut *g;
         let Some(group) = groups.get_mut(group_id) else {
             let _ = tx.send(Reply::Sync {
                 member_id: caller.member_id.to_string(),
@@ -191,7 +198,9 @@ impl Coordinator {
     /// Each leaving member's error code.
     pub fn leave(&self, group_id: &str, callers: &[Caller<'_>]) -> Vec<i16> {
         let mut g = lock(&self.groups);
-        let Groups { groups, waiting } = &mut *g;
+        let Groups {
+            groups, waiting, ..
+        } = &mut *g;
         let Some(group) = groups.get_mut(group_id) else {
             return vec![code::UNKNOWN_MEMBER_ID; callers.len()];
         };
@@ -215,6 +224,28 @@ impl Coordinator {
         }
     }
 
+    /// This node coordinates `group_id` in `epoch` (of its cluster slot):
+    /// state kept from another epoch is dropped, because another node
+    /// coordinated the group in between (its members rejoin, as after a
+    /// restart).
+    pub fn fence(&self, group_id: &str, epoch: i64) {
+        let mut g = lock(&self.groups);
+        let Groups {
+            groups,
+            waiting,
+            epochs,
+        } = &mut *g;
+        match epochs.insert(group_id.to_string(), epoch) {
+            Some(before) if before != epoch && groups.remove(group_id).is_some() => {
+                waiting.retain(|(group, _, _), _| group != group_id);
+                log::info!(
+                    "group {group_id:?}: state from coordinator epoch {before} dropped (now {epoch})"
+                );
+            }
+            _ => {}
+        }
+    }
+
     pub fn describe(&self, group_id: &str) -> Option<GroupView> {
         let g = lock(&self.groups);
         g.groups.get(group_id).map(view)
@@ -234,12 +265,17 @@ impl Coordinator {
 
     fn tick(&self, now: Instant) {
         let mut g = lock(&self.groups);
-        let Groups { groups, waiting } = &mut *g;
+        let Groups {
+            groups,
+            waiting,
+            epochs,
+        } = &mut *g;
         for (id, group) in groups.iter_mut() {
             let replies = group.tick(now);
             deliver(waiting, id, replies);
         }
         groups.retain(|_, g| !g.is_unused());
+        epochs.retain(|id, _| groups.contains_key(id));
         // Channels whose member is gone were answered when it went;
         // whatever is left is a request the client gave up on.
         waiting.retain(|(group, member, _), _| {
@@ -427,6 +463,25 @@ mod tests {
         assert_eq!(c.heartbeat("g", Caller::new(&a, None), 1), 25);
         assert_eq!(c.check_commit("g", Caller::new(&a, None), 1), 22);
         assert_eq!(c.check_commit("g", Caller::new("", None), -1), 0);
+    }
+
+    #[test]
+    fn state_from_another_coordinator_epoch_is_dropped_and_waits_closed() {
+        let c = Coordinator::new(Limits::default(), 7);
+        let now = Instant::now();
+        c.fence("g", 5);
+        let a = member_of(&c.join("g", join(""), now).recv().unwrap());
+        c.sync("g", Caller::new(&a, None), 1, vec![], now);
+        let waiting = c.join("g", join(""), now);
+        assert!(waiting.try_recv().is_err());
+        c.fence("g", 5); // the same epoch keeps everything
+        assert_eq!(c.heartbeat("g", Caller::new(&a, None), 1), 27);
+        c.fence("g", 9);
+        assert!(c.describe("g").is_none());
+        assert!(waiting.recv().is_err(), "the waiting join's channel closed");
+        assert_eq!(c.heartbeat("g", Caller::new(&a, None), 1), 25);
+        // A new epoch's group forms afresh.
+        assert_eq!(error_of(&c.join("g", join(""), now).recv().unwrap()), 0);
     }
 
     #[test]

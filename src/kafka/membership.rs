@@ -15,6 +15,7 @@ use super::coordinator::COORDINATOR_NOT_AVAILABLE;
 use super::group::{code, join_error, Caller, Join, Reply};
 use super::metadata::NO_OPERATIONS;
 use super::Face;
+use crate::engine::GroupHome;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -69,7 +70,8 @@ pub fn join_group(
     client: &Client,
 ) -> Answer<JoinGroupResponse> {
     let asked_id = req.member_id.to_string();
-    if let Some(error) = refuse_join(&req, version) {
+    let elsewhere = || super::offsets::not_coordinator(face, req.group_id.0.as_str());
+    if let Some(error) = refuse_join(&req, version).or_else(elsewhere) {
         return Answer::Now(join_response(join_error(&asked_id, error), version));
     }
     let session = ms(req.session_timeout_ms);
@@ -165,6 +167,9 @@ pub fn sync_group(
     {
         return Answer::Now(respond(kcode::INVALID_REQUEST, Vec::new()));
     }
+    if let Some(error) = super::offsets::not_coordinator(face, req.group_id.0.as_str()) {
+        return Answer::Now(respond(error, Vec::new()));
+    }
     let assignments = req
         .assignments
         .iter()
@@ -194,9 +199,9 @@ pub fn sync_group(
 pub fn heartbeat(face: &Arc<Face>, req: HeartbeatRequest, _v: i16) -> Answer<HeartbeatResponse> {
     let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
     let caller = Caller::new(req.member_id.as_str(), instance);
-    let error = face
-        .groups
-        .heartbeat(req.group_id.0.as_str(), caller, req.generation_id);
+    let group = req.group_id.0.as_str();
+    let error = super::offsets::not_coordinator(face, group)
+        .unwrap_or_else(|| face.groups.heartbeat(group, caller, req.generation_id));
     Answer::Now(HeartbeatResponse::default().with_error_code(error))
 }
 
@@ -207,6 +212,9 @@ pub fn leave_group(
     version: i16,
 ) -> Answer<LeaveGroupResponse> {
     let group = req.group_id.0.as_str();
+    if let Some(error) = super::offsets::not_coordinator(face, group) {
+        return Answer::Now(LeaveGroupResponse::default().with_error_code(error));
+    }
     if version < 3 {
         let codes = face
             .groups
@@ -245,6 +253,9 @@ pub fn describe_groups(
         .into_iter()
         .map(|g| {
             let d = DescribedGroup::default().with_authorized_operations(NO_OPERATIONS);
+            if let Some(error) = super::offsets::not_coordinator(face, g.0.as_str()) {
+                return d.with_group_id(g).with_error_code(error);
+            }
             if let Some(v) = face.groups.describe(g.0.as_str()) {
                 let members = v
                     .members
@@ -298,8 +309,11 @@ pub fn list_groups(
             return Answer::Now(ListGroupsResponse::default().with_error_code(error));
         }
     };
+    // In a cluster each node lists the groups it coordinates (clients
+    // ask every broker and merge).
     let mut listed: std::collections::BTreeMap<String, (String, &'static str)> = with_offsets
         .into_iter()
+        .filter(|g| matches!(face.engine.group_home(g), GroupHome::Here { .. }))
         .map(|g| (g, ("consumer".to_string(), "Empty")))
         .collect();
     for (id, v) in face.groups.list() {

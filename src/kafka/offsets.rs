@@ -1,14 +1,17 @@
 //! ListOffsets, FindCoordinator, OffsetCommit and OffsetFetch. Committed
-//! offsets live where gRPC's do (metadata and the bucket checkpoint), so
-//! `streamctl group get` sees a Kafka client's commits and the reverse.
-//! A commit is checked against the group's membership first (generation,
-//! member id, static instance), as Kafka's coordinator checks it.
+//! offsets live where gRPC's do (metadata and the bucket checkpoint; etcd
+//! in a cluster), so `streamctl group get` sees a Kafka client's commits
+//! and the reverse. A commit is checked against the group's membership
+//! first (generation, member id, static instance), as Kafka's coordinator
+//! checks it, on the group's coordinator only; any node answers a fetch.
 
 use super::api::{sb, Answer};
 use super::convert::{code, error_code};
+use super::coordinator::COORDINATOR_NOT_AVAILABLE;
 use super::group::Caller;
 use super::metadata::LEADER_EPOCH;
 use super::Face;
+use crate::engine::GroupHome;
 use crate::error::{Error, Result};
 use crate::read::FetchRequest as EngineFetch;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -23,6 +26,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,44 +123,103 @@ fn record_at(face: &Face, topic: &str, partition: u32, offset: i64) -> Result<(i
         .map_or((-1, -1), |r| (r.offset, r.timestamp_ms)))
 }
 
-/// This node coordinates every group; transactions have no coordinator.
+/// Kafka's NOT_COORDINATOR: the client finds the coordinator again.
+const NOT_COORDINATOR: i16 = 16;
+
+/// Why this node does not handle `group`'s requests (NOT_COORDINATOR, or
+/// COORDINATOR_NOT_AVAILABLE during a failover); `None` when it does. A
+/// single node coordinates every group; in a cluster, the leader of the
+/// group's slot does, and its state from an earlier epoch is dropped.
+pub(super) fn not_coordinator(face: &Face, group: &str) -> Option<i16> {
+    match face.engine.group_home(group) {
+        GroupHome::Here { epoch } => {
+            face.groups.fence(group, epoch);
+            None
+        }
+        GroupHome::At { .. } => Some(NOT_COORDINATOR),
+        GroupHome::Nowhere => Some(COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+/// A coordinator as FindCoordinator names it.
+struct Found {
+    error: i16,
+    message: Option<StrBytes>,
+    node_id: i32,
+    host: String,
+    port: i32,
+}
+
+fn coordinator_of(face: &Face, key: &str, key_type: i8) -> Found {
+    const TRANSACTION: i8 = 1;
+    let here = |error, message: Option<&str>| Found {
+        error,
+        message: message.map(sb),
+        node_id: face.broker_id,
+        host: face.host.clone(),
+        port: face.port,
+    };
+    if key_type == TRANSACTION {
+        return here(
+            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            Some("transactions are not supported by StreamHouse"),
+        );
+    }
+    let nowhere = |why: &str| Found {
+        error: COORDINATOR_NOT_AVAILABLE,
+        message: Some(sb(why.to_string())),
+        node_id: -1,
+        host: String::new(),
+        port: -1,
+    };
+    match face.engine.group_home(key) {
+        GroupHome::Here { .. } => here(code::NONE, None),
+        GroupHome::At { node, kafka_addr } => match super::split_host_port(&kafka_addr) {
+            Ok((host, port)) => Found {
+                error: code::NONE,
+                message: None,
+                node_id: super::broker_id(&node),
+                host,
+                port,
+            },
+            Err(_) => nowhere("the group's coordinator has no Kafka listener"),
+        },
+        GroupHome::Nowhere => nowhere("no node coordinates the group at the moment; retry"),
+    }
+}
+
+/// This node, another node of its cluster, or none during a failover;
+/// transactions have no coordinator.
 pub fn find_coordinator(
     face: &Arc<Face>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> Answer<FindCoordinatorResponse> {
-    const TRANSACTION: i8 = 1;
-    let (error, message) = if req.key_type == TRANSACTION {
-        (
-            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            Some(sb("transactions are not supported by StreamHouse")),
-        )
-    } else {
-        (code::NONE, None)
-    };
     let r = FindCoordinatorResponse::default();
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let f = coordinator_of(face, key.as_str(), req.key_type);
                 Coordinator::default()
                     .with_key(key)
-                    .with_node_id(BrokerId(face.broker_id))
-                    .with_host(sb(face.host.clone()))
-                    .with_port(face.port)
-                    .with_error_code(error)
-                    .with_error_message(message.clone())
+                    .with_node_id(BrokerId(f.node_id))
+                    .with_host(sb(f.host))
+                    .with_port(f.port)
+                    .with_error_code(f.error)
+                    .with_error_message(f.message)
             })
             .collect();
         return Answer::Now(r.with_coordinators(coordinators));
     }
+    let f = coordinator_of(face, req.key.as_str(), req.key_type);
     Answer::Now(
-        r.with_error_code(error)
-            .with_error_message(message)
-            .with_node_id(BrokerId(face.broker_id))
-            .with_host(sb(face.host.clone()))
-            .with_port(face.port),
+        r.with_error_code(f.error)
+            .with_error_message(f.message)
+            .with_node_id(BrokerId(f.node_id))
+            .with_host(sb(f.host))
+            .with_port(f.port),
     )
 }
 
@@ -169,9 +232,10 @@ pub fn offset_commit(
     let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
     let caller = Caller::new(req.member_id.as_str(), instance);
     // v2–v8 carry the generation; -1 is a consumer outside group management.
-    let refused = face
-        .groups
-        .check_commit(&group, caller, req.generation_id_or_member_epoch);
+    let refused = not_coordinator(face, &group).unwrap_or_else(|| {
+        face.groups
+            .check_commit(&group, caller, req.generation_id_or_member_epoch)
+    });
     let topics = req
         .topics
         .into_iter()

@@ -7,14 +7,17 @@ lists the three brokers; an idempotent producer (acks=all, which cluster
 mode makes wait for the upload) writes numbered records over 6 partitions
 while the leader of partition 0 is killed -9; every record is delivered,
 and a consumer bootstrapped from the survivors reads each exactly once,
-offsets contiguous per partition.
+offsets contiguous per partition. Then a consumer group: one member
+subscribes through the survivors, reads part of the topic and commits;
+the group's coordinator (which DescribeGroups names) is killed -9; a new
+member on the last node resumes exactly at the commits.
 """
 import os
 import subprocess
 import sys
 import time
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import Server, consume_all
@@ -112,6 +115,55 @@ def run(nodes):
         offsets = [m.offset() for m in got if m.partition() == q]
         assert offsets == list(range(len(offsets))), f"partition {q}: offsets not contiguous"
     print(f"PASS every record once from the survivors, offsets contiguous in {PARTITIONS} partitions")
+    check_group_outlives_its_coordinator(survivors, {(m.partition(), m.offset()) for m in got})
+
+
+def member(bootstrap, group):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c.subscribe([TOPIC])
+    return c
+
+
+def read(c, until, deadline_s=90):
+    """(partition, offset) of what `c` reads, until `until` of them."""
+    got = []
+    deadline = time.time() + deadline_s
+    while len(got) < until and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append((m.partition(), m.offset()))
+    return got
+
+
+def check_group_outlives_its_coordinator(survivors, everything):
+    group = "cluster-group"
+    boot = ",".join(n.addr for n in survivors)
+    first = member(boot, group)
+    got = read(first, N // 3)
+    first.commit(asynchronous=False)
+    parts = [TopicPartition(TOPIC, q) for q in range(PARTITIONS)]
+    committed = {tp.partition: max(tp.offset, 0)
+                 for tp in first.committed(parts, timeout=10)}
+    first.close()
+    assert sum(committed.values()) >= N // 3, committed
+    admin = AdminClient({"bootstrap.servers": boot})  # kept: its futures die with it
+    coordinator = admin.describe_consumer_groups([group])[group].result(30).coordinator
+    victim = next(n for n in survivors if n.addr == f"{coordinator.host}:{coordinator.port}")
+    victim.kill9()
+    last = next(n for n in survivors if n is not victim)
+    second = member(last.addr, group)
+    rest = read(second, N - sum(committed.values()))
+    second.close()
+    expected = sorted((q, o) for q, o in everything if o >= committed[q])
+    assert sorted(rest) == expected, (
+        f"after the coordinator died: read {len(rest)}, expected {len(expected)} "
+        f"from the commits {committed}")
+    print(f"PASS group {group}: {len(got)} read and committed through {boot}; its coordinator "
+          f"({victim.addr}) killed -9; the next member resumed at the commits and read the "
+          f"other {len(rest)} once")
 
 
 if __name__ == "__main__":

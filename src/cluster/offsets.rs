@@ -1,0 +1,218 @@
+//! Consumer-group offsets of a cluster, kept in etcd: a commit is durable
+//! once etcd has it, whichever node took it and whatever happens to that
+//! node after. One key per committed partition, and one per group (so
+//! listing groups does not read every offset):
+//!
+//! - `groups/{group}`: the time of the group's last commit (ms);
+//! - `offsets/{group}/{topic}/{partition}`: `{offset} {updated_at_ms}\n`
+//!   then the commit's metadata (any UTF-8, up to its limit).
+
+use super::registry::Registry;
+use super::{CoordError, CoordResult, KeyValue, Op};
+use crate::meta::GroupOffset;
+
+/// A group name as it appears in a key: `%` and `/` escaped, so that
+/// `offsets/{group}/` is the prefix of that group's keys only.
+fn escape(group: &str) -> String {
+    group.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(key_part: &str) -> String {
+    key_part.replace("%2F", "/").replace("%25", "%")
+}
+
+fn malformed(key: &[u8], why: &str) -> CoordError {
+    CoordError::Refused(format!(
+        "etcd key {:?} is not a group offset this version reads: {why}",
+        String::from_utf8_lossy(key)
+    ))
+}
+
+impl Registry {
+    fn group_key(&self, group: &str) -> Vec<u8> {
+        self.key("groups", &escape(group))
+    }
+
+    fn offsets_prefix(&self, group: &str) -> Vec<u8> {
+        self.key("offsets", &format!("{}/", escape(group)))
+    }
+
+    fn offset_key(&self, group: &str, topic: &str, partition: u32) -> Vec<u8> {
+        self.key("offsets", &format!("{}/{topic}/{partition}", escape(group)))
+    }
+
+    /// Whether `group` has committed anything (or was created).
+    pub fn group_exists(&self, group: &str) -> CoordResult<bool> {
+        Ok(self.coord().get(&self.group_key(group))?.is_some())
+    }
+
+    /// Every group with a `groups/` key, in name order.
+    pub fn groups(&self) -> CoordResult<Vec<String>> {
+        let prefix = self.key("groups", "");
+        let (kvs, _) = self.coord().list(&prefix)?;
+        kvs.iter()
+            .map(|kv| match std::str::from_utf8(&kv.key[prefix.len()..]) {
+                Ok(name) => Ok(unescape(name)),
+                Err(_) => Err(malformed(&kv.key, "not UTF-8")),
+            })
+            .collect()
+    }
+
+    /// Stores `o`, and the group's key (one transaction).
+    pub fn commit_group_offset(&self, o: &GroupOffset) -> CoordResult<()> {
+        let mut value = format!("{} {}\n", o.offset, o.updated_at_ms).into_bytes();
+        value.extend_from_slice(o.metadata.as_bytes());
+        let ops = [
+            Op::Put {
+                key: self.offset_key(&o.group, &o.topic, o.partition),
+                value,
+                lease: 0,
+            },
+            Op::Put {
+                key: self.group_key(&o.group),
+                value: o.updated_at_ms.to_string().into_bytes(),
+                lease: 0,
+            },
+        ];
+        self.coord().txn(&[], &ops, &[])?;
+        Ok(())
+    }
+
+    pub fn group_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> CoordResult<Option<GroupOffset>> {
+        let key = self.offset_key(group, topic, partition);
+        match self.coord().get(&key)? {
+            Some(kv) => Ok(Some(parse_offset(group, topic, partition, &kv)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every committed offset of `group`, by topic and partition.
+    pub fn group_offsets(&self, group: &str) -> CoordResult<Vec<GroupOffset>> {
+        let prefix = self.offsets_prefix(group);
+        let (kvs, _) = self.coord().list(&prefix)?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in &kvs {
+            let rest = std::str::from_utf8(&kv.key[prefix.len()..])
+                .map_err(|_| malformed(&kv.key, "not UTF-8"))?;
+            let (topic, partition) = rest
+                .rsplit_once('/')
+                .and_then(|(t, p)| Some((t, p.parse::<u32>().ok()?)))
+                .ok_or_else(|| malformed(&kv.key, "no topic/partition"))?;
+            out.push(parse_offset(group, topic, partition, kv)?);
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    /// Removes the group and every offset it committed; returns how many
+    /// offsets there were.
+    pub fn delete_group(&self, group: &str) -> CoordResult<usize> {
+        let (kvs, _) = self.coord().list(&self.offsets_prefix(group))?;
+        let ops = [
+            Op::DeletePrefix(self.offsets_prefix(group)),
+            Op::Delete(self.group_key(group)),
+        ];
+        self.coord().txn(&[], &ops, &[])?;
+        Ok(kvs.len())
+    }
+}
+
+fn parse_offset(
+    group: &str,
+    topic: &str,
+    partition: u32,
+    kv: &KeyValue,
+) -> CoordResult<GroupOffset> {
+    let text = std::str::from_utf8(&kv.value).map_err(|_| malformed(&kv.key, "not UTF-8"))?;
+    let (head, metadata) = text
+        .split_once('\n')
+        .ok_or_else(|| malformed(&kv.key, "no header line"))?;
+    let (offset, at) = head
+        .split_once(' ')
+        .and_then(|(o, t)| Some((o.parse().ok()?, t.parse().ok()?)))
+        .ok_or_else(|| malformed(&kv.key, "bad header line"))?;
+    Ok(GroupOffset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+        offset,
+        metadata: metadata.to_string(),
+        updated_at_ms: at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Coordination, MemoryCoordination};
+    use std::sync::Arc;
+
+    fn offset(group: &str, topic: &str, partition: u32, offset: i64, meta: &str) -> GroupOffset {
+        GroupOffset {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: meta.into(),
+            updated_at_ms: 1_700_000_000_000 + offset,
+        }
+    }
+
+    #[test]
+    fn offsets_round_trip_and_groups_do_not_overlap() {
+        let r = Registry::new(Arc::new(MemoryCoordination::new()), "c");
+        // "a" is a prefix of "a/b" and "a%2Fb" would unescape like it.
+        let committed = [
+            offset("a", "t", 0, 5, "line one\nline two"),
+            offset("a", "t", 10, 7, ""),
+            offset("a", "u", 1, 0, "m"),
+            offset("a/b", "t", 0, 9, ""),
+            offset("a%2Fb", "t", 0, 11, " "),
+        ];
+        for o in &committed {
+            r.commit_group_offset(o).unwrap();
+        }
+        assert_eq!(r.groups().unwrap(), vec!["a", "a%2Fb", "a/b"]);
+        assert_eq!(r.group_offsets("a").unwrap(), committed[..3].to_vec());
+        assert_eq!(r.group_offsets("a/b").unwrap(), vec![committed[3].clone()]);
+        assert_eq!(
+            r.group_offsets("a%2Fb").unwrap(),
+            vec![committed[4].clone()]
+        );
+        assert_eq!(
+            r.group_offset("a", "t", 0).unwrap(),
+            Some(committed[0].clone())
+        );
+        assert_eq!(r.group_offset("a", "t", 1).unwrap(), None);
+        assert!(r.group_exists("a/b").unwrap());
+
+        // A later commit replaces the earlier one.
+        r.commit_group_offset(&offset("a", "t", 0, 6, "x")).unwrap();
+        assert_eq!(r.group_offset("a", "t", 0).unwrap().unwrap().offset, 6);
+
+        assert_eq!(r.delete_group("a").unwrap(), 3);
+        assert_eq!(r.groups().unwrap(), vec!["a%2Fb", "a/b"]);
+        assert!(r.group_offsets("a").unwrap().is_empty());
+        assert_eq!(r.group_offsets("a/b").unwrap().len(), 1);
+        assert!(!r.group_exists("a").unwrap());
+    }
+
+    #[test]
+    fn a_value_this_version_cannot_read_is_an_error_not_a_panic() {
+        let coord = Arc::new(MemoryCoordination::new());
+        let r = Registry::new(coord.clone(), "c");
+        for bad in [&b"no newline"[..], b"x 1\n", b"5\n", b"\xff\xfe 1\n"] {
+            coord.put(b"/streamhouse/c/offsets/g/t/0", bad, 0).unwrap();
+            assert!(matches!(
+                r.group_offset("g", "t", 0),
+                Err(CoordError::Refused(_))
+            ));
+            assert!(r.group_offsets("g").is_err());
+        }
+    }
+}
