@@ -691,3 +691,179 @@ fn group_offsets_committed_through_one_node_are_read_through_any_and_outlive_it(
     assert_eq!(committed(&survivors[1], group, 0), None);
     assert_eq!(committed(&survivors[1], "billing", 0).map(|c| c.0), Some(2));
 }
+
+/// The incarnations of `TOPIC` the bucket has objects of, in order.
+fn incarnations(c: &Cluster) -> Vec<i64> {
+    let mut found: Vec<i64> = c
+        .bucket
+        .keys()
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(&format!("topics/{TOPIC}/"))?
+                .split('/')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// `addr`'s description of `topic`, or the status it answered.
+fn describe(addr: &str, topic: &str) -> Result<pb::TopicInfo, RpcStatusCode> {
+    let mut req = pb::DescribeTopicRequest::new();
+    req.set_name(topic.into());
+    match common::clients_for(addr).admin.describe_topic(&req) {
+        Ok(t) => Ok(t),
+        Err(grpcio::Error::RpcFailure(s)) => Err(s.code()),
+        Err(e) => panic!("{addr}: {e}"),
+    }
+}
+
+/// Waits until every node at `addrs` agrees on `topic` (`check`).
+fn wait_until_all(addrs: &[String], what: &str, check: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for addr in addrs {
+        while !check(addr) {
+            assert!(
+                Instant::now() < deadline,
+                "{addr}: {what} not seen after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_topic_altered_deleted_and_created_again_through_different_nodes() {
+    let Some(mut c) = Cluster::start("cluster-topics", 3) else {
+        return;
+    };
+    let addrs = c.addrs();
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
+    req.set_partitions(3);
+    common::clients_for(&addrs[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    wait_for_leaders(&addrs, TOPIC, 3);
+    let led = leaders(&addrs);
+    for p in 0..3 {
+        let values = common::grpc::tagged(&format!("old{p}-"), 5);
+        send(
+            &led[&(TOPIC.to_string(), p)],
+            p,
+            &values,
+            pb::Acks::ACKS_UPLOADED,
+        )
+        .unwrap();
+    }
+    commit(&addrs[0], "readers", 1, 5).unwrap();
+    let first = incarnations(&c);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // Through node 1: 3 -> 6 partitions, retention set; every node sees it.
+    let mut alter = pb::AlterTopicRequest::new();
+    alter.set_name(TOPIC.into());
+    alter.set_partitions(6);
+    alter.set_retention_ms(3_600_000);
+    common::clients_for(&addrs[1])
+        .admin
+        .alter_topic(&alter)
+        .unwrap();
+    wait_until_all(&addrs, "6 partitions", |a| {
+        describe(a, TOPIC)
+            .is_ok_and(|t| t.get_partitions() == 6 && t.get_retention_ms() == 3_600_000)
+    });
+    wait_for_leaders(&addrs, TOPIC, 6);
+    let led = leaders(&addrs);
+    for p in 3..6 {
+        let values = common::grpc::tagged(&format!("new{p}-"), 2);
+        assert_eq!(
+            send(
+                &led[&(TOPIC.to_string(), p)],
+                p,
+                &values,
+                pb::Acks::ACKS_UPLOADED
+            )
+            .unwrap(),
+            0
+        );
+    }
+    // Fewer partitions are refused.
+    alter.set_partitions(2);
+    let fewer = common::clients_for(&addrs[2])
+        .admin
+        .alter_topic(&alter)
+        .unwrap_err();
+    assert!(
+        matches!(fewer, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::INVALID_ARGUMENT),
+        "{fewer:?}"
+    );
+
+    // Node 1 is down while the topic is deleted and created again.
+    c.kill(1);
+    let live = c.addrs();
+    // Through node 2: deleted everywhere, its leaders, offsets and objects gone.
+    let mut delete = pb::DeleteTopicRequest::new();
+    delete.set_name(TOPIC.into());
+    common::clients_for(&addrs[2])
+        .admin
+        .delete_topic(&delete)
+        .unwrap();
+    wait_until_all(&live, "the deletion", |a| {
+        describe(a, TOPIC) == Err(RpcStatusCode::NOT_FOUND)
+    });
+    for (p, addr) in led
+        .iter()
+        .filter(|((t, _), a)| t == TOPIC && live.contains(a))
+    {
+        let refused = send(addr, p.1, &["late".to_string()], pb::Acks::ACKS_WAL).unwrap_err();
+        assert!(
+            matches!(refused, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::NOT_FOUND),
+            "{p:?}: {refused:?}"
+        );
+    }
+    assert!(leaders(&live).keys().all(|(t, _)| t != TOPIC));
+    let old_prefix = format!("topics/{TOPIC}/{}/", first[0]);
+    let left: Vec<String> = c
+        .bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&old_prefix))
+        .collect();
+    assert!(left.len() == 1 && left[0].ends_with("/deleted"), "{left:?}");
+
+    // Through node 0 again: a new incarnation, an empty log, no old offsets.
+    req.set_partitions(2);
+    common::clients_for(&addrs[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    let now = incarnations(&c);
+    assert!(now.len() == 2 && now[1] > first[0], "{now:?}");
+    // Node 1 comes back to the new incarnation, not the one it knew.
+    c.restart(1);
+    let addrs = c.addrs();
+    wait_until_all(&addrs, "the new topic", |a| {
+        describe(a, TOPIC).is_ok_and(|t| t.get_partitions() == 2)
+    });
+    wait_for_leaders(&addrs, TOPIC, 2);
+    let led = leaders(&addrs);
+    let leader1 = &led[&(TOPIC.to_string(), 1)];
+    assert_eq!(
+        send(leader1, 1, &["again".to_string()], pb::Acks::ACKS_UPLOADED).unwrap(),
+        0
+    );
+    let log = common::grpc::record_values(&common::grpc::fetch_all(
+        &common::clients_for(leader1),
+        TOPIC,
+        1,
+        0,
+    ));
+    assert_eq!(log, ["again"]);
+    assert_eq!(committed(&addrs[2], "readers", 1), None);
+}

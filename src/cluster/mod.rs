@@ -32,6 +32,7 @@ pub mod placement;
 pub mod registry;
 #[cfg(test)]
 mod tests;
+mod topics;
 
 #[cfg(feature = "grpc")]
 pub use etcd::{parse_endpoint, EtcdCoordination};

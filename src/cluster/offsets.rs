@@ -120,6 +120,27 @@ impl Registry {
         self.coord().txn(&[], &ops, &[])?;
         Ok(kvs.len())
     }
+
+    /// Removes every group's offsets of `topic` (deleted); returns how
+    /// many. Reads every committed offset: a rare operation.
+    pub fn delete_topic_offsets(&self, topic: &str) -> CoordResult<usize> {
+        let prefix = self.key("offsets", "");
+        let (kvs, _) = self.coord().list(&prefix)?;
+        let of_topic: Vec<Op> = kvs
+            .into_iter()
+            .filter(|kv| {
+                let rest = String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned();
+                let mut parts = rest.rsplitn(3, '/');
+                parts.next().is_some() && parts.next() == Some(topic)
+            })
+            .map(|kv| Op::Delete(kv.key))
+            .collect();
+        // etcd takes at most 128 operations per transaction by default.
+        for chunk in of_topic.chunks(100) {
+            self.coord().txn(&[], chunk, &[])?;
+        }
+        Ok(of_topic.len())
+    }
 }
 
 fn parse_offset(
@@ -194,6 +215,20 @@ mod tests {
         // A later commit replaces the earlier one.
         r.commit_group_offset(&offset("a", "t", 0, 6, "x")).unwrap();
         assert_eq!(r.group_offset("a", "t", 0).unwrap().unwrap().offset, 6);
+
+        // Topic "u" deleted: its offsets go, in every group.
+        r.commit_group_offset(&offset("a/b", "u", 4, 1, ""))
+            .unwrap();
+        assert_eq!(r.delete_topic_offsets("u").unwrap(), 2);
+        let left: Vec<(String, u32)> = r
+            .group_offsets("a")
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.topic, o.partition))
+            .collect();
+        assert_eq!(left, [("t".to_string(), 0), ("t".to_string(), 10)]);
+        assert_eq!(r.group_offsets("a/b").unwrap(), vec![committed[3].clone()]);
+        r.commit_group_offset(&committed[2]).unwrap();
 
         assert_eq!(r.delete_group("a").unwrap(), 3);
         assert_eq!(r.groups().unwrap(), vec!["a%2Fb", "a/b"]);

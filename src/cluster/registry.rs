@@ -6,6 +6,7 @@
 //! | `leaders/{topic}/{partition}` | the leading node's id | the leader's lease |
 //! | `commits/{topic}/{partition}` | the committed next offset and its epoch | nothing |
 //! | `topics/{topic}` | the topic's manifest (as in the bucket) | nothing |
+//! | `incarnations` | topic incarnations below this were handed out (`next=N`) | nothing |
 //! | `producer-ids` | ids below this were handed out (`next_id=N`) | nothing |
 //! | `groups/{group}` | when the group first committed (ms) | nothing |
 //! | `offsets/{group}/{topic}/{partition}` | a committed offset (see `offsets`) | nothing |
@@ -31,9 +32,9 @@ const COMMITS_PER_TXN: usize = 64;
 
 /// Times a register or claim is tried when the key vanishes between its
 /// compare and its read.
-const RACES: usize = 3;
+pub(super) const RACES: usize = 3;
 
-fn contended(what: &str) -> CoordError {
+pub(super) fn contended(what: &str) -> CoordError {
     CoordError::Unavailable(format!(
         "{what} changed hands {RACES} times in a row; try again"
     ))
@@ -271,39 +272,6 @@ impl Registry {
         Ok(made)
     }
 
-    /// Creates topic `name` with `manifest` once in the cluster: false if
-    /// it exists already.
-    pub fn create_topic(&self, name: &str, manifest: &[u8]) -> CoordResult<bool> {
-        let key = self.key("topics", name);
-        let put = Op::Put {
-            key: key.clone(),
-            value: manifest.to_vec(),
-            lease: 0,
-        };
-        let out = self
-            .coord
-            .txn(&[Compare::CreateRevision(key, 0)], &[put], &[])?;
-        Ok(out.succeeded)
-    }
-
-    /// Every topic's manifest, by name.
-    pub fn topics(&self) -> CoordResult<BTreeMap<String, Vec<u8>>> {
-        let prefix = self.key("topics", "");
-        let (kvs, _) = self.coord.list(&prefix)?;
-        Ok(kvs
-            .into_iter()
-            .filter_map(|kv| {
-                let name = std::str::from_utf8(&kv.key[prefix.len()..]).ok()?;
-                Some((name.to_string(), kv.value))
-            })
-            .collect())
-    }
-
-    /// Changes of the topics.
-    pub fn watch_topics(&self) -> CoordResult<Watch> {
-        self.coord.watch(&self.key("topics", ""))
-    }
-
     /// Claims `count` producer ids for this node, cluster-wide: returns
     /// the first; ids `first..first + count` are this node's to hand out.
     /// Ids start at 1.
@@ -352,7 +320,7 @@ impl Registry {
     }
 }
 
-fn fields(value: &[u8]) -> BTreeMap<&str, &str> {
+pub(super) fn fields(value: &[u8]) -> BTreeMap<&str, &str> {
     std::str::from_utf8(value)
         .unwrap_or("")
         .lines()

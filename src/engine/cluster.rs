@@ -15,11 +15,13 @@
 //! - **hand_over**: the partition stops taking writes, seals, and its
 //!   uploads finish and commit; then the control plane releases the lead.
 //!
-//! Topics are created once per cluster, in etcd (`topics/{name}` holds the
-//! manifest); every node learns them from there. Every other node's
-//! partitions are placeholders that answer with the leader's address.
+//! Topics are kept once per cluster, in etcd (`cluster_topics`); every
+//! node follows them from there. Every other node's partitions are
+//! placeholders that answer with the leader's address.
 
 use super::cluster_groups::{is_slot, slots};
+use super::cluster_topics::{cluster_topics, sync_topics};
+use super::topics::forget_topic;
 use super::{Engine, Topic};
 use crate::bucket;
 use crate::cluster::control::{Control, ControlConfig, Leadership};
@@ -35,8 +37,8 @@ use crate::partition::{
 };
 use crate::util::clock::now_ms;
 use crate::util::sync::{self, lock};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -54,6 +56,9 @@ pub(super) struct Member {
     handing: Mutex<HashMap<PartitionId, Arc<Partition>>>,
     /// When the control plane last asked for each hand-over.
     asked: Mutex<HashMap<PartitionId, Instant>>,
+    /// Topics created, changed or deleted by this node: a listing of etcd
+    /// read before one of them is not applied (it would undo it).
+    pub(super) topic_changes: AtomicU64,
     /// Groups known to have a key in etcd (saves a read per commit).
     pub(super) known_groups: Mutex<HashSet<String>>,
 }
@@ -134,56 +139,19 @@ pub(super) fn prepare(ctx: &Context) -> Result<HashMap<String, Arc<Topic>>> {
     let listed = bucket::list_topics(&ctx.store)?;
     ctx.meta.raise_incarnation_counter(listed.max_incarnation)?;
     let mut topics = HashMap::new();
-    adopt_cluster_topics(ctx, cluster_topics(ctx)?, &mut topics)?;
+    let listed = cluster_topics(ctx)?;
+    // Topics deleted while this node was away.
+    for row in ctx.meta.topics()? {
+        if !listed.contains_key(&row.name) {
+            forget_topic(ctx, &row.name, row.incarnation)?;
+        }
+    }
+    sync_topics(ctx, listed, &mut topics)?;
     Ok(topics)
 }
 
-/// The topics etcd lists: name -> manifest.
-fn cluster_topics(ctx: &Context) -> Result<BTreeMap<String, Vec<u8>>> {
-    match &ctx.cluster {
-        Some(registry) => registry
-            .topics()
-            .map_err(|e| Error::Unavailable(e.to_string())),
-        None => Ok(BTreeMap::new()),
-    }
-}
-
-/// Topics etcd lists that `topics` lacks: into metadata (the manifest etcd
-/// holds) and into `topics` with placeholder partitions. Returns whether
-/// any was added.
-fn adopt_cluster_topics(
-    ctx: &Context,
-    listed: BTreeMap<String, Vec<u8>>,
-    topics: &mut HashMap<String, Arc<Topic>>,
-) -> Result<bool> {
-    let mut added = false;
-    for (name, manifest) in listed {
-        if topics.contains_key(&name) {
-            continue;
-        }
-        let row = bucket::decode_manifest(&manifest).map_err(|reason| Error::Malformed {
-            object: format!("etcd topics/{name}"),
-            reason,
-        })?;
-        match ctx.meta.topic(&name)? {
-            Some(local) if local.incarnation == row.incarnation => {}
-            Some(_) => {
-                ctx.meta.delete_topic(&name)?;
-                ctx.meta.create_topic(&row)?;
-            }
-            None => ctx.meta.create_topic(&row)?,
-        }
-        let partitions = (0..row.partitions)
-            .map(|p| Arc::new(placeholder(ctx, &row, p, "no node leads it yet")))
-            .collect();
-        topics.insert(name, Arc::new(Topic { row, partitions }));
-        added = true;
-    }
-    Ok(added)
-}
-
 /// A partition this node does not lead: it answers with `why`.
-fn placeholder(ctx: &Context, row: &TopicRow, p: u32, why: &str) -> Partition {
+pub(super) fn placeholder(ctx: &Context, row: &TopicRow, p: u32, why: &str) -> Partition {
     let why = format!("partition {}/{p}: {why}", row.name);
     let shared = PartitionShared::new(
         &row.name,
@@ -224,15 +192,7 @@ impl Engine {
     /// Every partition of every topic etcd knows (new topics adopted).
     fn cluster_partitions(&self) -> Vec<PartitionId> {
         self.resume_abandoned_hand_overs();
-        // etcd is read outside the topics lock: produce calls look up
-        // their partition under it.
-        let listed = cluster_topics(&self.ctx).and_then(|listed| {
-            let mut topics = sync::write(&self.topics);
-            adopt_cluster_topics(&self.ctx, listed, &mut topics)
-        });
-        if let Err(e) = listed {
-            log::warn!("cannot read the cluster's topics: {e}");
-        }
+        self.follow_cluster_topics();
         let topics = sync::read(&self.topics);
         topics
             .values()
@@ -244,38 +204,6 @@ impl Engine {
             })
             .chain(slots())
             .collect()
-    }
-
-    /// Creates a topic once in the cluster: etcd decides (a name taken
-    /// there is taken), then the manifest goes to the bucket for rebuilds.
-    /// Its partitions are led wherever the cluster places them.
-    pub(super) fn create_in_cluster(&self, spec: &super::TopicSpec) -> Result<Arc<Topic>> {
-        let Some(registry) = &self.ctx.cluster else {
-            return Err(Error::FailedPrecondition("not in cluster mode".into()));
-        };
-        let row = self.new_topic_row(spec)?;
-        let manifest = bucket::encode_manifest(&row);
-        let created = registry
-            .create_topic(&row.name, &manifest)
-            .map_err(|e| Error::Unavailable(format!("cannot create the topic in etcd: {e}")))?;
-        if !created {
-            return Err(Error::AlreadyExists(format!(
-                "topic {:?} already exists in the cluster",
-                row.name
-            )));
-        }
-        let key = layout::topic_manifest_key(&row.name, row.incarnation);
-        self.ctx.store.put(&key, &manifest)?;
-        let mut topics = sync::write(&self.topics);
-        adopt_cluster_topics(
-            &self.ctx,
-            BTreeMap::from([(row.name.clone(), manifest)]),
-            &mut topics,
-        )?;
-        topics
-            .get(&row.name)
-            .cloned()
-            .ok_or_else(|| Error::Unavailable(format!("topic {:?} was not adopted", row.name)))
     }
 
     /// Cluster mode: UNAVAILABLE (naming the leader) unless this node
@@ -363,6 +291,14 @@ impl Engine {
         let ctx = &self.ctx;
         let t = self.topic(&p.topic)?;
         let (name, inc, part) = (&t.row.name, t.row.incarnation, p.partition);
+        // The topic may have been deleted since this node listed it (its
+        // leader keys with it): a claim made from that listing is given
+        // back rather than served.
+        if !super::cluster_topics::still_listed(ctx, &t.row)? {
+            return Err(Error::NotFound(format!(
+                "topic {name:?} (incarnation {inc}) is no longer in the cluster"
+            )));
+        }
         // Before anything is written in this epoch.
         let key = layout::epoch_start_key(name, inc, part, start, epoch);
         let body = bucket::encode_epoch_start(epoch, start, ctx.owner.node_id(), now_ms());

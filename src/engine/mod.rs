@@ -18,6 +18,7 @@
 
 mod cluster;
 mod cluster_groups;
+mod cluster_topics;
 mod epochs;
 mod gc;
 mod groups;

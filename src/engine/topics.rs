@@ -91,6 +91,29 @@ fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A topic's row after `change`: partitions are only added.
+pub(super) fn altered_row(old: &TopicRow, change: &TopicChange) -> Result<TopicRow> {
+    let row = TopicRow {
+        partitions: change.partitions.unwrap_or(old.partitions),
+        retention_ms: change.retention_ms.unwrap_or(old.retention_ms),
+        retention_bytes: change.retention_bytes.unwrap_or(old.retention_bytes),
+        ..old.clone()
+    };
+    if row.partitions < old.partitions {
+        return Err(Error::InvalidArgument(format!(
+            "topic {:?} has {} partitions; partitions can be added, not removed",
+            old.name, old.partitions
+        )));
+    }
+    validate_spec(&TopicSpec {
+        name: row.name.clone(),
+        partitions: row.partitions,
+        retention_ms: row.retention_ms,
+        retention_bytes: row.retention_bytes,
+    })?;
+    Ok(row)
+}
+
 /// What CreateTopic checks before it changes anything (Kafka's
 /// `validate_only` asks for just this).
 pub fn validate_spec(spec: &TopicSpec) -> Result<()> {
@@ -130,26 +153,11 @@ impl Engine {
     }
 
     fn alter_reserved(&self, name: &str, change: &TopicChange) -> Result<Arc<Topic>> {
-        self.refuse_in_cluster("changing a topic")?;
         let old = self.topic(name)?;
-        let row = TopicRow {
-            partitions: change.partitions.unwrap_or(old.row.partitions),
-            retention_ms: change.retention_ms.unwrap_or(old.row.retention_ms),
-            retention_bytes: change.retention_bytes.unwrap_or(old.row.retention_bytes),
-            ..old.row.clone()
-        };
-        if row.partitions < old.row.partitions {
-            return Err(Error::InvalidArgument(format!(
-                "topic {name:?} has {} partitions; partitions can be added, not removed",
-                old.row.partitions
-            )));
+        let row = altered_row(&old.row, change)?;
+        if self.ctx.cluster.is_some() {
+            return self.alter_in_cluster(&old, row);
         }
-        validate_spec(&TopicSpec {
-            name: row.name.clone(),
-            partitions: row.partitions,
-            retention_ms: row.retention_ms,
-            retention_bytes: row.retention_bytes,
-        })?;
         self.confirm_owner_now()?;
         let manifest = layout::topic_manifest_key(&row.name, row.incarnation);
         self.ctx
@@ -320,16 +328,6 @@ impl Engine {
         counts
     }
 
-    /// What cluster mode does not do yet answers FAILED_PRECONDITION.
-    fn refuse_in_cluster(&self, what: &str) -> Result<()> {
-        match self.ctx.cluster {
-            Some(_) => Err(Error::FailedPrecondition(format!(
-                "{what} is not supported in cluster mode yet (docs/OPERATIONS.md, running a cluster)"
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// Whether another node took the prefix over (this one refuses writes).
     pub fn is_fenced(&self) -> bool {
         self.ctx.owner.fenced().is_some()
@@ -365,7 +363,9 @@ impl Engine {
     }
 
     fn delete_reserved(&self, name: &str) -> Result<()> {
-        self.refuse_in_cluster("deleting a topic")?;
+        if self.ctx.cluster.is_some() {
+            return self.delete_in_cluster(name);
+        }
         let incarnation = self.topic(name)?.row.incarnation;
         self.confirm_owner_now()?;
         let tombstone = layout::topic_tombstone_key(name, incarnation);
@@ -392,6 +392,13 @@ impl Engine {
 /// its WAL, and every object of that incarnation but the tombstone, which
 /// stays as the evidence that the topic is gone.
 pub(super) fn finish_deletion(ctx: &Context, name: &str, incarnation: i64) -> Result<()> {
+    forget_topic(ctx, name, incarnation)?;
+    delete_topic_objects(ctx, name, incarnation)
+}
+
+/// This node's part of a deleted topic: its metadata and WAL, if they are
+/// of that incarnation.
+pub(super) fn forget_topic(ctx: &Context, name: &str, incarnation: i64) -> Result<()> {
     if ctx
         .meta
         .topic(name)?
@@ -403,6 +410,11 @@ pub(super) fn finish_deletion(ctx: &Context, name: &str, incarnation: i64) -> Re
         }
         remove_dir_all_if_exists(&layout::topic_wal_dir(&ctx.config.data_dir, name))?;
     }
+    Ok(())
+}
+
+/// Every object of a deleted incarnation but its tombstone.
+pub(super) fn delete_topic_objects(ctx: &Context, name: &str, incarnation: i64) -> Result<()> {
     let tombstone = layout::topic_tombstone_key(name, incarnation);
     for obj in ctx
         .store
@@ -418,7 +430,7 @@ pub(super) fn finish_deletion(ctx: &Context, name: &str, incarnation: i64) -> Re
 /// Ends everything a partition of a deleted topic was doing: long polls
 /// and `acks=uploaded` waits answer NOT_FOUND, the threads stop, its
 /// backlog is released.
-fn close_deleted(p: &Partition, topic: &str) {
+pub(super) fn close_deleted(p: &Partition, topic: &str) {
     {
         let mut view = p.shared.view_mut();
         view.status = Status::Deleted;
