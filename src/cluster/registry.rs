@@ -32,9 +32,9 @@ const COMMITS_PER_TXN: usize = 64;
 
 /// Times a register or claim is tried when the key vanishes between its
 /// compare and its read.
-pub(super) const RACES: usize = 3;
+const RACES: usize = 3;
 
-pub(super) fn contended(what: &str) -> CoordError {
+fn contended(what: &str) -> CoordError {
     CoordError::Unavailable(format!(
         "{what} changed hands {RACES} times in a row; try again"
     ))
@@ -276,36 +276,53 @@ impl Registry {
     /// the first; ids `first..first + count` are this node's to hand out.
     /// Ids start at 1.
     pub fn claim_producer_ids(&self, count: u64) -> CoordResult<u64> {
-        let key = self.key("producer-ids", "");
+        let count = i64::try_from(count)
+            .map_err(|_| CoordError::Refused(format!("{count} producer ids at once")))?;
+        let first = self.advance_counter("producer-ids", "next_id", |next| {
+            let end = next
+                .checked_add(count)
+                .ok_or_else(|| CoordError::Refused("every producer id was handed out".into()))?;
+            Ok((next, end))
+        })?;
+        Ok(first as u64)
+    }
+
+    /// Moves the counter at key `name` (`{field}=N`, 1 while absent) on by
+    /// compare-and-swap: `step` gets its value and returns what it claims
+    /// and the counter's next value. Returns the claim.
+    pub(super) fn advance_counter(
+        &self,
+        name: &str,
+        field: &str,
+        step: impl Fn(i64) -> CoordResult<(i64, i64)>,
+    ) -> CoordResult<i64> {
+        let key = self.key(name, "");
         let key = key[..key.len() - 1].to_vec(); // no trailing '/'
         for _ in 0..RACES * 4 {
-            let current = self.coord.get(&key)?;
-            let (first, when) = match &current {
+            let (next, when) = match self.coord.get(&key)? {
                 None => (1, Compare::CreateRevision(key.clone(), 0)),
                 Some(kv) => {
                     let next = fields(&kv.value)
-                        .get("next_id")
-                        .and_then(|v| v.parse::<u64>().ok())
+                        .get(field)
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .filter(|n| *n >= 0)
                         .ok_or_else(|| {
-                            CoordError::Refused("the producer-ids key does not parse".into())
+                            CoordError::Refused(format!("the {name} key does not parse"))
                         })?;
                     (next, Compare::ModRevision(key.clone(), kv.mod_revision))
                 }
             };
-            let end = first
-                .checked_add(count)
-                .filter(|e| *e <= i64::MAX as u64)
-                .ok_or_else(|| CoordError::Refused("every producer id was handed out".into()))?;
+            let (claimed, after) = step(next)?;
             let put = Op::Put {
                 key: key.clone(),
-                value: format!("next_id={end}\n").into_bytes(),
+                value: format!("{field}={after}\n").into_bytes(),
                 lease: 0,
             };
             if self.coord.txn(&[when], &[put], &[])?.succeeded {
-                return Ok(first);
+                return Ok(claimed);
             }
         }
-        Err(contended("the producer ids"))
+        Err(contended(&format!("the {name} counter")))
     }
 
     fn commit_ops(&self, p: &PartitionId, c: &CommitPoint) -> (Compare, Op) {
@@ -320,7 +337,7 @@ impl Registry {
     }
 }
 
-pub(super) fn fields(value: &[u8]) -> BTreeMap<&str, &str> {
+fn fields(value: &[u8]) -> BTreeMap<&str, &str> {
     std::str::from_utf8(value)
         .unwrap_or("")
         .lines()

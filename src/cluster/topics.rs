@@ -4,7 +4,7 @@
 //! never both apply to what neither saw. `incarnations` hands out topic
 //! incarnations, so a name created again never reuses one.
 
-use super::registry::{contended, fields, Registry, RACES};
+use super::registry::Registry;
 use super::{Compare, CoordError, CoordResult, KeyValue, Op, Watch};
 use std::collections::BTreeMap;
 
@@ -79,33 +79,13 @@ impl Registry {
     /// handed out before, and at least `floor` (the bucket's, so a
     /// cluster whose etcd was emptied still never reuses one).
     pub fn claim_incarnation(&self, floor: i64) -> CoordResult<i64> {
-        let key = self.key("incarnations", "");
-        let key = key[..key.len() - 1].to_vec(); // no trailing '/'
-        for _ in 0..RACES * 4 {
-            let current = self.coord().get(&key)?;
-            let (next, when) = match &current {
-                None => (1, Compare::CreateRevision(key.clone(), 0)),
-                Some(kv) => {
-                    let next = fields(&kv.value)
-                        .get("next")
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .ok_or_else(|| {
-                            CoordError::Refused("the incarnations key does not parse".into())
-                        })?;
-                    (next, Compare::ModRevision(key.clone(), kv.mod_revision))
-                }
-            };
+        self.advance_counter("incarnations", "next", |next| {
             let claimed = next.max(floor);
-            let put = Op::Put {
-                key: key.clone(),
-                value: format!("next={}\n", claimed + 1).into_bytes(),
-                lease: 0,
-            };
-            if self.coord().txn(&[when], &[put], &[])?.succeeded {
-                return Ok(claimed);
-            }
-        }
-        Err(contended("the topic incarnations"))
+            let after = claimed
+                .checked_add(1)
+                .ok_or_else(|| CoordError::Refused("every incarnation was handed out".into()))?;
+            Ok((claimed, after))
+        })
     }
 }
 
