@@ -39,6 +39,9 @@ pub(crate) struct Context {
     /// Cluster mode: the cluster's keys in etcd (leaders, commit points,
     /// topics). `None`: one node owns the prefix (`owner`).
     pub cluster: Option<crate::cluster::registry::Registry>,
+    /// Cluster mode: moves commit points in etcd, batched across
+    /// partitions.
+    pub committer: Option<crate::cluster::committer::Committer>,
 }
 
 impl Context {
@@ -64,6 +67,13 @@ impl Context {
             }
             None => None,
         };
+        let committer = match &cluster {
+            Some(registry) => Some(
+                crate::cluster::committer::Committer::start(registry.clone())
+                    .map_err(|e| Error::io("start the etcd committer", e))?,
+            ),
+            None => None,
+        };
         Ok(Arc::new(Context {
             config,
             store,
@@ -76,6 +86,7 @@ impl Context {
             owner,
             producers: Registry::default(),
             cluster,
+            committer,
         }))
     }
 

@@ -55,6 +55,8 @@ counters! {
     segments_dropped: "Segments dropped by retention.",
     duplicate_batches: "Idempotent batches sent again and answered with their original offsets.",
     wal_disk_full: "Produce requests refused (RESOURCE_EXHAUSTED) because the WAL's disk was full.",
+    etcd_commits: "Cluster mode: segment commits made in etcd.",
+    etcd_commit_batches: "Cluster mode: batches of commits sent to etcd (one transaction each unless one of its partitions was fenced).",
 }
 
 impl Metrics {

@@ -867,3 +867,61 @@ fn a_topic_altered_deleted_and_created_again_through_different_nodes() {
     assert_eq!(log, ["again"]);
     assert_eq!(committed(&addrs[2], "readers", 1), None);
 }
+
+#[test]
+fn a_named_producer_keeps_its_id_across_nodes_and_each_init_fences_the_last_epoch() {
+    let Some(c) = Cluster::start("cluster-named", 3) else {
+        return;
+    };
+    let addrs = c.addrs();
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
+    req.set_partitions(1);
+    common::clients_for(&addrs[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    wait_for_leaders(&addrs, TOPIC, 1);
+    let leader = leaders(&addrs)[&(TOPIC.to_string(), 0)].clone();
+    let init = |addr: &String| {
+        let mut r = pb::InitProducerRequest::new();
+        r.set_producer_name("billing-writer".into());
+        let got = common::clients_for(addr)
+            .producer
+            .init_producer(&r)
+            .unwrap();
+        (got.get_producer_id(), got.get_epoch())
+    };
+    let inits: Vec<(u64, u32)> = addrs.iter().map(init).collect();
+    let id = inits[0].0;
+    assert_eq!(inits, [(id, 0), (id, 1), (id, 2)]);
+    let produce = |producer: (u64, u32), seq: i64| {
+        common::clients_for(&leader)
+            .producer
+            .produce(&batch(0, producer, seq))
+    };
+    assert_eq!(
+        produce((id, 2), 0).unwrap().get_acks()[0].get_base_offset(),
+        0
+    );
+    let fenced = produce((id, 1), 10).unwrap_err();
+    assert!(
+        matches!(fenced, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::ABORTED),
+        "{fenced:?}"
+    );
+    // The next InitProducer, wherever it goes, fences epoch 2 on every
+    // node within a poll, before epoch 3 writes anything there (asked
+    // of a node that does not lead the partition).
+    let elsewhere = addrs.iter().find(|a| **a != leader).unwrap();
+    assert_eq!(init(elsewhere), (id, 3));
+    std::thread::sleep(Duration::from_millis(1500));
+    let fenced = produce((id, 2), 10).unwrap_err();
+    assert!(
+        matches!(fenced, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::ABORTED),
+        "{fenced:?}"
+    );
+    assert_eq!(
+        produce((id, 3), 0).unwrap().get_acks()[0].get_base_offset(),
+        10
+    );
+}

@@ -143,6 +143,17 @@ impl State {
                 }
             }
         }
+        // As etcd: "duplicate key given in txn request".
+        let mut put = std::collections::HashSet::new();
+        for op in ops {
+            if let Op::Put { key, .. } | Op::Delete(key) = op {
+                if !put.insert(key) {
+                    return Err(CoordError::Refused(
+                        "duplicate key given in txn request".into(),
+                    ));
+                }
+            }
+        }
         let writes = ops.iter().any(|op| !matches!(op, Op::Get(_)));
         let revision = self.revision + i64::from(writes);
         let mut gets = Vec::new();

@@ -15,6 +15,8 @@
 //! - [`lease`]: one lease kept alive from a named thread, and the deadline
 //!   past which the node must not acknowledge (it may have expired);
 //! - [`placement`]: which live node should lead what (rendezvous hashing);
+//! - [`committer`]: one thread moving every partition's commit point,
+//!   batched into shared transactions;
 //! - [`registry`]: the cluster's keys: nodes, partition leaders (whose
 //!   key's create revision is the partition's epoch) and commit points.
 //!
@@ -22,6 +24,7 @@
 //! fencing epoch (a key's create revision), multi-key transactions, and
 //! a gRPC API reachable like the rest of the server.
 
+pub mod committer;
 pub mod control;
 #[cfg(feature = "grpc")]
 mod etcd;

@@ -4,8 +4,10 @@
 //! listing groups does not read every offset):
 //!
 //! - `groups/{group}`: the time of the group's last commit (ms);
-//! - `offsets/{group}/{topic}/{partition}`: `{offset} {updated_at_ms}\n`
-//!   then the commit's metadata (any UTF-8, up to its limit).
+//! - `offsets/{group}/{topic}/{partition}`: `{offset} {updated_at_ms}
+//!   {incarnation}\n` then the commit's metadata (any UTF-8, up to its
+//!   limit). The topic's incarnation says which topic of that name the
+//!   offset is of: one deleted and created again does not inherit it.
 
 use super::registry::Registry;
 use super::{CoordError, CoordResult, KeyValue, Op};
@@ -58,9 +60,10 @@ impl Registry {
             .collect()
     }
 
-    /// Stores `o`, and the group's key (one transaction).
-    pub fn commit_group_offset(&self, o: &GroupOffset) -> CoordResult<()> {
-        let mut value = format!("{} {}\n", o.offset, o.updated_at_ms).into_bytes();
+    /// Stores `o`, of the topic's `incarnation`, and the group's key (one
+    /// transaction).
+    pub fn commit_group_offset(&self, o: &GroupOffset, incarnation: i64) -> CoordResult<()> {
+        let mut value = format!("{} {} {incarnation}\n", o.offset, o.updated_at_ms).into_bytes();
         value.extend_from_slice(o.metadata.as_bytes());
         let ops = [
             Op::Put {
@@ -78,12 +81,13 @@ impl Registry {
         Ok(())
     }
 
+    /// The committed offset and the incarnation of the topic it is of.
     pub fn group_offset(
         &self,
         group: &str,
         topic: &str,
         partition: u32,
-    ) -> CoordResult<Option<GroupOffset>> {
+    ) -> CoordResult<Option<(GroupOffset, i64)>> {
         let key = self.offset_key(group, topic, partition);
         match self.coord().get(&key)? {
             Some(kv) => Ok(Some(parse_offset(group, topic, partition, &kv)?)),
@@ -91,8 +95,9 @@ impl Registry {
         }
     }
 
-    /// Every committed offset of `group`, by topic and partition.
-    pub fn group_offsets(&self, group: &str) -> CoordResult<Vec<GroupOffset>> {
+    /// Every committed offset of `group`, by topic and partition, each
+    /// with the incarnation of the topic it is of.
+    pub fn group_offsets(&self, group: &str) -> CoordResult<Vec<(GroupOffset, i64)>> {
         let prefix = self.offsets_prefix(group);
         let (kvs, _) = self.coord().list(&prefix)?;
         let mut out = Vec::with_capacity(kvs.len());
@@ -105,7 +110,7 @@ impl Registry {
                 .ok_or_else(|| malformed(&kv.key, "no topic/partition"))?;
             out.push(parse_offset(group, topic, partition, kv)?);
         }
-        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out.sort_by(|(a, _), (b, _)| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
     }
 
@@ -148,23 +153,26 @@ fn parse_offset(
     topic: &str,
     partition: u32,
     kv: &KeyValue,
-) -> CoordResult<GroupOffset> {
+) -> CoordResult<(GroupOffset, i64)> {
     let text = std::str::from_utf8(&kv.value).map_err(|_| malformed(&kv.key, "not UTF-8"))?;
     let (head, metadata) = text
         .split_once('\n')
         .ok_or_else(|| malformed(&kv.key, "no header line"))?;
-    let (offset, at) = head
-        .split_once(' ')
-        .and_then(|(o, t)| Some((o.parse().ok()?, t.parse().ok()?)))
-        .ok_or_else(|| malformed(&kv.key, "bad header line"))?;
-    Ok(GroupOffset {
+    let mut fields = head.split(' ').map(str::parse::<i64>);
+    let (Some(Ok(offset)), Some(Ok(at)), Some(Ok(incarnation)), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(malformed(&kv.key, "bad header line"));
+    };
+    let o = GroupOffset {
         group: group.to_string(),
         topic: topic.to_string(),
         partition,
         offset,
         metadata: metadata.to_string(),
         updated_at_ms: at,
-    })
+    };
+    Ok((o, incarnation))
 }
 
 #[cfg(test)]
@@ -196,39 +204,59 @@ mod tests {
             offset("a%2Fb", "t", 0, 11, " "),
         ];
         for o in &committed {
-            r.commit_group_offset(o).unwrap();
+            r.commit_group_offset(o, 1).unwrap();
         }
+        let only = |v: Vec<(GroupOffset, i64)>| -> Vec<GroupOffset> {
+            v.into_iter()
+                .map(|(o, inc)| {
+                    assert_eq!(inc, 1);
+                    o
+                })
+                .collect()
+        };
         assert_eq!(r.groups().unwrap(), vec!["a", "a%2Fb", "a/b"]);
-        assert_eq!(r.group_offsets("a").unwrap(), committed[..3].to_vec());
-        assert_eq!(r.group_offsets("a/b").unwrap(), vec![committed[3].clone()]);
+        assert_eq!(only(r.group_offsets("a").unwrap()), committed[..3].to_vec());
         assert_eq!(
-            r.group_offsets("a%2Fb").unwrap(),
+            only(r.group_offsets("a/b").unwrap()),
+            vec![committed[3].clone()]
+        );
+        assert_eq!(
+            only(r.group_offsets("a%2Fb").unwrap()),
             vec![committed[4].clone()]
         );
         assert_eq!(
             r.group_offset("a", "t", 0).unwrap(),
-            Some(committed[0].clone())
+            Some((committed[0].clone(), 1))
         );
         assert_eq!(r.group_offset("a", "t", 1).unwrap(), None);
         assert!(r.group_exists("a/b").unwrap());
 
         // A later commit replaces the earlier one.
-        r.commit_group_offset(&offset("a", "t", 0, 6, "x")).unwrap();
-        assert_eq!(r.group_offset("a", "t", 0).unwrap().unwrap().offset, 6);
+        r.commit_group_offset(&offset("a", "t", 0, 6, "x"), 2)
+            .unwrap();
+        assert_eq!(
+            r.group_offset("a", "t", 0)
+                .unwrap()
+                .map(|(o, inc)| (o.offset, inc)),
+            Some((6, 2))
+        );
 
         // Topic "u" deleted: its offsets go, in every group.
-        r.commit_group_offset(&offset("a/b", "u", 4, 1, ""))
+        r.commit_group_offset(&offset("a/b", "u", 4, 1, ""), 1)
             .unwrap();
         assert_eq!(r.delete_topic_offsets("u").unwrap(), 2);
         let left: Vec<(String, u32)> = r
             .group_offsets("a")
             .unwrap()
             .into_iter()
-            .map(|o| (o.topic, o.partition))
+            .map(|(o, _)| (o.topic, o.partition))
             .collect();
         assert_eq!(left, [("t".to_string(), 0), ("t".to_string(), 10)]);
-        assert_eq!(r.group_offsets("a/b").unwrap(), vec![committed[3].clone()]);
-        r.commit_group_offset(&committed[2]).unwrap();
+        assert_eq!(
+            only(r.group_offsets("a/b").unwrap()),
+            vec![committed[3].clone()]
+        );
+        r.commit_group_offset(&committed[2], 1).unwrap();
 
         assert_eq!(r.delete_group("a").unwrap(), 3);
         assert_eq!(r.groups().unwrap(), vec!["a%2Fb", "a/b"]);
@@ -241,7 +269,13 @@ mod tests {
     fn a_value_this_version_cannot_read_is_an_error_not_a_panic() {
         let coord = Arc::new(MemoryCoordination::new());
         let r = Registry::new(coord.clone(), "c");
-        for bad in [&b"no newline"[..], b"x 1\n", b"5\n", b"\xff\xfe 1\n"] {
+        for bad in [
+            &b"no newline"[..],
+            b"x 1 1\n",
+            b"5 1\n",
+            b"5 1 1 1\n",
+            b"\xff\xfe 1 1\n",
+        ] {
             coord.put(b"/streamhouse/c/offsets/g/t/0", bad, 0).unwrap();
             assert!(matches!(
                 r.group_offset("g", "t", 0),

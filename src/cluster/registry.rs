@@ -6,9 +6,10 @@
 //! | `leaders/{topic}/{partition}` | the leading node's id | the leader's lease |
 //! | `commits/{topic}/{partition}` | the committed next offset and its epoch | nothing |
 //! | `topics/{topic}` | the topic's manifest (as in the bucket) | nothing |
+//! | `producer-names/{hex name}` | a named producer's id and epoch | nothing |
 //! | `incarnations` | topic incarnations below this were handed out (`next=N`) | nothing |
 //! | `producer-ids` | ids below this were handed out (`next_id=N`) | nothing |
-//! | `groups/{group}` | when the group first committed (ms) | nothing |
+//! | `groups/{group}` | when the group last committed (ms) | nothing |
 //! | `offsets/{group}/{topic}/{partition}` | a committed offset (see `offsets`) | nothing |
 //!
 //! Group names are escaped in keys (`%` and `/` as `%25` and `%2F`), so a
@@ -252,22 +253,46 @@ impl Registry {
 
     /// Moves the commit points, each only if its partition is still led
     /// in that epoch. Batched: one transaction for up to
-    /// [`COMMITS_PER_TXN`] partitions, and one per partition only when a
-    /// batch fails (to find which were fenced). Returns, in order, whether
-    /// each commit was made (`false`: fenced, that node no longer leads).
+    /// [`COMMITS_PER_TXN`] partitions. When one is fenced the transaction
+    /// fails as a whole; its other branch reads the leader keys, which
+    /// tell the fenced ones apart, and the rest go again in one more.
+    /// Returns, in order, whether each commit was made (`false`: fenced,
+    /// that node no longer leads).
     pub fn commit(&self, commits: &[(PartitionId, CommitPoint)]) -> CoordResult<Vec<bool>> {
         let mut made = Vec::with_capacity(commits.len());
         for chunk in commits.chunks(COMMITS_PER_TXN) {
-            let (when, then): (Vec<Compare>, Vec<Op>) =
-                chunk.iter().map(|(p, c)| self.commit_ops(p, c)).unzip();
-            if self.coord.txn(&when, &then, &[])?.succeeded {
-                made.extend(std::iter::repeat_n(true, chunk.len()));
-                continue;
+            let mut done = vec![false; chunk.len()];
+            let mut pending: Vec<usize> = (0..chunk.len()).collect();
+            while !pending.is_empty() {
+                let (when, then): (Vec<Compare>, Vec<Op>) = pending
+                    .iter()
+                    .map(|&i| self.commit_ops(&chunk[i].0, &chunk[i].1))
+                    .unzip();
+                let leaders: Vec<Op> = pending
+                    .iter()
+                    .map(|&i| Op::Get(self.partition_key("leaders", &chunk[i].0)))
+                    .collect();
+                let out = self.coord.txn(&when, &then, &leaders)?;
+                if out.succeeded {
+                    pending.iter().for_each(|&i| done[i] = true);
+                    break;
+                }
+                let still_led: Vec<usize> = pending
+                    .iter()
+                    .zip(&out.gets)
+                    .filter(|(&i, kv)| {
+                        kv.as_ref().map(|kv| kv.create_revision) == Some(chunk[i].1.epoch)
+                    })
+                    .map(|(&i, _)| i)
+                    .collect();
+                if still_led.len() == pending.len() {
+                    // Nothing looks fenced, yet a compare failed: should
+                    // not happen; nothing is made rather than loop.
+                    break;
+                }
+                pending = still_led;
             }
-            for (p, c) in chunk {
-                let (when, then) = self.commit_ops(p, c);
-                made.push(self.coord.txn(&[when], &[then], &[])?.succeeded);
-            }
+            made.extend(done);
         }
         Ok(made)
     }
@@ -285,6 +310,63 @@ impl Registry {
             Ok((next, end))
         })?;
         Ok(first as u64)
+    }
+
+    fn producer_name_key(&self, name: &str) -> Vec<u8> {
+        let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+        self.key("producer-names", &hex)
+    }
+
+    /// A named producer's id and current epoch, with the revision of its
+    /// key (for [`Registry::set_named_producer`]).
+    pub fn named_producer(&self, name: &str) -> CoordResult<Option<(u64, u32, i64)>> {
+        let Some(kv) = self.coord.get(&self.producer_name_key(name))? else {
+            return Ok(None);
+        };
+        let f = fields(&kv.value);
+        let id = f.get("id").and_then(|v| v.parse().ok());
+        let epoch = f.get("epoch").and_then(|v| v.parse().ok());
+        match (id, epoch) {
+            (Some(id), Some(epoch)) => Ok(Some((id, epoch, kv.mod_revision))),
+            _ => Err(CoordError::Refused(format!(
+                "the key of producer {name:?} does not parse"
+            ))),
+        }
+    }
+
+    /// Every named producer's id and current epoch.
+    pub fn named_producers(&self) -> CoordResult<Vec<(u64, u32)>> {
+        let (kvs, _) = self.coord.list(&self.key("producer-names", ""))?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| {
+                let f = fields(&kv.value);
+                Some((f.get("id")?.parse().ok()?, f.get("epoch")?.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Sets a named producer's id and epoch, if its key is still at
+    /// `revision` (0: if it is absent). False: another InitProducer of the
+    /// name came first.
+    pub fn set_named_producer(
+        &self,
+        name: &str,
+        id: u64,
+        epoch: u32,
+        revision: i64,
+    ) -> CoordResult<bool> {
+        let key = self.producer_name_key(name);
+        let when = match revision {
+            0 => Compare::CreateRevision(key.clone(), 0),
+            r => Compare::ModRevision(key.clone(), r),
+        };
+        let put = Op::Put {
+            key,
+            value: format!("id={id}\nepoch={epoch}\n").into_bytes(),
+            lease: 0,
+        };
+        Ok(self.coord.txn(&[when], &[put], &[])?.succeeded)
     }
 
     /// Moves the counter at key `name` (`{field}=N`, 1 while absent) on by

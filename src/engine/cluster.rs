@@ -193,6 +193,7 @@ impl Engine {
     fn cluster_partitions(&self) -> Vec<PartitionId> {
         self.resume_abandoned_hand_overs();
         self.follow_cluster_topics();
+        self.follow_named_producers();
         let topics = sync::read(&self.topics);
         topics
             .values()
@@ -320,7 +321,17 @@ impl Engine {
             }
             None => open_partition(ctx, &self.uploads, name, part, epoch)?,
         };
-        self.replace_partition(name, part, Arc::new(opened));
+        let opened = Arc::new(opened);
+        // Deleted (and maybe created again) while it opened: not this one.
+        if self
+            .replace_partition(name, Some(inc), part, Arc::clone(&opened))
+            .is_none()
+        {
+            opened.stop_now(Instant::now() + Duration::from_secs(2));
+            return Err(Error::NotFound(format!(
+                "topic {name:?} (incarnation {inc}) was deleted while the partition opened"
+            )));
+        }
         Ok(())
     }
 
@@ -329,11 +340,14 @@ impl Engine {
     fn replace_partition(
         &self,
         topic: &str,
+        incarnation: Option<i64>,
         p: u32,
         partition: Arc<Partition>,
     ) -> Option<Arc<Partition>> {
         let mut topics = sync::write(&self.topics);
-        let t = topics.get(topic)?;
+        let t = topics
+            .get(topic)
+            .filter(|t| incarnation.is_none_or(|i| i == t.row.incarnation))?;
         let mut partitions = t.partitions.clone();
         let old = std::mem::replace(partitions.get_mut(p as usize)?, partition);
         let row = t.row.clone();
@@ -345,7 +359,7 @@ impl Engine {
     fn step_down(&self, p: &PartitionId) {
         let Ok(t) = self.topic(&p.topic) else { return };
         let stand_in = placeholder(&self.ctx, &t.row, p.partition, "led by another node");
-        if let Some(old) = self.replace_partition(&p.topic, p.partition, Arc::new(stand_in)) {
+        if let Some(old) = self.replace_partition(&p.topic, None, p.partition, Arc::new(stand_in)) {
             old.shared.view_mut().status = Status::NotLeader(format!(
                 "partition {}/{}: led by another node",
                 p.topic, p.partition
@@ -367,7 +381,8 @@ impl Engine {
                     return true;
                 };
                 let stand_in = placeholder(&self.ctx, &t.row, p.partition, "being handed over");
-                let Some(old) = self.replace_partition(&p.topic, p.partition, Arc::new(stand_in))
+                let Some(old) =
+                    self.replace_partition(&p.topic, None, p.partition, Arc::new(stand_in))
                 else {
                     return true;
                 };
@@ -414,7 +429,7 @@ impl Engine {
             let (topic, epoch) = (&p.topic, old.shared.cluster_epoch);
             match open_partition(&self.ctx, &self.uploads, topic, p.partition, epoch) {
                 Ok(opened) => {
-                    self.replace_partition(topic, p.partition, Arc::new(opened));
+                    self.replace_partition(topic, None, p.partition, Arc::new(opened));
                     log::info!(
                         "partition {topic}/{}: hand-over abandoned; leading it again",
                         p.partition

@@ -15,7 +15,8 @@ use super::Engine;
 use crate::cluster::registry::{PartitionId, Registry};
 use crate::error::{Error, Result};
 use crate::meta::GroupOffset;
-use crate::util::sync::lock;
+use crate::util::sync::{self, lock};
+use std::collections::HashMap;
 
 /// Coordinator slots. Offsets are stored by group, not by slot, so the
 /// count may change between versions without moving any data.
@@ -99,7 +100,7 @@ impl Engine {
         o: GroupOffset,
         max_groups: usize,
     ) -> Result<()> {
-        self.check_partition_exists(&o.topic, o.partition)?;
+        let incarnation = self.check_partition_exists(&o.topic, o.partition)?;
         // Led here, the log's end is known (elsewhere it is not checked,
         // as Kafka does not).
         if let Ok(p) = self.partition(&o.topic, o.partition) {
@@ -118,7 +119,9 @@ impl Engine {
                 "{max_groups} groups have committed offsets in this cluster; delete unused ones (streamctl group delete)"
             )));
         }
-        registry.commit_group_offset(&o).map_err(unavailable)?;
+        registry
+            .commit_group_offset(&o, incarnation)
+            .map_err(unavailable)?;
         let mut cache = lock(&self.member.known_groups);
         // Only saves etcd reads: forgetting is always safe.
         if cache.len() >= 2 * max_groups {
@@ -135,10 +138,12 @@ impl Engine {
         topic: &str,
         partition: u32,
     ) -> Result<Option<GroupOffset>> {
-        self.check_partition_exists(topic, partition)?;
-        registry
+        let incarnation = self.check_partition_exists(topic, partition)?;
+        let got = registry
             .group_offset(group, topic, partition)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        // An offset of an earlier topic of that name is none of this one's.
+        Ok(got.and_then(|(o, inc)| (inc == incarnation).then_some(o)))
     }
 
     pub(super) fn group_offsets_in_cluster(
@@ -146,7 +151,16 @@ impl Engine {
         registry: &Registry,
         group: &str,
     ) -> Result<Vec<GroupOffset>> {
-        registry.group_offsets(group).map_err(unavailable)
+        let offsets = registry.group_offsets(group).map_err(unavailable)?;
+        let current: HashMap<String, i64> = sync::read(&self.topics)
+            .values()
+            .map(|t| (t.row.name.clone(), t.row.incarnation))
+            .collect();
+        Ok(offsets
+            .into_iter()
+            .filter(|(o, inc)| current.get(&o.topic) == Some(inc))
+            .map(|(o, _)| o)
+            .collect())
     }
 
     pub(super) fn groups_in_cluster(&self, registry: &Registry) -> Result<Vec<String>> {
@@ -169,8 +183,8 @@ impl Engine {
     }
 
     /// NOT_FOUND unless `topic` has a partition `partition` (wherever it
-    /// is led).
-    fn check_partition_exists(&self, topic: &str, partition: u32) -> Result<()> {
+    /// is led); the topic's incarnation.
+    fn check_partition_exists(&self, topic: &str, partition: u32) -> Result<i64> {
         let t = self.topic(topic)?;
         if partition as usize >= t.partitions.len() {
             return Err(Error::NotFound(format!(
@@ -178,7 +192,7 @@ impl Engine {
                 t.partitions.len()
             )));
         }
-        Ok(())
+        Ok(t.row.incarnation)
     }
 }
 

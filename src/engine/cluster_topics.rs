@@ -239,8 +239,8 @@ impl Engine {
             .alter_topic(&name, kv.mod_revision, &manifest)
             .map_err(unavailable)?;
         if !changed {
-            return Err(Error::Aborted(format!(
-                "topic {name:?} changed meanwhile; read it again and retry"
+            return Err(Error::Unavailable(format!(
+                "topic {name:?} was changed by another node meanwhile; retry"
             )));
         }
         let key = layout::topic_manifest_key(&name, row.incarnation);
@@ -272,12 +272,21 @@ impl Engine {
         self.ctx
             .store
             .put(&tombstone, &bucket::encode_tombstone(now_ms()))?;
-        if !registry
+        let deleted = registry
             .delete_topic(name, kv.mod_revision)
-            .map_err(unavailable)?
-        {
-            return Err(Error::Aborted(format!(
-                "topic {name:?} changed meanwhile; read it again and retry"
+            .map_err(unavailable)?;
+        if !deleted {
+            // Another change came first and the topic lives on: no
+            // tombstone may say otherwise. (When etcd's answer is lost the
+            // outcome is unknown and the tombstone stays; cluster nodes
+            // read topics from etcd, and the caller retries.)
+            if let Err(e) = self.ctx.store.delete(&tombstone) {
+                log::warn!(
+                    "topic {name:?}: the tombstone of a live topic stays at {tombstone}: {e}"
+                );
+            }
+            return Err(Error::Unavailable(format!(
+                "topic {name:?} was changed by another node meanwhile; retry"
             )));
         }
         let removed = {

@@ -68,10 +68,10 @@ impl Engine {
         // must go up by exactly one per call.
         let mut ids = lock(&self.producer_ids);
         let now = now_ms();
-        if !name.is_empty() && self.ctx.cluster.is_some() {
-            return Err(Error::FailedPrecondition(
-                "named producers are not supported in cluster mode yet; use an anonymous idempotent producer".into(),
-            ));
+        if let (false, Some(registry)) = (name.is_empty(), &self.ctx.cluster) {
+            let (id, epoch) = self.init_named_in_cluster(registry, name, &mut ids)?;
+            self.ctx.producers.observe(id, epoch, now);
+            return Ok((id, epoch));
         }
         let named = if name.is_empty() {
             None
@@ -103,6 +103,59 @@ impl Engine {
         })?;
         self.ctx.producers.observe(id, epoch, now);
         Ok((id, epoch))
+    }
+
+    /// A named producer's next epoch, cluster-wide: its key in etcd holds
+    /// its id and epoch, changed by compare-and-swap so that each
+    /// InitProducer of the name, on any node, gets an epoch of its own.
+    fn init_named_in_cluster(
+        &self,
+        registry: &crate::cluster::registry::Registry,
+        name: &str,
+        ids: &mut IdBlock,
+    ) -> Result<(u64, u32)> {
+        let etcd = |e: crate::cluster::CoordError| {
+            Error::Unavailable(format!("producer {name:?} is kept in etcd: {e}"))
+        };
+        for _ in 0..8 {
+            let (id, epoch, revision) = match registry.named_producer(name).map_err(etcd)? {
+                Some((id, epoch, revision)) => {
+                    let epoch = epoch.checked_add(1).ok_or_else(|| {
+                        Error::FailedPrecondition(format!("producer {name:?} has used every epoch"))
+                    })?;
+                    (id, epoch, revision)
+                }
+                None => (self.allocate_id(ids)?, 0, 0),
+            };
+            if registry
+                .set_named_producer(name, id, epoch, revision)
+                .map_err(etcd)?
+            {
+                return Ok((id, epoch));
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "producer {name:?} is being initialized elsewhere at the same time; retry"
+        )))
+    }
+
+    /// Cluster mode, at each poll: every named producer's current epoch,
+    /// so that this node refuses older epochs of it, as the node that
+    /// issued the epoch does, even on partitions the new epoch has not
+    /// written to. Noted as inactive: an unused name's entry expires and
+    /// comes back at the next poll.
+    pub(super) fn follow_named_producers(&self) {
+        let Some(registry) = &self.ctx.cluster else {
+            return;
+        };
+        match registry.named_producers() {
+            Ok(named) => {
+                for (id, epoch) in named {
+                    self.ctx.producers.observe(id, epoch, 0);
+                }
+            }
+            Err(e) => log::warn!("cannot read the cluster's named producers: {e}"),
+        }
     }
 
     /// The next id, claiming a new block in the bucket first when the
@@ -180,10 +233,15 @@ impl Engine {
             )));
         }
         let checked = self.ctx.producers.check(b.producer_id, b.epoch, now_ms());
-        if let (Err(RegistryError::Unknown(_)), Some(_)) = (&checked, &self.ctx.cluster) {
-            // Another node of the cluster issued it (ids are unique
-            // cluster-wide); the partition's producer table checks its
-            // epoch and sequence. Bounded like the ids issued here.
+        let elsewhere = matches!(
+            checked,
+            Err(RegistryError::Unknown(_) | RegistryError::NeverIssued { .. })
+        );
+        if let (true, Some(_)) = (elsewhere, &self.ctx.cluster) {
+            // Another node of the cluster issued it, or a later epoch of it
+            // (ids are unique cluster-wide); the partition's producer table
+            // checks its epoch and sequence. Bounded like the ids issued
+            // here.
             if self.ctx.producers.len() >= MAX_PRODUCERS {
                 return Err(Error::Backpressure(format!(
                     "{MAX_PRODUCERS} producers are active on this node; idle ones expire after --producer-expiry"

@@ -267,7 +267,7 @@ pub fn offset_commit(
                         Err(Error::InvalidArgument(m)) if m.contains("group") => {
                             code::INVALID_GROUP_ID
                         }
-                        Err(e) => error_code(&e),
+                        Err(e) => offsets_error_code(&e),
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
@@ -280,6 +280,15 @@ pub fn offset_commit(
         })
         .collect();
     Answer::Now(OffsetCommitResponse::default().with_topics(topics))
+}
+
+/// An offset API's error: where the offsets are kept (etcd, in a
+/// cluster) not answering is the coordinator's, which clients retry.
+fn offsets_error_code(e: &Error) -> i16 {
+    match e {
+        Error::Unavailable(_) => COORDINATOR_NOT_AVAILABLE,
+        e => error_code(e),
+    }
 }
 
 /// One partition's committed offset as OffsetFetch answers it.
@@ -326,7 +335,7 @@ fn committed(
                     entry.push(match got {
                         Ok(Some(o)) => found(p, o.offset, o.metadata, code::NONE),
                         Ok(None) => found(p, -1, String::new(), code::NONE),
-                        Err(e) => found(p, -1, String::new(), error_code(&e)),
+                        Err(e) => found(p, -1, String::new(), offsets_error_code(&e)),
                     });
                 }
             }
@@ -372,7 +381,7 @@ pub fn offset_fetch(
                             })
                             .collect(),
                     ),
-                    Err(e) => r.with_error_code(error_code(&e)),
+                    Err(e) => r.with_error_code(offsets_error_code(&e)),
                 }
             })
             .collect();
@@ -405,6 +414,6 @@ pub fn offset_fetch(
                 })
                 .collect(),
         ),
-        Err(e) => r.with_error_code(error_code(&e)),
+        Err(e) => r.with_error_code(offsets_error_code(&e)),
     })
 }

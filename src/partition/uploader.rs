@@ -139,8 +139,8 @@ impl Uploader {
     /// readers switched to the object, the WAL file removed.
     pub fn commit(&self, p: PutSegment) -> Result<(), Stopped> {
         let started = Instant::now();
-        match &self.ctx.cluster {
-            Some(registry) => self.commit_to_cluster(registry, &p.seg)?,
+        match &self.ctx.committer {
+            Some(committer) => self.commit_to_cluster(committer, &p.seg)?,
             None => self.confirm_owner()?,
         }
         self.commit_segment(&p.seg, &p.key, &p.summary, p.producers.as_deref())?;
@@ -189,30 +189,33 @@ impl Uploader {
     /// the `acks=uploaded` requests waiting are answered UNAVAILABLE.
     fn commit_to_cluster(
         &self,
-        registry: &crate::cluster::registry::Registry,
+        committer: &crate::cluster::committer::Committer,
         seg: &SealedSegment,
     ) -> Result<(), Stopped> {
         use crate::cluster::registry::{CommitPoint, PartitionId};
         let name = self.shared.name();
-        let commit = [(
-            PartitionId {
-                topic: self.shared.topic.to_string(),
-                partition: self.shared.partition,
-            },
-            CommitPoint {
-                next_offset: seg.last_offset + 1,
-                epoch: self.shared.cluster_epoch as i64,
-            },
-        )];
+        let partition = PartitionId {
+            topic: self.shared.topic.to_string(),
+            partition: self.shared.partition,
+        };
+        let point = CommitPoint {
+            next_offset: seg.last_offset + 1,
+            epoch: self.shared.cluster_epoch as i64,
+        };
         let result = retry(
             &RetryPolicy::forever(),
             &self.stop,
             |e| matches!(e, crate::cluster::CoordError::Unavailable(_)),
             |n, e, _| log::warn!("partition {name}: commit in etcd failed (attempt {n}): {e}"),
-            || registry.commit(&commit),
+            || committer.commit(partition.clone(), point),
         );
+        if let Ok(c) = &result {
+            let m = &self.ctx.metrics;
+            Metrics::add(&m.etcd_commits, u64::from(c.made));
+            Metrics::add(&m.etcd_commit_batches, u64::from(c.opened_batch));
+        }
         match result {
-            Ok(made) if made.first() == Some(&true) => Ok(()),
+            Ok(c) if c.made => Ok(()),
             Ok(_) => {
                 let why = format!(
                     "partition {name}: this node no longer leads it (epoch {} was fenced); the \
