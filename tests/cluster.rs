@@ -621,14 +621,7 @@ fn group_offsets_committed_through_one_node_are_read_through_any_and_outlive_it(
         return;
     };
     let addrs = c.addrs();
-    let mut req = pb::CreateTopicRequest::new();
-    req.set_name(TOPIC.into());
-    req.set_partitions(PARTITIONS);
-    common::clients_for(&addrs[0])
-        .admin
-        .create_topic(&req)
-        .unwrap();
-    wait_for_leaders(&addrs, TOPIC, PARTITIONS);
+    create_topic(&addrs, PARTITIONS);
     let led = leaders(&addrs);
     for p in 0..PARTITIONS {
         let values = common::grpc::tagged(&format!("p{p}-"), 3);
@@ -711,6 +704,19 @@ fn incarnations(c: &Cluster) -> Vec<i64> {
     found
 }
 
+/// Creates `TOPIC` with `partitions` through the first of `addrs`, and
+/// waits until each partition is led.
+fn create_topic(addrs: &[String], partitions: u32) {
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
+    req.set_partitions(partitions);
+    common::clients_for(&addrs[0])
+        .admin
+        .create_topic(&req)
+        .unwrap();
+    wait_for_leaders(addrs, TOPIC, partitions);
+}
+
 /// `addr`'s description of `topic`, or the status it answered.
 fn describe(addr: &str, topic: &str) -> Result<pb::TopicInfo, RpcStatusCode> {
     let mut req = pb::DescribeTopicRequest::new();
@@ -742,14 +748,7 @@ fn a_topic_altered_deleted_and_created_again_through_different_nodes() {
         return;
     };
     let addrs = c.addrs();
-    let mut req = pb::CreateTopicRequest::new();
-    req.set_name(TOPIC.into());
-    req.set_partitions(3);
-    common::clients_for(&addrs[0])
-        .admin
-        .create_topic(&req)
-        .unwrap();
-    wait_for_leaders(&addrs, TOPIC, 3);
+    create_topic(&addrs, 3);
     let led = leaders(&addrs);
     for p in 0..3 {
         let values = common::grpc::tagged(&format!("old{p}-"), 5);
@@ -838,6 +837,8 @@ fn a_topic_altered_deleted_and_created_again_through_different_nodes() {
     assert!(left.len() == 1 && left[0].ends_with("/deleted"), "{left:?}");
 
     // Through node 0 again: a new incarnation, an empty log, no old offsets.
+    let mut req = pb::CreateTopicRequest::new();
+    req.set_name(TOPIC.into());
     req.set_partitions(2);
     common::clients_for(&addrs[0])
         .admin
@@ -874,14 +875,7 @@ fn a_named_producer_keeps_its_id_across_nodes_and_each_init_fences_the_last_epoc
         return;
     };
     let addrs = c.addrs();
-    let mut req = pb::CreateTopicRequest::new();
-    req.set_name(TOPIC.into());
-    req.set_partitions(1);
-    common::clients_for(&addrs[0])
-        .admin
-        .create_topic(&req)
-        .unwrap();
-    wait_for_leaders(&addrs, TOPIC, 1);
+    create_topic(&addrs, 1);
     let leader = leaders(&addrs)[&(TOPIC.to_string(), 0)].clone();
     let init = |addr: &String| {
         let mut r = pb::InitProducerRequest::new();
@@ -924,4 +918,46 @@ fn a_named_producer_keeps_its_id_across_nodes_and_each_init_fences_the_last_epoc
         produce((id, 3), 0).unwrap().get_acks()[0].get_base_offset(),
         10
     );
+}
+
+#[test]
+fn committed_records_are_read_through_any_node_even_while_their_leader_is_down() {
+    let Some(mut c) = Cluster::start("cluster-follower", 3) else {
+        return;
+    };
+    let addrs = c.addrs();
+    create_topic(&addrs, 1);
+    let leader = leaders(&addrs)[&(TOPIC.to_string(), 0)].clone();
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let values = common::grpc::tagged(&format!("seg{i}-"), 10);
+        send(&leader, 0, &values, pb::Acks::ACKS_UPLOADED).unwrap();
+        written.extend(values);
+    }
+    let others: Vec<String> = addrs.iter().filter(|a| **a != leader).cloned().collect();
+    let read = |addr: &str, from: i64| {
+        common::grpc::record_values(&common::grpc::fetch_all(
+            &common::clients_for(addr),
+            TOPIC,
+            0,
+            from,
+        ))
+    };
+    for a in &others {
+        assert_eq!(read(a, 0), written, "through {a}");
+        assert_eq!(read(a, 15), written[15..], "through {a}, from 15");
+    }
+    // Past what is committed the leader answers: a follower says so
+    // rather than OUT_OF_RANGE.
+    let past = common::grpc::fetch(&common::clients_for(&others[0]), TOPIC, 0, 1000).unwrap_err();
+    assert!(
+        matches!(past, grpcio::Error::RpcFailure(ref s) if s.code() == RpcStatusCode::UNAVAILABLE),
+        "{past:?}"
+    );
+    // The leader dies: its committed records stay readable at once,
+    // through the others, before any of them leads the partition.
+    c.kill(c.index_of(&leader).unwrap());
+    for a in &others {
+        assert_eq!(read(a, 0), written, "through {a} with the leader down");
+    }
 }

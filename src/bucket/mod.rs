@@ -51,6 +51,18 @@ impl ListedSegment {
     pub fn keys(&self) -> impl Iterator<Item = String> + '_ {
         std::iter::once(self.key.clone()).chain(self.producer_state.clone())
     }
+
+    /// A listed segment `{base}-{epoch}.seg` of `size` bytes, for tests.
+    #[cfg(test)]
+    pub fn for_test(base: i64, epoch: u64, size: u64) -> ListedSegment {
+        ListedSegment {
+            base_offset: base,
+            epoch,
+            key: format!("{base}-{epoch}.seg"),
+            size,
+            producer_state: None,
+        }
+    }
 }
 
 /// Everything under `topics/`, sorted by kind.

@@ -59,6 +59,8 @@ pub(super) struct Member {
     /// Topics created, changed or deleted by this node: a listing of etcd
     /// read before one of them is not applied (it would undo it).
     pub(super) topic_changes: AtomicU64,
+    /// Read-only views of the partitions this node does not lead.
+    pub(super) followers: super::follower::Followers,
     /// Groups known to have a key in etcd (saves a read per commit).
     pub(super) known_groups: Mutex<HashSet<String>>,
 }

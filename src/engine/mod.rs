@@ -20,6 +20,7 @@ mod cluster;
 mod cluster_groups;
 mod cluster_topics;
 mod epochs;
+mod follower;
 mod gc;
 mod groups;
 mod ownership;
@@ -358,8 +359,15 @@ impl Engine {
     // ---------------------------------------------------------------- consume
 
     pub fn fetch(&self, topic: &str, partition: u32, req: FetchRequest) -> Result<FetchReceiver> {
-        let p = self.partition(topic, partition)?;
-        self.with_readers(|r| r.fetch(Arc::clone(&p.shared), req))
+        let shared = match self.partition(topic, partition) {
+            Ok(p) => Arc::clone(&p.shared),
+            // Cluster mode: committed records are read through any node.
+            Err(e @ Error::Unavailable(_)) if self.ctx.cluster.is_some() => {
+                self.follower_view(topic, partition, req.offset, e)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.with_readers(|r| r.fetch(shared, req))
     }
 
     pub fn fetch_sync(

@@ -630,13 +630,7 @@ mod tests {
     use crate::bucket::EpochStart;
 
     fn listed(base: i64, epoch: u64) -> ListedSegment {
-        ListedSegment {
-            base_offset: base,
-            epoch,
-            key: format!("{base}-{epoch}.seg"),
-            size: 1,
-            producer_state: None,
-        }
+        ListedSegment::for_test(base, epoch, 1)
     }
 
     fn row(base: i64, last: i64, epoch: u64) -> Result<SegmentRow> {
