@@ -53,6 +53,12 @@ pub enum Error {
     /// The engine is shutting down, or a partition stopped after a local
     /// I/O failure (UNAVAILABLE upstream).
     Unavailable(String),
+    /// Cluster mode: another node leads the partition, or none does at
+    /// the moment (UNAVAILABLE upstream, with where the leader is).
+    NotLeader {
+        message: String,
+        leader: Option<LeaderAt>,
+    },
     /// The request does not fit the state it would change: an idempotent
     /// batch whose sequence number skips ahead (FAILED_PRECONDITION).
     FailedPrecondition(String),
@@ -61,6 +67,16 @@ pub enum Error {
     /// The node cannot start as configured (the store refuses its
     /// credentials, a bucket that does not exist): retrying will not help.
     Config(String),
+}
+
+/// Where a partition's leader is, as a node last read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderAt {
+    pub topic: String,
+    pub partition: u32,
+    pub node_id: String,
+    pub grpc_addr: String,
+    pub epoch: i64,
 }
 
 impl Error {
@@ -91,6 +107,10 @@ impl Error {
             Error::DataLoss(m) => Error::DataLoss(m.clone()),
             Error::Backpressure(m) => Error::Backpressure(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::NotLeader { message, leader } => Error::NotLeader {
+                message: message.clone(),
+                leader: leader.clone(),
+            },
             Error::FailedPrecondition(m) => Error::FailedPrecondition(m.clone()),
             Error::Aborted(m) => Error::Aborted(m.clone()),
             other => Error::Unavailable(other.to_string()),
@@ -122,7 +142,8 @@ impl fmt::Display for Error {
             | Error::Backpressure(m)
             | Error::Unavailable(m)
             | Error::FailedPrecondition(m)
-            | Error::Aborted(m) => f.write_str(m),
+            | Error::Aborted(m)
+            | Error::NotLeader { message: m, .. } => f.write_str(m),
         }
     }
 }

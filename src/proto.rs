@@ -20,6 +20,10 @@
     unknown_lints
 )]
 
+/// The `type_url` of a [`LeaderHint`] in an error status's details
+/// (`grpc-status-details-bin`).
+pub const LEADER_HINT_TYPE: &str = "type.googleapis.com/streamhouse.v1.LeaderHint";
+
 /// Messages and enums of `streamhouse.v1`.
 pub mod streamhouse {
     include!(concat!(env!("OUT_DIR"), "/streamhouse.rs"));

@@ -717,6 +717,16 @@ fn create_topic(addrs: &[String], partitions: u32) {
     wait_for_leaders(addrs, TOPIC, partitions);
 }
 
+/// The leader a refusal's details name (google.rpc.Status, one Any).
+fn leader_hint(status: &grpcio::RpcStatus) -> pb::LeaderHint {
+    use protobuf::Message;
+    let parsed = pb::ErrorStatus::parse_from_bytes(status.details()).unwrap();
+    assert_eq!(parsed.get_code(), 14);
+    let detail = &parsed.get_details()[0];
+    assert_eq!(detail.get_type_url(), streamhouse::proto::LEADER_HINT_TYPE);
+    pb::LeaderHint::parse_from_bytes(detail.get_value()).unwrap()
+}
+
 /// `addr`'s description of `topic`, or the status it answered.
 fn describe(addr: &str, topic: &str) -> Result<pb::TopicInfo, RpcStatusCode> {
     let mut req = pb::DescribeTopicRequest::new();
@@ -947,6 +957,19 @@ fn committed_records_are_read_through_any_node_even_while_their_leader_is_down()
         assert_eq!(read(a, 0), written, "through {a}");
         assert_eq!(read(a, 15), written[15..], "through {a}, from 15");
     }
+    // A produce to a follower is refused, naming the leader in the
+    // status's details (grpc-status-details-bin).
+    let refused = send(&others[0], 0, &["x".to_string()], pb::Acks::ACKS_WAL).unwrap_err();
+    let grpcio::Error::RpcFailure(status) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(status.code(), RpcStatusCode::UNAVAILABLE);
+    let hint = leader_hint(&status);
+    assert_eq!(
+        (hint.get_topic(), hint.get_partition(), hint.get_grpc_addr()),
+        (TOPIC, 0, leader.as_str())
+    );
+    assert!(hint.get_epoch() > 0 && !hint.get_node_id().is_empty());
     // Past what is committed the leader answers: a follower says so
     // rather than OUT_OF_RANGE.
     let past = common::grpc::fetch(&common::clients_for(&others[0]), TOPIC, 0, 1000).unwrap_err();

@@ -107,6 +107,10 @@ impl Client {
                     RpcStatusCode::DEADLINE_EXCEEDED => {
                         format!(" (no answer from {})", self.server)
                     }
+                    RpcStatusCode::UNAVAILABLE => match leader_hint_of(&s) {
+                        Some(l) => format!(" (send it with --server {})", l.get_grpc_addr()),
+                        None => String::new(),
+                    },
                     _ => String::new(),
                 };
                 CliError::Runtime(format!("{what}: {}{hint}", status_text(&s)))
@@ -114,6 +118,17 @@ impl Client {
             other => CliError::Runtime(format!("{what}: {other}")),
         }
     }
+}
+
+/// The leader a status's details name, if any (what clients read).
+pub fn leader_hint_of(status: &grpcio::RpcStatus) -> Option<crate::proto::LeaderHint> {
+    use protobuf::Message;
+    let parsed = crate::proto::ErrorStatus::parse_from_bytes(status.details()).ok()?;
+    let detail = parsed
+        .get_details()
+        .iter()
+        .find(|d| d.get_type_url() == crate::proto::LEADER_HINT_TYPE)?;
+    crate::proto::LeaderHint::parse_from_bytes(detail.get_value()).ok()
 }
 
 fn status_text(s: &grpcio::RpcStatus) -> String {

@@ -28,7 +28,7 @@ use crate::cluster::control::{Control, ControlConfig, Leadership};
 use crate::cluster::registry::{CommitPoint, NodeInfo, PartitionId};
 use crate::config::ClusterConfig;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Error, LeaderAt, Result};
 use crate::layout;
 use crate::meta::TopicRow;
 use crate::object_store::ObjectStore;
@@ -226,35 +226,51 @@ impl Engine {
             .is_some_and(|c| c.epoch(&id).is_some());
         match leading {
             true => Ok(()),
-            false => Err(Error::Unavailable(self.leader_hint(topic, partition))),
+            false => Err(self.leader_hint(topic, partition)),
         }
     }
 
-    /// Where the leader of `topic/partition` is, as this node last read it.
-    pub(super) fn leader_hint(&self, topic: &str, partition: u32) -> String {
+    /// NOT_LEADER naming where the leader of `topic/partition` is, as this
+    /// node last read it.
+    pub(super) fn leader_hint(&self, topic: &str, partition: u32) -> Error {
         let control = lock(&self.member.control);
         let Some(view) = control.as_ref().map(Control::view) else {
-            return "this node is not in the cluster".into();
+            return Error::NotLeader {
+                message: "this node is not in the cluster".into(),
+                leader: None,
+            };
         };
         let id = PartitionId {
             topic: topic.to_string(),
             partition,
         };
-        match view.leaders.get(&id) {
-            Some(l) => {
-                let addr = view
-                    .nodes
-                    .iter()
-                    .find(|n| n.id == l.node)
-                    .map_or("an address not yet known", |n| n.grpc_addr.as_str());
-                format!(
-                    "partition {topic}/{partition} is led by node {} at {addr} (epoch {}); send it there",
-                    l.node, l.epoch
-                )
-            }
-            None => format!(
-                "partition {topic}/{partition} has no leader at the moment (a failover is under way); retry shortly"
+        let Some(l) = view.leaders.get(&id) else {
+            return Error::NotLeader {
+                message: format!(
+                    "partition {topic}/{partition} has no leader at the moment (a failover is under way); retry shortly"
+                ),
+                leader: None,
+            };
+        };
+        let addr = view
+            .nodes
+            .iter()
+            .find(|n| n.id == l.node)
+            .map(|n| n.grpc_addr.clone());
+        Error::NotLeader {
+            message: format!(
+                "partition {topic}/{partition} is led by node {} at {} (epoch {}); send it there",
+                l.node,
+                addr.as_deref().unwrap_or("an address not yet known"),
+                l.epoch
             ),
+            leader: addr.map(|grpc_addr| LeaderAt {
+                topic: topic.to_string(),
+                partition,
+                node_id: l.node.clone(),
+                grpc_addr,
+                epoch: l.epoch,
+            }),
         }
     }
 

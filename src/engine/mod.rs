@@ -232,7 +232,7 @@ impl Engine {
                 ))
             })?;
         if matches!(p.shared.view().status, Status::NotLeader(_)) {
-            return Err(Error::Unavailable(self.leader_hint(topic, partition)));
+            return Err(self.leader_hint(topic, partition));
         }
         self.check_leading(topic, partition)?;
         Ok(p)
@@ -362,7 +362,7 @@ impl Engine {
         let shared = match self.partition(topic, partition) {
             Ok(p) => Arc::clone(&p.shared),
             // Cluster mode: committed records are read through any node.
-            Err(e @ Error::Unavailable(_)) if self.ctx.cluster.is_some() => {
+            Err(e @ Error::NotLeader { .. }) => {
                 self.follower_view(topic, partition, req.offset, e)?
             }
             Err(e) => return Err(e),

@@ -46,7 +46,7 @@ pub fn error_code(e: &Error) -> i16 {
         Error::Backpressure(_) => code::REQUEST_TIMED_OUT,
         // Shutting down, or another node owns the prefix: the client
         // refreshes its metadata and retries.
-        Error::Unavailable(_) => code::NOT_LEADER_OR_FOLLOWER,
+        Error::Unavailable(_) | Error::NotLeader { .. } => code::NOT_LEADER_OR_FOLLOWER,
         Error::FailedPrecondition(_) => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         Error::Aborted(_) => code::INVALID_PRODUCER_EPOCH,
         Error::DataLoss(_)

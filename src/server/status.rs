@@ -1,8 +1,9 @@
 //! The one place errors become gRPC statuses, and the reply helpers every
 //! handler uses.
 
-use crate::error::Error;
+use crate::error::{Error, LeaderAt};
 use crate::object_store::StoreError;
+use crate::proto as pb;
 use futures::channel::oneshot;
 use grpcio::{RpcContext, RpcStatus, RpcStatusCode, UnarySink};
 use std::path::Path;
@@ -20,7 +21,7 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::AlreadyExists(_) => RpcStatusCode::ALREADY_EXISTS,
         Error::OutOfRange(_) => RpcStatusCode::OUT_OF_RANGE,
         Error::Backpressure(_) => RpcStatusCode::RESOURCE_EXHAUSTED,
-        Error::Unavailable(_) => RpcStatusCode::UNAVAILABLE,
+        Error::Unavailable(_) | Error::NotLeader { .. } => RpcStatusCode::UNAVAILABLE,
         Error::FailedPrecondition(_) => RpcStatusCode::FAILED_PRECONDITION,
         Error::Aborted(_) => RpcStatusCode::ABORTED,
         Error::Corruption { .. } | Error::Malformed { .. } | Error::DataLoss(_) => {
@@ -36,7 +37,33 @@ pub fn error_to_status(e: &Error) -> RpcStatus {
         Error::Io { source, .. } if out_of_resources(source) => RpcStatusCode::RESOURCE_EXHAUSTED,
         Error::Meta(_) | Error::Io { .. } | Error::Config(_) => RpcStatusCode::INTERNAL,
     };
-    RpcStatus::with_message(code, client_message(e, code))
+    let message = client_message(e, code);
+    match e {
+        Error::NotLeader {
+            leader: Some(at), ..
+        } => RpcStatus::with_details(code, message.clone(), leader_details(code, message, at)),
+        _ => RpcStatus::with_message(code, message),
+    }
+}
+
+/// `grpc-status-details-bin` for a node that does not lead a partition:
+/// a google.rpc.Status whose one detail is the leader's whereabouts.
+fn leader_details(code: RpcStatusCode, message: String, at: &LeaderAt) -> Vec<u8> {
+    use protobuf::Message;
+    let mut hint = pb::LeaderHint::new();
+    hint.set_topic(at.topic.clone());
+    hint.set_partition(at.partition);
+    hint.set_node_id(at.node_id.clone());
+    hint.set_grpc_addr(at.grpc_addr.clone());
+    hint.set_epoch(at.epoch);
+    let mut detail = pb::AnyDetail::new();
+    detail.set_type_url(pb::LEADER_HINT_TYPE.to_string());
+    detail.set_value(hint.write_to_bytes().unwrap_or_default());
+    let mut status = pb::ErrorStatus::new();
+    status.set_code(code.into());
+    status.set_message(message);
+    status.mut_details().push(detail);
+    status.write_to_bytes().unwrap_or_default()
 }
 
 /// Directories whose paths stay in the server's log (the data directory).
