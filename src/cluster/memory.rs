@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// etcd's default `--max-txn-ops`.
+const MAX_TXN_OPS: usize = 128;
+
 #[derive(Debug, Default)]
 pub struct MemoryCoordination {
     state: Mutex<State>,
@@ -222,6 +225,12 @@ impl Coordination for MemoryCoordination {
     }
 
     fn txn(&self, when: &[Compare], then: &[Op], otherwise: &[Op]) -> CoordResult<TxnOutcome> {
+        // As etcd with its default --max-txn-ops.
+        if when.len().max(then.len()).max(otherwise.len()) > MAX_TXN_OPS {
+            return Err(CoordError::Refused(
+                "too many operations in txn request".into(),
+            ));
+        }
         self.with(|s| {
             let succeeded = when.iter().all(|c| s.holds(c));
             let gets = s.apply(if succeeded { then } else { otherwise })?;

@@ -23,6 +23,10 @@ fn unescape(key_part: &str) -> String {
     key_part.replace("%2F", "/").replace("%25", "%")
 }
 
+/// Offsets per transaction: etcd takes at most 128 operations in one (by
+/// default), and each batch also puts the group's key.
+const OFFSETS_PER_TXN: usize = 100;
+
 fn malformed(key: &[u8], why: &str) -> CoordError {
     CoordError::Refused(format!(
         "etcd key {:?} is not a group offset this version reads: {why}",
@@ -63,21 +67,36 @@ impl Registry {
     /// Stores `o`, of the topic's `incarnation`, and the group's key (one
     /// transaction).
     pub fn commit_group_offset(&self, o: &GroupOffset, incarnation: i64) -> CoordResult<()> {
-        let mut value = format!("{} {} {incarnation}\n", o.offset, o.updated_at_ms).into_bytes();
-        value.extend_from_slice(o.metadata.as_bytes());
-        let ops = [
-            Op::Put {
-                key: self.offset_key(&o.group, &o.topic, o.partition),
-                value,
+        self.commit_group_offsets(&[(o.clone(), incarnation)])
+    }
+
+    /// Stores offsets of one group (each with its topic's incarnation)
+    /// and the group's key: one transaction per [`OFFSETS_PER_TXN`].
+    pub fn commit_group_offsets(&self, offsets: &[(GroupOffset, i64)]) -> CoordResult<()> {
+        for chunk in offsets.chunks(OFFSETS_PER_TXN) {
+            let Some((last, _)) = chunk.last() else {
+                continue;
+            };
+            let mut ops: Vec<Op> = chunk
+                .iter()
+                .map(|(o, incarnation)| {
+                    let mut value =
+                        format!("{} {} {incarnation}\n", o.offset, o.updated_at_ms).into_bytes();
+                    value.extend_from_slice(o.metadata.as_bytes());
+                    Op::Put {
+                        key: self.offset_key(&o.group, &o.topic, o.partition),
+                        value,
+                        lease: 0,
+                    }
+                })
+                .collect();
+            ops.push(Op::Put {
+                key: self.group_key(&last.group),
+                value: last.updated_at_ms.to_string().into_bytes(),
                 lease: 0,
-            },
-            Op::Put {
-                key: self.group_key(&o.group),
-                value: o.updated_at_ms.to_string().into_bytes(),
-                lease: 0,
-            },
-        ];
-        self.coord().txn(&[], &ops, &[])?;
+            });
+            self.coord().txn(&[], &ops, &[])?;
+        }
         Ok(())
     }
 
@@ -263,6 +282,21 @@ mod tests {
         assert!(r.group_offsets("a").unwrap().is_empty());
         assert_eq!(r.group_offsets("a/b").unwrap().len(), 1);
         assert!(!r.group_exists("a").unwrap());
+    }
+
+    #[test]
+    fn many_offsets_of_a_group_go_in_transactions_etcd_accepts() {
+        let r = Registry::new(Arc::new(MemoryCoordination::new()), "c");
+        let batch: Vec<(GroupOffset, i64)> = (0..250)
+            .map(|p| (offset("g", "t", p, i64::from(p), "m"), 3))
+            .collect();
+        r.commit_group_offsets(&batch).unwrap();
+        let stored = r.group_offsets("g").unwrap();
+        assert_eq!(stored.len(), 250);
+        assert!(stored
+            .iter()
+            .all(|(o, inc)| i64::from(o.partition) == o.offset && *inc == 3));
+        assert_eq!(r.groups().unwrap(), ["g"]);
     }
 
     #[test]

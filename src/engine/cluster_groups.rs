@@ -93,13 +93,50 @@ impl Engine {
         }
     }
 
-    /// [`Engine::commit_offset`] in a cluster, arguments checked.
+    /// [`Engine::commit_offsets`] in a cluster, arguments checked: each
+    /// offset's own result, in order; the valid ones go to etcd together.
     pub(super) fn commit_in_cluster(
         &self,
         registry: &Registry,
-        o: GroupOffset,
+        group: &str,
+        commits: Vec<Result<GroupOffset>>,
         max_groups: usize,
-    ) -> Result<()> {
+    ) -> Vec<Result<()>> {
+        let checked: Vec<Result<(GroupOffset, i64)>> = commits
+            .into_iter()
+            .map(|c| c.and_then(|o| self.check_cluster_commit(o)))
+            .collect();
+        // A partition named twice: the last commit wins (etcd refuses a
+        // key put twice in one transaction).
+        let mut latest: HashMap<(&str, u32), usize> = HashMap::new();
+        for (i, c) in checked.iter().enumerate() {
+            if let Ok((o, _)) = c {
+                latest.insert((o.topic.as_str(), o.partition), i);
+            }
+        }
+        let batch: Vec<(GroupOffset, i64)> = checked
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| latest.values().any(|l| l == i))
+            .filter_map(|(_, c)| c.as_ref().ok().cloned())
+            .collect();
+        let stored = match batch.is_empty() {
+            true => Ok(()),
+            false => self.store_commits(registry, group, &batch, max_groups),
+        };
+        checked
+            .into_iter()
+            .map(|c| match (c, &stored) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Ok(())) => Ok(()),
+                (Ok(_), Err(e)) => Err(e.clone_simple()),
+            })
+            .collect()
+    }
+
+    /// The topic's incarnation for a commit of `o`, after the checks that
+    /// need the partition.
+    fn check_cluster_commit(&self, o: GroupOffset) -> Result<(GroupOffset, i64)> {
         let incarnation = self.check_partition_exists(&o.topic, o.partition)?;
         // Led here, the log's end is known (elsewhere it is not checked,
         // as Kafka does not).
@@ -112,22 +149,31 @@ impl Engine {
                 )));
             }
         }
-        let known = lock(&self.member.known_groups).contains(&o.group);
-        let new_group = !known && !registry.group_exists(&o.group).map_err(unavailable)?;
+        Ok((o, incarnation))
+    }
+
+    /// One group's checked commits into etcd, within the groups' bound.
+    fn store_commits(
+        &self,
+        registry: &Registry,
+        group: &str,
+        batch: &[(GroupOffset, i64)],
+        max_groups: usize,
+    ) -> Result<()> {
+        let known = lock(&self.member.known_groups).contains(group);
+        let new_group = !known && !registry.group_exists(group).map_err(unavailable)?;
         if new_group && registry.groups().map_err(unavailable)?.len() >= max_groups {
             return Err(Error::Backpressure(format!(
                 "{max_groups} groups have committed offsets in this cluster; delete unused ones (streamctl group delete)"
             )));
         }
-        registry
-            .commit_group_offset(&o, incarnation)
-            .map_err(unavailable)?;
+        registry.commit_group_offsets(batch).map_err(unavailable)?;
         let mut cache = lock(&self.member.known_groups);
         // Only saves etcd reads: forgetting is always safe.
         if cache.len() >= 2 * max_groups {
             cache.clear();
         }
-        cache.insert(o.group);
+        cache.insert(group.to_string());
         Ok(())
     }
 

@@ -35,6 +35,32 @@ pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// Kafka's `offsets.retention.minutes` (7 days) does.
 pub const GROUP_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// One offset of a commit: the next offset to read, and the client's
+/// metadata string.
+#[derive(Clone, Debug)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// An offset that is negative, or metadata past its limit.
+fn check_commit_args(offset: i64, metadata: &str) -> Result<()> {
+    if offset < 0 {
+        return Err(Error::InvalidArgument(format!(
+            "offset {offset} is negative; commit the next offset to read (>= 0)"
+        )));
+    }
+    if metadata.len() > MAX_COMMIT_METADATA {
+        return Err(Error::InvalidArgument(format!(
+            "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
+            metadata.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A committed offset's identity: group, topic, partition.
 type OffsetKey = (String, String, u32);
 
@@ -91,30 +117,53 @@ impl Engine {
         offset: i64,
         metadata: &str,
     ) -> Result<()> {
-        validate_group(group)?;
-        if offset < 0 {
-            return Err(Error::InvalidArgument(format!(
-                "offset {offset} is negative; commit the next offset to read (>= 0)"
-            )));
-        }
-        if metadata.len() > MAX_COMMIT_METADATA {
-            return Err(Error::InvalidArgument(format!(
-                "commit metadata is {} bytes; the limit is {MAX_COMMIT_METADATA}",
-                metadata.len()
-            )));
-        }
-        let commit = GroupOffset {
-            group: group.to_string(),
+        let commit = OffsetCommit {
             topic: topic.to_string(),
             partition,
             offset,
             metadata: metadata.to_string(),
-            updated_at_ms: now_ms(),
         };
+        let mut results = self.commit_offsets(group, vec![commit]);
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Commits of one group, each answered on its own, in order (a Kafka
+    /// OffsetCommit names many partitions). In a cluster they go to etcd
+    /// together.
+    pub fn commit_offsets(&self, group: &str, commits: Vec<OffsetCommit>) -> Vec<Result<()>> {
+        if let Err(e) = validate_group(group) {
+            return commits.iter().map(|_| Err(e.clone_simple())).collect();
+        }
+        let now = now_ms();
+        let checked = commits.into_iter().map(|c| {
+            check_commit_args(c.offset, &c.metadata)?;
+            Ok(GroupOffset {
+                group: group.to_string(),
+                topic: c.topic,
+                partition: c.partition,
+                offset: c.offset,
+                metadata: c.metadata,
+                updated_at_ms: now,
+            })
+        });
         let max_groups = self.ctx.config.max_groups;
         if let Some(registry) = &self.ctx.cluster {
-            return self.commit_in_cluster(registry, commit, max_groups);
+            return self.commit_in_cluster(registry, group, checked.collect(), max_groups);
         }
+        checked
+            .map(|c| c.and_then(|o| self.commit_on_this_node(o, max_groups)))
+            .collect()
+    }
+
+    /// One commit into this node's metadata (the bucket's checkpoint
+    /// follows).
+    fn commit_on_this_node(&self, commit: GroupOffset, max_groups: usize) -> Result<()> {
+        let (group, topic, partition, offset) = (
+            &commit.group,
+            &commit.topic,
+            commit.partition,
+            commit.offset,
+        );
         let p = self.partition(topic, partition)?;
         if let Some(owner) = self.ctx.owner.fenced() {
             return Err(fenced_error(&owner));

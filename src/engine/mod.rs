@@ -30,6 +30,7 @@ mod retention;
 mod topics;
 
 pub use cluster_groups::{GroupHome, GROUP_SLOTS};
+pub use groups::OffsetCommit;
 pub use producers::{MAX_PRODUCERS, MAX_PRODUCER_NAME};
 pub use topics::{
     validate_spec as validate_topic_spec, NodeInfo, PartitionInfo, TopicChange, TopicInfo,

@@ -11,7 +11,7 @@ use super::coordinator::COORDINATOR_NOT_AVAILABLE;
 use super::group::Caller;
 use super::metadata::LEADER_EPOCH;
 use super::Face;
-use crate::engine::GroupHome;
+use crate::engine::{GroupHome, OffsetCommit};
 use crate::error::{Error, Result};
 use crate::read::FetchRequest as EngineFetch;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -236,38 +236,45 @@ pub fn offset_commit(
         face.groups
             .check_commit(&group, caller, req.generation_id_or_member_epoch)
     });
+    // Every partition's commit in one engine call (one etcd transaction
+    // in a cluster); a negative partition index is answered on its own.
+    let mut commits = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            if let (code::NONE, Ok(partition)) = (refused, u32::try_from(p.partition_index)) {
+                commits.push(OffsetCommit {
+                    topic: t.name.0.to_string(),
+                    partition,
+                    offset: p.committed_offset,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map_or("", |m| m.as_str())
+                        .to_string(),
+                });
+            }
+        }
+    }
+    let mut results = face.engine.commit_offsets(&group, commits).into_iter();
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
-            let name = t.name.0.to_string();
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    if refused != code::NONE {
-                        return OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(refused);
-                    }
-                    let metadata = p.committed_metadata.as_ref().map_or("", |m| m.as_str());
-                    let result = u32::try_from(p.partition_index)
-                        .map_err(|_| Error::NotFound(format!("partition {}", p.partition_index)))
-                        .and_then(|part| {
-                            face.engine.commit_offset(
-                                &group,
-                                &name,
-                                part,
-                                p.committed_offset,
-                                metadata,
-                            )
-                        });
-                    let code = match result {
-                        Ok(()) => code::NONE,
-                        Err(Error::InvalidArgument(m)) if m.contains("group") => {
-                            code::INVALID_GROUP_ID
-                        }
-                        Err(e) => offsets_error_code(&e),
+                    let code = match (refused, p.partition_index >= 0) {
+                        (code::NONE, true) => match results.next() {
+                            Some(Ok(())) => code::NONE,
+                            Some(Err(Error::InvalidArgument(m))) if m.contains("group") => {
+                                code::INVALID_GROUP_ID
+                            }
+                            Some(Err(e)) => offsets_error_code(&e),
+                            None => code::UNKNOWN_SERVER_ERROR,
+                        },
+                        (code::NONE, false) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                        (refused, _) => refused,
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
@@ -275,7 +282,7 @@ pub fn offset_commit(
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
-                .with_name(TopicName(sb(name)))
+                .with_name(t.name)
                 .with_partitions(partitions)
         })
         .collect();
