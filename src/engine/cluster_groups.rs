@@ -16,7 +16,7 @@ use crate::cluster::registry::{PartitionId, Registry};
 use crate::error::{Error, Result};
 use crate::meta::GroupOffset;
 use crate::util::sync::{self, lock};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Coordinator slots. Offsets are stored by group, not by slot, so the
 /// count may change between versions without moving any data.
@@ -114,10 +114,11 @@ impl Engine {
                 latest.insert((o.topic.as_str(), o.partition), i);
             }
         }
+        let kept: HashSet<usize> = latest.into_values().collect();
         let batch: Vec<(GroupOffset, i64)> = checked
             .iter()
             .enumerate()
-            .filter(|(i, _)| latest.values().any(|l| l == i))
+            .filter(|(i, _)| kept.contains(i))
             .filter_map(|(_, c)| c.as_ref().ok().cloned())
             .collect();
         let stored = match batch.is_empty() {
