@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -55,8 +56,15 @@ fn main() -> ExitCode {
         println!("streamhoused kafka on {k}");
     }
     log::info!("listening on {}", server.addr());
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            // Certificates renewed: re-read them; the users file is read
+            // at each authentication anyway.
+            server.reload_tls();
+            continue;
+        }
         log::info!("signal {sig}: shutting down");
+        break;
     }
     server.shutdown();
     ExitCode::SUCCESS

@@ -25,10 +25,12 @@
 //! - [`cluster`]: cluster mode's coordination through etcd (leases,
 //!   transactions, placement), below the engine;
 //! - [`server`], [`cli`]: `streamhoused` and `streamctl`; [`proto`]: the
-//!   generated gRPC contract; [`kafka`]: the Kafka wire formats.
+//!   generated gRPC contract; [`kafka`]: the Kafka wire formats; [`tls`]:
+//!   TLS for both listeners and the CLI.
 
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod bucket;
 #[cfg(feature = "grpc")]
 pub mod cli;
@@ -55,6 +57,7 @@ mod read;
 mod record;
 pub mod segment;
 pub mod server;
+pub mod tls;
 pub mod util;
 pub mod wal;
 

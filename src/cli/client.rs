@@ -6,35 +6,61 @@ use grpcio::{CallOption, ChannelBuilder, Environment, MetadataBuilder, RpcStatus
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How streamctl reaches and proves itself to servers.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    pub token: Option<String>,
+    /// `None`: plain TCP.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
 /// A connection and the call options every call carries.
 pub struct Client {
     server: String,
-    token: Option<String>,
+    auth: Auth,
     pub admin: AdminServiceClient,
     pub producer: ProducerServiceClient,
     pub consumer: ConsumerServiceClient,
 }
 
 impl Client {
-    pub(super) fn connect(server: &str, token: Option<String>) -> Client {
+    /// A channel to `server`; with TLS, connected and verified now (an
+    /// error says why), else at the first call.
+    pub(super) fn connect(server: &str, auth: Auth) -> Result<Client, CliError> {
         let env = Arc::new(Environment::new(1));
-        let ch = ChannelBuilder::new(env)
+        let builder = ChannelBuilder::new(env)
             .max_receive_message_len(128 << 20)
-            .max_send_message_len(128 << 20)
-            .connect(server);
-        Client {
+            .max_send_message_len(128 << 20);
+        let ch = match &auth.tls {
+            None => builder.connect(server),
+            Some(tls) => {
+                let plain = tls.connect(server).map_err(CliError::Runtime)?;
+                // grpc reads until EAGAIN.
+                plain
+                    .set_nonblocking(true)
+                    .map_err(|e| CliError::Runtime(format!("TLS socket: {e}")))?;
+                let fd = std::os::fd::IntoRawFd::into_raw_fd(plain);
+                #[allow(unsafe_code)]
+                // SAFETY: `fd` is a connected stream socket (the plain end
+                // of the TLS relay) that nothing else owns; grpc closes it.
+                unsafe {
+                    builder.connect_from_fd(server, fd)
+                }
+            }
+        };
+        Ok(Client {
             server: server.to_string(),
-            token,
+            auth,
             admin: AdminServiceClient::new(ch.clone()),
             producer: ProducerServiceClient::new(ch.clone()),
             consumer: ConsumerServiceClient::new(ch),
-        }
+        })
     }
 
     /// Call options: the token, and a deadline.
     pub fn opt(&self, timeout: Duration) -> CallOption {
         let mut o = CallOption::default().timeout(timeout);
-        if let Some(t) = &self.token {
+        if let Some(t) = &self.auth.token {
             let mut m = MetadataBuilder::new();
             if m.add_str("authorization", &format!("Bearer {t}")).is_ok() {
                 o = o.headers(m.build());
@@ -63,7 +89,8 @@ impl Client {
             .iter()
             .find(|n| n.get_node_id() == leader.get_node_id())?;
         (node.get_grpc_addr() != self.server)
-            .then(|| Client::connect(node.get_grpc_addr(), self.token.clone()))
+            .then(|| Client::connect(node.get_grpc_addr(), self.auth.clone()).ok())
+            .flatten()
     }
 
     /// DescribeTopic, for commands that need a topic's partitions.

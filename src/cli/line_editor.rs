@@ -260,6 +260,34 @@ pub fn read_line(prompt: &str, history: &[String]) -> std::io::Result<Option<Str
     Ok(result)
 }
 
+/// Reads a line from the terminal without echoing it (a password);
+/// `None` at end of input or on Ctrl-C.
+pub fn read_secret(prompt: &str) -> std::io::Result<Option<String>> {
+    let raw = RawMode::enter()?;
+    let mut err = std::io::stderr();
+    write!(err, "{prompt}")?;
+    err.flush()?;
+    let mut stdin = std::io::stdin().lock();
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    let result = loop {
+        if stdin.read(&mut byte)? == 0 {
+            break None;
+        }
+        match byte[0] {
+            b'\r' | b'\n' => break Some(String::from_utf8_lossy(&bytes).into_owned()),
+            3 | 4 => break None, // Ctrl-C, Ctrl-D
+            0x7f | 8 => {
+                bytes.pop();
+            }
+            b => bytes.push(b),
+        }
+    };
+    drop(raw);
+    writeln!(err)?;
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

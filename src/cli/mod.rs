@@ -18,9 +18,10 @@ mod produce;
 mod shell;
 mod time;
 mod topic;
+mod user;
 
 use args::{env_var, opt_str, usage, CliError, CliResult, Format};
-use client::Client;
+use client::{Auth, Client};
 use std::ffi::OsString;
 
 pub const HELP: &str = "\
@@ -32,6 +33,10 @@ USAGE:
 GLOBAL FLAGS:
     --server ADDR        [STREAMHOUSE_ADDR]   default 127.0.0.1:50051
     --token TOKEN        [STREAMHOUSE_TOKEN]  sent as `authorization: Bearer TOKEN`
+    --tls                [STREAMHOUSE_TLS]    TLS, the server's certificate checked against the system's CAs
+    --tls-ca FILE        [STREAMHOUSE_TLS_CA] TLS, the server's certificate checked against this PEM file's CAs
+    --tls-cert FILE      [STREAMHOUSE_TLS_CERT] with --tls-key: a client certificate (mutual TLS)
+    --tls-key FILE       [STREAMHOUSE_TLS_KEY]
     --format text|json   output format (consume also takes raw)
     -h, --help           help; `streamctl COMMAND --help` for a command
     -V, --version        the version
@@ -60,6 +65,8 @@ COMMANDS:
                  [--throughput R] [--payload-file F] [--partition P]
     perf-consume --topic T --records N [--partition P]
     shell                the same commands, one per line, with history and help
+    user add NAME | user delete NAME | user list   [--users-file F]
+                         the Kafka listener's SASL users (a file, no server needed)
 ";
 
 /// Runs streamctl with `args` (without the program name); returns the exit
@@ -90,6 +97,10 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
         .or_else(|| env_var("STREAMHOUSE_ADDR"))
         .unwrap_or_else(|| "127.0.0.1:50051".to_string());
     let token = opt_str(&mut a, "--token")?.or_else(|| env_var("STREAMHOUSE_TOKEN"));
+    let auth = Auth {
+        token,
+        tls: client_tls(&mut a)?,
+    };
     let format = parse_format(&mut a)?;
     if a.contains(["-V", "--version"]) {
         println!("streamctl {}", env!("CARGO_PKG_VERSION"));
@@ -110,14 +121,21 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
             return Ok(());
         }
         args::finish(a)?;
-        return shell::run(&Client::connect(&server, token));
+        return shell::run(&Client::connect(&server, auth)?);
+    }
+    if command == "user" {
+        if help {
+            print!("{}", user::HELP);
+            return Ok(());
+        }
+        return user::run(a);
     }
     let section = help_section(&command)?;
     if help {
         print!("{section}");
         return Ok(());
     }
-    let result = execute(&Client::connect(&server, token), &command, a, format);
+    let result = Client::connect(&server, auth).and_then(|c| execute(&c, &command, a, format));
     with_suggestion(result, section)
 }
 
@@ -132,7 +150,34 @@ const COMMANDS: &[&str] = &[
     "perf-produce",
     "perf-consume",
     "shell",
+    "user",
 ];
+
+/// `--tls`, `--tls-ca`, `--tls-cert` and `--tls-key` (or their
+/// variables): `None` for plain TCP.
+fn client_tls(a: &mut pico_args::Arguments) -> CliResult<Option<crate::tls::ClientTls>> {
+    let file = |a: &mut pico_args::Arguments, flag: &'static str, var: &str| {
+        Ok::<_, CliError>(
+            opt_str(a, flag)?
+                .or_else(|| env_var(var))
+                .map(std::path::PathBuf::from),
+        )
+    };
+    let on =
+        a.contains("--tls") || env_var("STREAMHOUSE_TLS").is_some_and(|v| v != "0" && v != "false");
+    let ca = file(a, "--tls-ca", "STREAMHOUSE_TLS_CA")?;
+    let cert = file(a, "--tls-cert", "STREAMHOUSE_TLS_CERT")?;
+    let key = file(a, "--tls-key", "STREAMHOUSE_TLS_KEY")?;
+    let cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together")),
+    };
+    if !on && ca.is_none() && cert.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::tls::ClientTls { ca, cert }))
+}
 
 /// A usage error about a mistyped word ("--patition", "lsit") gets the
 /// closest word of the command's help.

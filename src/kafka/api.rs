@@ -5,6 +5,7 @@
 //! [`guard`]: super::guard
 
 use super::convert::code;
+use super::sasl::{After, Session};
 use super::wire::{self, RequestHeader};
 use super::{admin, fetch, guard, membership, metadata, offsets, produce, Face};
 use bytes::Bytes;
@@ -38,6 +39,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
+/// Served, and listed by ApiVersions, only on a listener with SASL
+/// (`--kafka-sasl-users`). SaslHandshake v0 is listed because librdkafka
+/// uses SASL only with a broker that lists it; a v0 handshake (raw SASL
+/// tokens outside Kafka's framing would follow it) is answered
+/// UNSUPPORTED_VERSION and closed. Clients pick v1, the highest.
+pub const SASL: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+];
+
 /// What the connection does with a request.
 pub enum Action {
     /// Send these bytes (in order).
@@ -49,6 +60,9 @@ pub enum Action {
     NoReply,
     /// Close the connection, for this reason (logged).
     Close(String),
+    /// Send these bytes, then close, for this reason (a failed SASL
+    /// authentication: the client reads why before the connection ends).
+    ReplyThenClose(Vec<u8>, String),
 }
 
 /// A handler's answer: now, after waiting, or none at all.
@@ -72,8 +86,9 @@ pub fn served_index(frame: &[u8]) -> Option<usize> {
     SUPPORTED.iter().position(|(k, ..)| *k as i16 == key)
 }
 
-/// Handles one request frame from `peer` (`ip:port`).
-pub fn handle(face: &Arc<Face>, frame: Vec<u8>, peer: &str) -> Action {
+/// Handles one request frame from `peer` (`ip:port`) on a connection
+/// at `session`'s point of its authentication.
+pub fn handle(face: &Arc<Face>, frame: Vec<u8>, peer: &str, session: &mut Session) -> Action {
     let (header, at) = match wire::parse_header(&frame) {
         Ok(h) => h,
         Err(e) => return Action::Close(e.to_string()),
@@ -83,17 +98,28 @@ pub fn handle(face: &Arc<Face>, frame: Vec<u8>, peer: &str) -> Action {
         return Action::Close(format!("unknown api key {}", header.api_key));
     };
     let version = header.api_version;
-    let served = SUPPORTED
-        .iter()
-        .any(|(k, lo, hi)| *k == key && (*lo..=*hi).contains(&version));
+    let served = advertised(face).any(|(k, lo, hi)| *k == key && (*lo..=*hi).contains(&version));
     if !served {
         if key == ApiKey::ApiVersions {
-            return unsupported_api_versions(&header);
+            return unsupported_api_versions(face, &header);
         }
         return Action::Close(format!("{key:?} version {version} is not supported"));
     }
     if let Err(e) = guard::check_request(header.api_key, version, &body) {
         return Action::Close(format!("malformed {key:?} v{version} request: {e}"));
+    }
+    match key {
+        ApiKey::ApiVersions => {}
+        ApiKey::SaslHandshake => {
+            return sasl_step(face, header, body, |f, q| session.handshake(f, q, version));
+        }
+        ApiKey::SaslAuthenticate => {
+            return sasl_step(face, header, body, |f, q| session.authenticate(f, q));
+        }
+        _ if !session.authenticated() => {
+            return Action::Close(format!("{key:?} before SASL authentication"));
+        }
+        _ => {}
     }
     if key == ApiKey::JoinGroup {
         let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
@@ -109,8 +135,8 @@ pub fn handle(face: &Arc<Face>, frame: Vec<u8>, peer: &str) -> Action {
 
 fn dispatch(face: &Arc<Face>, key: ApiKey, header: RequestHeader, body: Bytes) -> Action {
     match key {
-        ApiKey::ApiVersions => run(face, header, body, |_, _: ApiVersionsRequest, _| {
-            Answer::Now(api_versions(code::NONE))
+        ApiKey::ApiVersions => run(face, header, body, |f, _: ApiVersionsRequest, _| {
+            Answer::Now(api_versions(f, code::NONE))
         }),
         ApiKey::Metadata => run(face, header, body, metadata::metadata),
         ApiKey::Produce => run(face, header, body, produce::produce),
@@ -171,10 +197,40 @@ where
     }
 }
 
-/// The ApiVersions answer: every API in [`SUPPORTED`].
-pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
-    let api_keys = SUPPORTED
-        .iter()
+/// A SASL request: its answer, and the connection closed after it when
+/// the step says so.
+fn sasl_step<Q: Decodable, R: Encodable + Send + 'static>(
+    face: &Arc<Face>,
+    header: RequestHeader,
+    body: Bytes,
+    step: impl FnOnce(&Arc<Face>, Q) -> (Answer<R>, After),
+) -> Action {
+    let mut after = After::GoOn;
+    let action = run(face, header, body, |f, q, _| {
+        let (answer, then) = step(f, q);
+        after = then;
+        answer
+    });
+    match (action, after) {
+        (Action::Reply(b), After::Close(why)) => Action::ReplyThenClose(b, why),
+        (_, After::Close(why)) => Action::Close(why),
+        (action, After::GoOn) => action,
+    }
+}
+
+/// The APIs this listener serves: [`SUPPORTED`], and [`SASL`]'s when on.
+fn advertised(face: &Face) -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
+    let sasl: &[_] = if face.config.sasl.is_some() {
+        SASL
+    } else {
+        &[]
+    };
+    SUPPORTED.iter().chain(sasl)
+}
+
+/// The ApiVersions answer: every API this listener serves.
+pub fn api_versions(face: &Face, error_code: i16) -> ApiVersionsResponse {
+    let api_keys = advertised(face)
         .map(|(k, lo, hi)| {
             ApiVersion::default()
                 .with_api_key(*k as i16)
@@ -190,8 +246,8 @@ pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
 /// An ApiVersions request at a version we do not serve: Kafka's rule is
 /// a v0 answer with UNSUPPORTED_VERSION and the list, so that the client
 /// can pick a version both sides know.
-fn unsupported_api_versions(header: &RequestHeader) -> Action {
-    match wire::encode_response(header, &api_versions(code::UNSUPPORTED_VERSION), 0) {
+fn unsupported_api_versions(face: &Face, header: &RequestHeader) -> Action {
+    match wire::encode_response(header, &api_versions(face, code::UNSUPPORTED_VERSION), 0) {
         Ok(b) => Action::Reply(b),
         Err(e) => Action::Close(e),
     }

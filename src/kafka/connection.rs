@@ -9,15 +9,47 @@
 //! malformed bodies get the API's error answer where one can be encoded.
 
 use super::api::{self, Action};
+use super::sasl::Session;
 use super::wire::{self, FrameError};
 use super::Face;
 use crate::util::sync::lock;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What a connection reads requests from and writes answers to: a TCP
+/// socket, or the plain end of a TLS relay (`tls`).
+pub trait Socket: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+macro_rules! socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn try_clone(&self) -> io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                <$t>::shutdown(self, how)
+            }
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                <$t>::set_read_timeout(self, timeout)
+            }
+        }
+    };
+}
+socket!(TcpStream);
+socket!(UnixStream);
+
+/// Closes a registered connection (its threads then end).
+type Closer = Box<dyn Fn() + Send>;
 
 /// Answers a connection may have outstanding before its reader waits:
 /// more than librdkafka's 5 in flight, few enough to bound the memory.
@@ -29,7 +61,7 @@ const STACK: usize = 256 << 10;
 /// what `/metrics` counts of them.
 #[derive(Default)]
 pub struct Connections {
-    open: Mutex<HashMap<u64, TcpStream>>,
+    open: Mutex<HashMap<u64, Closer>>,
     next: AtomicU64,
     pub accepted: AtomicU64,
     /// Requests by API, in the order of [`api::SUPPORTED`].
@@ -42,8 +74,8 @@ pub struct Connections {
 impl Connections {
     /// Closes every open connection (their threads then end).
     pub fn close_all(&self) {
-        for (_, s) in lock(&self.open).drain() {
-            let _ = s.shutdown(Shutdown::Both);
+        for (_, close) in lock(&self.open).drain() {
+            close();
         }
     }
 
@@ -76,8 +108,8 @@ impl Connections {
     }
 }
 
-/// Serves `stream` on two threads of its own; returns at once.
-pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
+/// Serves a plain TCP connection (see [`serve`]).
+pub fn serve_tcp(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -87,6 +119,18 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
         return;
     }
     let _ = stream.set_nodelay(true);
+    serve(face, conns, stream, peer, false);
+}
+
+/// Serves `stream` from `peer` on two threads of its own; returns at once.
+/// `secure`: it came through TLS (SASL PLAIN needs that).
+pub fn serve<S: Socket>(
+    face: Arc<Face>,
+    conns: Arc<Connections>,
+    stream: S,
+    peer: String,
+    secure: bool,
+) {
     let _ = stream.set_read_timeout(Some(face.config.idle_timeout));
     let (Ok(writer), Ok(registered)) = (stream.try_clone(), stream.try_clone()) else {
         log::warn!("kafka: cannot serve {peer}: out of descriptors");
@@ -94,7 +138,10 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
     };
     let id = conns.next.fetch_add(1, Ordering::Relaxed);
     conns.accepted.fetch_add(1, Ordering::Relaxed);
-    lock(&conns.open).insert(id, registered);
+    let close: Closer = Box::new(move || {
+        let _ = registered.shutdown(Shutdown::Both);
+    });
+    lock(&conns.open).insert(id, close);
     let (tx, rx) = bounded::<Action>(MAX_IN_FLIGHT);
     let responder_peer = peer.clone();
     let responder = std::thread::Builder::new()
@@ -110,7 +157,7 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
         .name("kafka-read".into())
         .stack_size(STACK)
         .spawn(move || {
-            read_requests(&face, &conns, stream, tx, &peer);
+            read_requests(&face, &conns, stream, tx, &peer, secure);
             lock(&conns.open).remove(&id);
         });
     if let Err(e) = reader {
@@ -121,13 +168,15 @@ pub fn serve(face: Arc<Face>, conns: Arc<Connections>, stream: TcpStream) {
 
 /// Reads requests until the peer closes, a frame is malformed, or the
 /// responder has stopped.
-fn read_requests(
+fn read_requests<S: Socket>(
     face: &Arc<Face>,
     conns: &Connections,
-    mut stream: TcpStream,
+    mut stream: S,
     tx: Sender<Action>,
     peer: &str,
+    secure: bool,
 ) {
+    let mut session = Session::new(face, secure);
     loop {
         let frame = match wire::read_frame(&mut stream, face.config.max_request_bytes) {
             Ok(f) => f,
@@ -150,12 +199,16 @@ fn read_requests(
         if let Some(i) = api::served_index(&frame) {
             conns.requests[i].fetch_add(1, Ordering::Relaxed);
         }
-        let action = api::handle(face, frame, peer);
-        if let Action::Close(why) = &action {
-            log::info!("kafka: closing {peer}: {why}");
-            conns.closed_bad.fetch_add(1, Ordering::Relaxed);
+        let action = api::handle(face, frame, peer, &mut session);
+        match &action {
+            Action::Close(why) => {
+                log::info!("kafka: closing {peer}: {why}");
+                conns.closed_bad.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::ReplyThenClose(_, why) => log::info!("kafka: closing {peer}: {why}"),
+            _ => {}
         }
-        let close = matches!(action, Action::Close(_));
+        let close = matches!(action, Action::Close(_) | Action::ReplyThenClose(..));
         if tx.send(action).is_err() || close {
             break;
         }
@@ -165,9 +218,13 @@ fn read_requests(
 
 /// Sends answers in request order; ends when the reader has ended and
 /// every answer is out, or the peer stops reading.
-fn respond(mut stream: TcpStream, rx: Receiver<Action>, peer: &str) {
+fn respond<S: Socket>(mut stream: S, rx: Receiver<Action>, peer: &str) {
     for action in rx {
         let bytes = match action {
+            Action::ReplyThenClose(b, _) => {
+                let _ = stream.write_all(&b);
+                break;
+            }
             Action::Reply(b) => b,
             Action::Later(work) => match work() {
                 Some(b) => b,

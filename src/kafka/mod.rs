@@ -19,6 +19,8 @@
 //!   machine, with the requests waiting on them; [`membership`]: the group
 //!   APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups,
 //!   ListGroups);
+//! - [`sasl`]: SaslHandshake and SaslAuthenticate, and which requests a
+//!   connection may send before it has authenticated;
 //! - [`record_batch`]: RecordBatch v2, decode and encode;
 //!   [`compression`]: gzip, snappy, lz4 and zstd inflated within a bound.
 
@@ -36,9 +38,10 @@ mod metadata;
 mod offsets;
 mod produce;
 pub mod record_batch;
+pub mod sasl;
 pub mod wire;
 
-pub use connection::{serve, Connections};
+pub use connection::{serve, serve_tcp, Connections, Socket};
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use coordinator::consumer_assignment;
 pub use coordinator::{Coordinator, Limits as GroupLimits};
@@ -64,6 +67,8 @@ pub struct KafkaConfig {
     pub max_request_bytes: usize,
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
+    /// `None`: no authentication (`--kafka-sasl-users` unset).
+    pub sasl: Option<sasl::SaslConfig>,
 }
 
 impl Default for KafkaConfig {
@@ -75,6 +80,7 @@ impl Default for KafkaConfig {
             acks_all_uploaded: false,
             max_request_bytes: 100 << 20,
             idle_timeout: Duration::from_secs(600),
+            sasl: None,
         }
     }
 }
@@ -108,6 +114,7 @@ pub struct Face {
     pub groups: Arc<Coordinator>,
     /// This node's broker id: [`BROKER_ID`], or in a cluster [`broker_id`].
     pub broker_id: i32,
+    pub sasl_stats: sasl::SaslStats,
 }
 
 impl Face {
@@ -137,6 +144,7 @@ impl Face {
             cluster_id,
             groups,
             broker_id,
+            sasl_stats: sasl::SaslStats::default(),
         })
     }
 }

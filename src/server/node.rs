@@ -12,11 +12,12 @@ use crate::error::{Error, Result};
 use crate::kafka::{self, Connections, Coordinator, Face, GroupLimits};
 use crate::layout;
 use crate::object_store::{LocalFsStore, ObjectStore, S3Store};
+use crate::tls::{Alpn, ServerTls};
 use crate::util::sync::lock;
 use crate::util::thread;
 use grpcio::{ChannelBuilder, Environment, ServerBuilder};
 use grpcio_health::{HealthService, ServingStatus};
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +33,18 @@ pub struct Server {
     addr: String,
     metrics: Option<super::metrics_http::MetricsServer>,
     kafka: Option<KafkaListening>,
+    /// Each listener's TLS, re-read by [`Server::reload_tls`].
+    tls: Vec<Arc<ServerTls>>,
 }
+
+/// The names `grpc.health.v1.Health` answers for: the server ("") and
+/// each service, so that a probe can ask for the one it needs.
+pub const HEALTH_NAMES: [&str; 4] = [
+    "",
+    "streamhouse.v1.AdminService",
+    "streamhouse.v1.ProducerService",
+    "streamhouse.v1.ConsumerService",
+];
 
 /// The Kafka listener: its gate, its open connections and its group
 /// coordinator.
@@ -41,6 +53,7 @@ struct KafkaListening {
     connections: Arc<Connections>,
     groups: Arc<Coordinator>,
     addr: String,
+    face: Arc<Face>,
 }
 
 impl Server {
@@ -70,6 +83,22 @@ impl Server {
             Some(k) => Some(Bound::bind(&k.listen)?),
             None => None,
         };
+        let load_tls = |alpn, listener| {
+            config
+                .tls
+                .as_ref()
+                .map(|f| ServerTls::load(f, alpn, listener).map(Arc::new))
+                .transpose()
+                .map_err(Error::Config)
+        };
+        let grpc_tls = load_tls(Alpn::H2, "grpc")?;
+        let kafka_tls = match &config.kafka {
+            Some(k) => {
+                check_sasl(k)?;
+                load_tls(Alpn::None, "kafka")?
+            }
+            None => None,
+        };
         super::status::keep_private(&config.engine.data_dir);
         let engine_config = with_advertised(config, &bound, kafka_bound.as_ref());
         let engine = Engine::open(engine_config, store)?;
@@ -95,27 +124,33 @@ impl Server {
             memberships,
         );
         let health = HealthService::default();
-        health.set_serving_status("", ServingStatus::Serving);
+        for name in HEALTH_NAMES {
+            health.set_serving_status(name, ServingStatus::Serving);
+        }
 
         let grpc = Arc::new(Mutex::new(grpc_server(config, &shared, &health)?));
         let addr = bound.addr().to_string();
-        if !bound.addr().ip().is_loopback() && config.auth_token.is_none() {
-            log::warn!(
-                "listening on {addr} without --auth-token: anyone who reaches this port can create and delete topics and read every record"
-            );
-        }
+        warn_if_exposed(config, &bound);
         let gate_stats = Arc::new(GateStats::default());
         let gate = bound.start(
             "grpc",
             config.max_connections,
             open_files_limit,
             Arc::clone(&gate_stats),
-            hand_to(Arc::clone(&grpc)),
+            hand_to(Arc::clone(&grpc), grpc_tls.clone()),
         )?;
         let kafka = match (&config.kafka, kafka_bound, groups) {
-            (Some(k), Some(b), Some(g)) => Some(start_kafka(k, b, &engine, g, open_files_limit)?),
+            (Some(k), Some(b), Some(g)) => Some(start_kafka(
+                k,
+                b,
+                &engine,
+                g,
+                open_files_limit,
+                kafka_tls.clone(),
+            )?),
             _ => None,
         };
+        let tls: Vec<_> = grpc_tls.into_iter().chain(kafka_tls).collect();
         let metrics = match &config.metrics_listen {
             Some(a) => Some(
                 super::metrics_http::MetricsServer::start(
@@ -124,7 +159,7 @@ impl Server {
                     Arc::clone(&shared.latencies),
                     gate_stats,
                     Arc::clone(&shared.streams),
-                    kafka_metrics(kafka.as_ref()),
+                    listener_metrics(kafka.as_ref(), &tls),
                 )
                 .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
             ),
@@ -139,7 +174,26 @@ impl Server {
             addr,
             metrics,
             kafka,
+            tls,
         })
+    }
+
+    /// Reads every listener's certificate files again (SIGHUP): new
+    /// connections get the new ones, open connections keep theirs. A file
+    /// that does not load leaves that listener as it was.
+    pub fn reload_tls(&self) {
+        if self.tls.is_empty() {
+            log::info!("no TLS to reload");
+        }
+        for t in &self.tls {
+            match t.reload() {
+                Ok(()) => log::info!("{}: TLS certificates reloaded", t.listener),
+                Err(e) => log::error!(
+                    "{}: TLS certificates not reloaded, the old ones stay: {e}",
+                    t.listener
+                ),
+            }
+        }
     }
 
     /// The address actually bound (the port resolved when 0 was asked).
@@ -160,8 +214,10 @@ impl Server {
     /// streams with UNAVAILABLE, and flushes the engine.
     pub fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
-        self.health
-            .set_serving_status("", ServingStatus::NotServing);
+        for name in HEALTH_NAMES {
+            self.health
+                .set_serving_status(name, ServingStatus::NotServing);
+        }
         let grace = Duration::from_secs(5);
         self.gate.stop();
         if let Some(mut k) = self.kafka.take() {
@@ -216,16 +272,59 @@ fn with_advertised(
     engine
 }
 
-/// The Kafka listener's counters for `/metrics`, when it listens.
-fn kafka_metrics(kafka: Option<&KafkaListening>) -> Vec<super::metrics_http::Section> {
-    kafka
-        .map(|k| {
-            let c = Arc::clone(&k.connections);
-            let s: super::metrics_http::Section = Box::new(move || c.render());
+/// The Kafka listener's counters and the TLS handshakes for `/metrics`.
+fn listener_metrics(
+    kafka: Option<&KafkaListening>,
+    tls: &[Arc<ServerTls>],
+) -> Vec<super::metrics_http::Section> {
+    let mut sections: Vec<super::metrics_http::Section> = Vec::new();
+    if let Some(k) = kafka {
+        let (c, face) = (Arc::clone(&k.connections), Arc::clone(&k.face));
+        sections.push(Box::new(move || c.render() + &face.sasl_stats.render()));
+    }
+    if !tls.is_empty() {
+        let tls = tls.to_vec();
+        sections.push(Box::new(move || {
+            let mut s = crate::tls::METRICS_HEADER.to_string();
+            tls.iter().for_each(|t| s.push_str(&t.render()));
             s
-        })
-        .into_iter()
-        .collect()
+        }));
+    }
+    sections
+}
+
+/// A users file that cannot be read stops the start (exit 2), rather
+/// than every client's authentication.
+fn check_sasl(k: &KafkaListener) -> Result<()> {
+    if let Some(sasl) = &k.config.sasl {
+        let users = crate::auth::users::Users::load(&sasl.users)
+            .map_err(|e| Error::Config(format!("{e} (create it with streamctl user add)")))?;
+        if users.list().is_empty() {
+            log::warn!(
+                "the users file {} has no users: every Kafka client will be refused",
+                sasl.users.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Warns when a listener is reachable beyond this machine without what
+/// keeps strangers out or secrets off the wire.
+fn warn_if_exposed(config: &ServerConfig, grpc: &Bound) {
+    let mutual = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let addr = grpc.addr();
+    if !addr.ip().is_loopback() {
+        if config.auth_token.is_none() && !mutual {
+            log::warn!(
+                "gRPC on {addr} without --auth-token or --tls-client-ca: anyone who reaches this port can create and delete topics and read every record"
+            );
+        } else if config.tls.is_none() {
+            log::warn!(
+                "gRPC on {addr} without --tls-cert: the token and every record cross the network in clear text"
+            );
+        }
+    }
 }
 
 /// Starts accepting Kafka connections on `bound`.
@@ -235,12 +334,20 @@ fn start_kafka(
     engine: &Arc<Engine>,
     groups: Arc<Coordinator>,
     open_files_limit: Option<u64>,
+    tls: Option<Arc<ServerTls>>,
 ) -> Result<KafkaListening> {
     let addr = bound.addr();
+    let mutual = tls.as_ref().is_some_and(|t| t.mutual());
     if !addr.ip().is_loopback() {
-        log::warn!(
-            "Kafka listener on {addr} has no authentication yet: anyone who reaches this port can read and write every topic"
-        );
+        if k.config.sasl.is_none() && !mutual {
+            log::warn!(
+                "Kafka on {addr} without --kafka-sasl-users or --tls-client-ca: anyone who reaches this port can read and write every topic"
+            );
+        } else if tls.is_none() {
+            log::warn!(
+                "Kafka on {addr} without --tls-cert: records cross the network in clear text"
+            );
+        }
     }
     let face = Face::new(
         Arc::clone(engine),
@@ -252,18 +359,31 @@ fn start_kafka(
     let face = Arc::new(face);
     let connections = Arc::new(Connections::default());
     let conns = Arc::clone(&connections);
+    let serving = Arc::clone(&face);
+    let sink: super::gate::Sink = match tls {
+        None => {
+            Box::new(move |tcp| kafka::serve_tcp(Arc::clone(&serving), Arc::clone(&conns), tcp))
+        }
+        Some(tls) => Box::new(move |tcp| {
+            let (face, conns) = (Arc::clone(&serving), Arc::clone(&conns));
+            tls.serve(tcp, move |plain, peer| {
+                kafka::serve(face, conns, plain, peer, true)
+            });
+        }),
+    };
     let gate = bound.start(
         "kafka",
         k.max_connections,
         open_files_limit,
         Arc::new(GateStats::default()),
-        Box::new(move |stream| kafka::serve(Arc::clone(&face), Arc::clone(&conns), stream)),
+        sink,
     )?;
     Ok(KafkaListening {
         gate,
         connections,
         groups,
         addr: addr.to_string(),
+        face,
     })
 }
 
@@ -304,17 +424,32 @@ fn grpc_server(
 }
 
 /// What the gate does with an admitted connection: hands its descriptor
-/// to grpc.
-fn hand_to(grpc: Arc<Mutex<grpcio::Server>>) -> super::gate::Sink {
-    Box::new(move |stream| {
-        let fd = stream.into_raw_fd();
-        let mut grpc = lock(&grpc);
-        #[allow(unsafe_code)]
-        // SAFETY: `fd` is an open, connected TCP socket that nothing else
-        // owns (taken out of its TcpStream); grpc owns and closes it from
-        // here on.
-        unsafe {
-            grpc.add_channel_from_fd(fd)
-        };
-    })
+/// to grpc, or with TLS the plain end of its relay once the handshake is
+/// done.
+fn hand_to(grpc: Arc<Mutex<grpcio::Server>>, tls: Option<Arc<ServerTls>>) -> super::gate::Sink {
+    match tls {
+        // The gate's sockets are non-blocking already.
+        None => Box::new(move |tcp| add_channel(&grpc, tcp.into())),
+        Some(tls) => Box::new(move |tcp| {
+            let grpc = Arc::clone(&grpc);
+            tls.serve(tcp, move |plain, _peer| match plain.set_nonblocking(true) {
+                Ok(()) => add_channel(&grpc, plain.into()),
+                Err(e) => log::warn!("grpc: cannot serve a TLS connection: {e}"),
+            });
+        }),
+    }
+}
+
+/// Hands a non-blocking socket to grpc (it reads until EAGAIN: a
+/// blocking one would stall its poller thread).
+fn add_channel(grpc: &Mutex<grpcio::Server>, socket: OwnedFd) {
+    let fd = socket.into_raw_fd();
+    let mut grpc = lock(grpc);
+    #[allow(unsafe_code)]
+    // SAFETY: `fd` is an open, connected stream socket (TCP, or a Unix
+    // socket pair's end) that nothing else owns (taken out of its
+    // OwnedFd); grpc owns and closes it from here on.
+    unsafe {
+        grpc.add_channel_from_fd(fd)
+    };
 }

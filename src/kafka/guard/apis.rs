@@ -388,3 +388,13 @@ pub(super) fn describe_cluster(c: &mut Cursor<'_>, v: i16) -> Check {
     }
     c.tags(true)
 }
+
+pub(super) fn sasl_handshake(c: &mut Cursor<'_>, _v: i16) -> Check {
+    c.string(false) // mechanism
+}
+
+pub(super) fn sasl_authenticate(c: &mut Cursor<'_>, v: i16) -> Check {
+    let f = v >= 2;
+    c.bytes(f)?; // auth_bytes
+    c.tags(f)
+}

@@ -34,7 +34,8 @@ mod apis;
 use apis::{
     api_versions, create_topics, delete_topics, describe_cluster, describe_configs,
     describe_groups, fetch, find_coordinator, heartbeat, init_producer_id, join_group, leave_group,
-    list_groups, list_offsets, metadata, offset_commit, offset_fetch, produce, sync_group,
+    list_groups, list_offsets, metadata, offset_commit, offset_fetch, produce, sasl_authenticate,
+    sasl_handshake, sync_group,
 };
 use kafka_protocol::messages::ApiKey;
 use std::fmt;
@@ -116,6 +117,8 @@ const APIS: &[(ApiKey, i16, i16, CheckFn)] = &[
     (ApiKey::InitProducerId, 0, 5, init_producer_id),
     (ApiKey::DescribeConfigs, 1, 4, describe_configs),
     (ApiKey::DescribeCluster, 0, 2, describe_cluster),
+    (ApiKey::SaslHandshake, 0, 1, sasl_handshake),
+    (ApiKey::SaslAuthenticate, 0, 2, sasl_authenticate),
 ];
 
 /// The versions of `api_key` that [`check_request`] knows, lowest and highest.

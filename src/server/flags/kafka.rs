@@ -50,6 +50,11 @@ pub(super) fn kafka_listener(v: &Values) -> Result<Option<KafkaListener>, String
             ))
         }
     };
+    config.sasl = crate::kafka::sasl::SaslConfig::from_flags(
+        v.text("--kafka-sasl-users"),
+        v.text("--kafka-sasl-mechanisms"),
+        v.0.contains_key("--kafka-sasl-plain-without-tls"),
+    )?;
     let max_connections = v
         .count("--kafka-max-connections", 1 << 20)?
         .unwrap_or(DEFAULT_KAFKA_MAX_CONNECTIONS);

@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub max_streams: usize,
     /// `None`: `--kafka-listen off`.
     pub kafka: Option<KafkaListener>,
+    /// TLS on both listeners (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 pub enum Parsed {
@@ -224,7 +226,27 @@ pub fn parse(args: Vec<OsString>, env: &dyn Fn(&str) -> Option<String>) -> Resul
         max_connections,
         max_streams,
         kafka: kafka::kafka_listener(&v)?,
+        tls: tls_files(&v)?,
     })))
+}
+
+/// `--tls-cert` and `--tls-key` go together; `--tls-client-ca` needs them.
+fn tls_files(v: &Values) -> Result<Option<crate::tls::TlsFiles>, String> {
+    let path = |f: &str| v.text(f).map(PathBuf::from);
+    match (
+        path("--tls-cert"),
+        path("--tls-key"),
+        path("--tls-client-ca"),
+    ) {
+        (Some(cert), Some(key), client_ca) => Ok(Some(crate::tls::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        })),
+        (None, None, None) => Ok(None),
+        (None, None, Some(_)) => Err("--tls-client-ca needs --tls-cert and --tls-key".into()),
+        _ => Err("--tls-cert and --tls-key go together".into()),
+    }
 }
 
 /// HOST:PORT, the host a name or an address (`localhost:50051` as well as

@@ -122,3 +122,53 @@ fn help_lists_every_flag_with_its_variable_and_the_engine_defaults() {
     assert_eq!(d.engine.segment_max_bytes, c.segment_max_bytes);
     assert_eq!(d.engine.max_backlog_bytes, c.max_backlog_bytes);
 }
+
+#[test]
+fn tls_and_sasl_flags_go_together_and_name_what_is_missing() {
+    let c = run(
+        &["--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        &[("STREAMHOUSE_TLS_CLIENT_CA", "ca.pem")],
+    )
+    .unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.cert, PathBuf::from("c.pem"));
+    assert_eq!(tls.client_ca, Some(PathBuf::from("ca.pem")));
+    assert!(run(&[], &[]).unwrap().tls.is_none());
+    let sasl = run(
+        &[
+            "--kafka-sasl-users",
+            "u",
+            "--kafka-sasl-mechanisms",
+            "SCRAM-SHA-512, PLAIN",
+        ],
+        &[],
+    )
+    .unwrap()
+    .kafka
+    .unwrap()
+    .config
+    .sasl
+    .unwrap();
+    assert_eq!(sasl.mechanisms.len(), 2);
+    assert!(!sasl.plain_without_tls);
+    for (args, needle) in [
+        (vec!["--tls-cert", "c.pem"], "go together"),
+        (vec!["--tls-client-ca", "ca.pem"], "needs --tls-cert"),
+        (
+            vec!["--kafka-sasl-plain-without-tls"],
+            "need --kafka-sasl-users",
+        ),
+        (
+            vec![
+                "--kafka-sasl-users",
+                "u",
+                "--kafka-sasl-mechanisms",
+                "GSSAPI",
+            ],
+            "\"GSSAPI\" is not one of",
+        ),
+    ] {
+        let e = run(&args, &[]).unwrap_err();
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+}

@@ -5,7 +5,8 @@ use kafka_protocol::messages::{
     fetch_request::*, find_coordinator_request::*, heartbeat_request::*,
     init_producer_id_request::*, join_group_request::*, leave_group_request::*,
     list_groups_request::*, list_offsets_request::*, metadata_request::*, offset_commit_request::*,
-    offset_fetch_request::*, produce_request::*, sync_group_request::*,
+    offset_fetch_request::*, produce_request::*, sasl_authenticate_request::*,
+    sasl_handshake_request::*, sync_group_request::*,
 };
 use kafka_protocol::protocol::Message;
 
@@ -57,6 +58,16 @@ fn the_table_is_the_brief_and_within_the_crate() {
         (ApiKey::SyncGroup, (0, 5), range::<SyncGroupRequest>()),
         (ApiKey::Heartbeat, (0, 4), range::<HeartbeatRequest>()),
         (ApiKey::LeaveGroup, (0, 5), range::<LeaveGroupRequest>()),
+        (
+            ApiKey::SaslHandshake,
+            (0, 1),
+            range::<SaslHandshakeRequest>(),
+        ),
+        (
+            ApiKey::SaslAuthenticate,
+            (0, 2),
+            range::<SaslAuthenticateRequest>(),
+        ),
     ];
     assert_eq!(APIS.len(), expected.len());
     for (key, ours, crates) in expected {

@@ -8,8 +8,9 @@ use kafka_protocol::messages::{
     fetch_request::*, find_coordinator_request::*, heartbeat_request::*,
     init_producer_id_request::*, join_group_request::*, leave_group_request::*,
     list_groups_request::*, list_offsets_request::*, metadata_request::*, offset_commit_request::*,
-    offset_fetch_request::*, produce_request::*, sync_group_request::*, BrokerId, GroupId,
-    ProducerId, TopicName, TransactionalId,
+    offset_fetch_request::*, produce_request::*, sasl_authenticate_request::*,
+    sasl_handshake_request::*, sync_group_request::*, BrokerId, GroupId, ProducerId, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::fmt::Debug;
@@ -326,6 +327,17 @@ pub(super) fn list_groups_request(v: i16) -> ListGroupsRequest {
     tagged!(req, f)
 }
 
+pub(super) fn sasl_handshake_request() -> SaslHandshakeRequest {
+    SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-512"))
+}
+
+pub(super) fn sasl_authenticate_request(v: i16) -> SaslAuthenticateRequest {
+    let req = SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(
+        b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL",
+    ));
+    tagged!(req, v >= 2)
+}
+
 pub(super) fn api_versions_request(v: i16) -> ApiVersionsRequest {
     let f = v >= 3;
     let mut req = ApiVersionsRequest::default();
@@ -451,6 +463,8 @@ pub(super) fn encoded(key: ApiKey, v: i16) -> Vec<u8> {
         ApiKey::InitProducerId => round_trip(key, v, init_producer_id_request(v)),
         ApiKey::DescribeConfigs => round_trip(key, v, describe_configs_request(v)),
         ApiKey::DescribeCluster => round_trip(key, v, describe_cluster_request(v)),
+        ApiKey::SaslHandshake => round_trip(key, v, sasl_handshake_request()),
+        ApiKey::SaslAuthenticate => round_trip(key, v, sasl_authenticate_request(v)),
         other => panic!("{other:?} is not guarded"),
     }
 }
@@ -480,6 +494,8 @@ pub(super) fn decodes(key: ApiKey, v: i16, body: &[u8]) -> bool {
         ApiKey::InitProducerId => ok::<InitProducerIdRequest>(v, body),
         ApiKey::DescribeConfigs => ok::<DescribeConfigsRequest>(v, body),
         ApiKey::DescribeCluster => ok::<DescribeClusterRequest>(v, body),
+        ApiKey::SaslHandshake => ok::<SaslHandshakeRequest>(v, body),
+        ApiKey::SaslAuthenticate => ok::<SaslAuthenticateRequest>(v, body),
         other => panic!("{other:?} is not guarded"),
     }
 }
