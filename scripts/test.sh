@@ -58,5 +58,8 @@ scripts/python-example.sh
 step "kafka clients (kcat, kafkajs, confluent-kafka)"
 scripts/kafka-clients.sh
 
+step "security (TLS on both listeners, SASL_SSL with kcat and confluent-kafka, gRPC over TLS and mutual TLS)"
+scripts/security.sh
+
 step "fuzz (5 s per target; scripts/fuzz.sh 600 for the long run)"
 scripts/fuzz.sh 5

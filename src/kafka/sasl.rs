@@ -244,7 +244,9 @@ impl Session {
                     face.sasl_stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 }
                 self.state = next;
-                let resp = SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+                let resp = SaslAuthenticateResponse::default()
+                    .with_error_message(None)
+                    .with_auth_bytes(bytes);
                 (Answer::Now(resp), After::GoOn)
             }
             Err(failure) => {
