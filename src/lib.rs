@@ -26,7 +26,8 @@
 //!   transactions, placement), below the engine;
 //! - [`server`], [`cli`]: `streamhoused` and `streamctl`; [`proto`]: the
 //!   generated gRPC contract; [`kafka`]: the Kafka wire formats; [`tls`]:
-//!   TLS for both listeners and the CLI.
+//!   TLS for both listeners and the CLI; [`auth`]: SCRAM credentials and
+//!   the users file.
 
 #![deny(unsafe_code)]
 
