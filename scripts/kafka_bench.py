@@ -6,9 +6,12 @@
 
 Values are the lines of PAYLOAD_FILE in turn (real records, the same file
 streamctl perf-produce uses). Producers: linger.ms=5, batch.size=1 MiB,
-acks=all, no compression. Prints one line per run.
+acks=all, no compression. Prints one line per run. KAFKA_CONF (JSON) is
+added to every client's configuration (scripts/bench-tls.sh: SASL_SSL).
 """
+import json
 import multiprocessing as mp
+import os
 import struct
 import sys
 import time
@@ -21,11 +24,15 @@ def values(path):
         return [line.rstrip(b"\n") for line in f if line.strip()]
 
 
+EXTRA = json.loads(os.environ.get("KAFKA_CONF", "{}"))
+
+
 def producer(addr, **extra):
     conf = {"bootstrap.servers": addr, "linger.ms": 5, "batch.size": 1 << 20,
             "acks": "all", "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 1 << 20}
     conf.update(extra)
+    conf.update(EXTRA)
     return Producer(conf)
 
 
@@ -74,7 +81,7 @@ def consume(addr, topic, records):
     # on its own prefetch; 1,000,000 lets it keep fetching (1.5M).
     c = Consumer({"bootstrap.servers": addr, "group.id": "bench", "enable.auto.commit": False,
                   "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 8 << 20,
-                  "queued.min.messages": 1_000_000})
+                  "queued.min.messages": 1_000_000, **EXTRA})
     c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     got = 0
     t0 = None
@@ -93,7 +100,7 @@ def consume(addr, topic, records):
 
 def latency_consumer(addr, topic, expected, ready, out):
     c = Consumer({"bootstrap.servers": addr, "group.id": "lat", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
+                  "fetch.wait.max.ms": 100, "fetch.min.bytes": 1, **EXTRA})
     # From the current end, resolved before the producer starts.
     _, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     c.assign([TopicPartition(topic, 0, high)])

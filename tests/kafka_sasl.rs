@@ -135,6 +135,16 @@ fn a_connection_authenticates_before_anything_else_and_a_failure_closes_it() {
     k.send(12, &metadata());
     assert!(k.is_closed(), "Metadata before SASL was served");
 
+    // Nor between the handshake and the authentication.
+    let mut k = KafkaConn::connect(&addr);
+    assert_eq!(handshake(&mut k, "SCRAM-SHA-512").error_code, 0);
+    k.send(12, &metadata());
+    assert!(k.is_closed(), "Metadata after SaslHandshake was served");
+    // Before authenticating, a frame may not be larger than 512 KiB.
+    let mut k = KafkaConn::connect(&addr);
+    k.stream.write_all(&(1i32 << 20).to_be_bytes()).unwrap();
+    assert!(k.is_closed(), "a 1 MiB frame was read before SASL");
+
     // The right password: then requests are served.
     let mut k = KafkaConn::connect(&addr);
     let h = handshake(&mut k, "PLAIN");

@@ -141,6 +141,22 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && !a.is_empty() && openssl::memcmp::eq(a, b)
 }
 
+/// A salt for a user that does not exist: an HMAC of its name under a key
+/// drawn once per process.
+fn unknown_user_salt(m: Mechanism, user: &str) -> Result<Vec<u8>, ScramError> {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let key = match KEY.get() {
+        Some(k) => k,
+        None => {
+            let fresh = random(32)?;
+            KEY.get_or_init(|| fresh)
+        }
+    };
+    let mut salt = Mechanism::Sha256.hmac(key, format!("{}\0{user}", m.name()).as_bytes());
+    salt.truncate(24);
+    Ok(salt)
+}
+
 fn random(n: usize) -> Result<Vec<u8>, ScramError> {
     let mut buf = vec![0u8; n];
     openssl::rand::rand_bytes(&mut buf).map_err(|_| ScramError::NoRandom)?;
@@ -223,10 +239,12 @@ impl ServerExchange {
             }
         }
         let credential = lookup(&user).filter(|c| c.mechanism == mechanism);
-        // An unknown user gets a salt and count like anyone's.
+        // An unknown user gets a salt like anyone's, the same at every
+        // attempt, so that asking twice does not tell who exists (unless
+        // a user was given a count other than the default).
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (random(24)?, DEFAULT_ITERATIONS),
+            None => (unknown_user_salt(mechanism, &user)?, DEFAULT_ITERATIONS),
         };
         let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!("r={nonce},s={},i={iterations}", base64::encode_block(&salt));
@@ -482,6 +500,23 @@ mod tests {
             err,
             ScramError::Malformed("nonce differs from the server's")
         );
+    }
+
+    #[test]
+    fn an_unknown_user_gets_the_same_salt_every_time_like_a_known_one() {
+        let first = |user: &str| {
+            let stored = Credential::new(Mechanism::Sha256, "pw", DEFAULT_ITERATIONS).unwrap();
+            let msg = format!("n,,n={user},r=abc");
+            let (_, server_first) = ServerExchange::start(Mechanism::Sha256, msg.as_bytes(), |u| {
+                (u == "alice").then(|| stored.clone())
+            })
+            .unwrap();
+            let text = String::from_utf8(server_first).unwrap();
+            text.split(',').skip(1).collect::<Vec<_>>().join(",")
+        };
+        assert_eq!(first("mallory"), first("mallory"));
+        assert_ne!(first("mallory"), first("trent"));
+        assert!(first("mallory").ends_with(&format!(",i={DEFAULT_ITERATIONS}")));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `streamhoused --kafka-sasl-users` reads it at every authentication, so
 //! a change counts from the next connection.
 
-use super::scram::{Credential, Mechanism, ITERATIONS};
+use super::scram::{Credential, Mechanism, DEFAULT_ITERATIONS, ITERATIONS};
 use openssl::base64;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -161,10 +161,20 @@ impl Users {
     /// SASL PLAIN: whether `password` is `name`'s, checked against one of
     /// its SCRAM credentials.
     pub fn check_password(&self, name: &str, password: &str) -> bool {
-        self.users
-            .get(name)
-            .and_then(|c| c.first())
-            .is_some_and(|c| c.matches(password))
+        match self.users.get(name).and_then(|c| c.first()) {
+            Some(c) => c.matches(password),
+            None => {
+                // As long as for a user that exists, so that the time of
+                // the answer does not tell which do.
+                let _ = Credential::derive(
+                    Mechanism::Sha256,
+                    password,
+                    b"no such user",
+                    DEFAULT_ITERATIONS,
+                );
+                false
+            }
+        }
     }
 }
 

@@ -121,7 +121,8 @@ fn dispatch(args: Vec<OsString>) -> CliResult {
             return Ok(());
         }
         args::finish(a)?;
-        return shell::run(&Client::connect(&server, auth)?);
+        let per_line = auth.tls.is_some();
+        return shell::run(&|| Client::connect(&server, auth.clone()), per_line);
     }
     if command == "user" {
         if help {

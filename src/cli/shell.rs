@@ -38,8 +38,12 @@ IN THE SHELL:
 /// Lines of history kept (in memory and in the file).
 const HISTORY_LINES: usize = 1000;
 
-pub(super) fn run(client: &Client) -> CliResult {
+/// `connect` makes the client; with `per_line`, once per command (a TLS
+/// connection is handed to grpc whole and cannot reconnect by itself
+/// after the server closes it, idle for 10 minutes or restarted).
+pub(super) fn run(connect: &dyn Fn() -> CliResult<Client>, per_line: bool) -> CliResult {
     let interactive = stdin_is_terminal();
+    let kept = if per_line { None } else { Some(connect()?) };
     let mut history = History::load();
     let mut last = 0;
     loop {
@@ -64,7 +68,11 @@ pub(super) fn run(client: &Client) -> CliResult {
             break;
         }
         history.push(&line);
-        last = super::exit_code(run_line(client, &line, &history));
+        let result = match &kept {
+            Some(client) => run_line(client, &line, &history),
+            None => connect().and_then(|client| run_line(&client, &line, &history)),
+        };
+        last = super::exit_code(result);
         // Whatever a command printed is out before the next prompt.
         std::io::stdout().flush()?;
     }

@@ -56,6 +56,9 @@ type Closer = Box<dyn Fn() + Send>;
 const MAX_IN_FLIGHT: usize = 16;
 /// Stack of a connection's threads: they decode requests and wait.
 const STACK: usize = 256 << 10;
+/// How long the answer to a failed SASL authentication waits (Kafka's
+/// `connection.failed.authentication.delay.ms` is 100 ms too).
+const FAILED_AUTH_DELAY: Duration = Duration::from_millis(100);
 
 /// The open connections, so that stopping the server closes them, and
 /// what `/metrics` counts of them.
@@ -178,7 +181,8 @@ fn read_requests<S: Socket>(
 ) {
     let mut session = Session::new(face, secure);
     loop {
-        let frame = match wire::read_frame(&mut stream, face.config.max_request_bytes) {
+        let max = session.max_request_bytes(face.config.max_request_bytes);
+        let frame = match wire::read_frame(&mut stream, max) {
             Ok(f) => f,
             Err(FrameError::Closed) => break,
             Err(FrameError::Io(e))
@@ -222,6 +226,10 @@ fn respond<S: Socket>(mut stream: S, rx: Receiver<Action>, peer: &str) {
     for action in rx {
         let bytes = match action {
             Action::ReplyThenClose(b, _) => {
+                // A failed authentication is answered late, as Kafka's
+                // connection.failed.authentication.delay.ms does: one
+                // connection guesses passwords at most 10 times a second.
+                std::thread::sleep(FAILED_AUTH_DELAY);
                 let _ = stream.write_all(&b);
                 break;
             }

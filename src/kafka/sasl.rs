@@ -153,6 +153,17 @@ impl Session {
         Session { secure, state }
     }
 
+    /// The largest request frame read now: before authentication, Kafka's
+    /// `sasl.server.max.receive.size` (512 KiB), so that a stranger
+    /// cannot make the node buffer the configured 100 MiB.
+    pub fn max_request_bytes(&self, configured: usize) -> usize {
+        if self.authenticated() {
+            configured
+        } else {
+            configured.min(512 << 10)
+        }
+    }
+
     /// Whether requests other than ApiVersions and SASL's are served yet.
     pub fn authenticated(&self) -> bool {
         matches!(self.state, State::Open | State::Authenticated)

@@ -20,14 +20,17 @@ mod relay;
 
 pub use relay::relay;
 
-use openssl::ssl::{AlpnError, SslAcceptor, SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::ssl::{
+    AlpnError, ErrorCode, HandshakeError, SslAcceptor, SslConnector, SslFiletype, SslMethod,
+    SslStream, SslVerifyMode,
+};
 use openssl::x509::X509Name;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest a handshake may take before the connection is closed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,16 +134,9 @@ impl ServerTls {
         let peer = tcp
             .peer_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
-        let prepared = tcp
-            .set_nonblocking(false)
-            .and_then(|()| tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT)))
-            .and_then(|()| tcp.set_write_timeout(Some(HANDSHAKE_TIMEOUT)));
-        if let Err(e) = prepared {
-            log::warn!("{}: cannot serve {peer}: {e}", self.listener);
-            return;
-        }
         let _ = tcp.set_nodelay(true);
-        let stream = match self.current().accept(tcp) {
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let stream = match handshake(&self.current(), tcp, deadline) {
             Ok(s) => s,
             Err(e) => {
                 self.stats
@@ -151,12 +147,7 @@ impl ServerTls {
             }
         };
         self.stats.handshakes.fetch_add(1, Ordering::Relaxed);
-        let cleared = stream
-            .get_ref()
-            .set_read_timeout(None)
-            .and_then(|()| stream.get_ref().set_write_timeout(None));
-        let pair = cleared.and_then(|()| UnixStream::pair());
-        let (ours, theirs) = match pair {
+        let (ours, theirs) = match UnixStream::pair() {
             Ok(p) => p,
             Err(e) => {
                 log::warn!("{}: cannot serve {peer}: {e}", self.listener);
@@ -187,6 +178,37 @@ pub const METRICS_HEADER: &str = "# HELP streamhouse_tls_handshakes_total TLS ha
      # HELP streamhouse_tls_handshake_failures_total TLS handshakes that failed (no TLS, an untrusted client certificate, a timeout), by listener.\n\
      # TYPE streamhouse_tls_handshake_failures_total counter\n";
 
+/// The server's side of a handshake, non-blocking, done by `deadline` or
+/// failed (a client that sends a byte every few seconds does not hold the
+/// thread longer).
+fn handshake(
+    acceptor: &SslAcceptor,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<SslStream<TcpStream>, String> {
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut attempt = acceptor.accept(tcp);
+    loop {
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(HandshakeError::WouldBlock(mid)) => {
+                let events = match mid.error().code() {
+                    ErrorCode::WANT_WRITE => libc::POLLOUT,
+                    _ => libc::POLLIN,
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!("not done within {HANDSHAKE_TIMEOUT:?}"));
+                }
+                relay::wait_for(mid.get_ref(), events, left).map_err(|e| e.to_string())?;
+                attempt = mid.handshake();
+            }
+            Err(HandshakeError::Failure(mid)) => return Err(mid.error().to_string()),
+            Err(HandshakeError::SetupFailure(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
 fn acceptor(files: &TlsFiles, alpn: Alpn) -> Result<SslAcceptor, String> {
     let named = |path: &PathBuf, what: &str| {
         let path = path.display().to_string();
@@ -206,6 +228,10 @@ fn acceptor(files: &TlsFiles, alpn: Alpn) -> Result<SslAcceptor, String> {
             files.cert.display()
         )
     })?;
+    // Without a context, a TLS 1.2 client resuming a session on a node
+    // that verifies client certificates fails its handshake.
+    b.set_session_id_context(b"streamhouse")
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
     if let Some(ca) = &files.client_ca {
         b.set_ca_file(ca).map_err(named(ca, "client CA"))?;
         let names = X509Name::load_client_ca_file(ca).map_err(named(ca, "client CA"))?;
@@ -238,8 +264,8 @@ impl ClientTls {
         let mut b = SslConnector::builder(SslMethod::tls_client())
             .map_err(|e| format!("cannot set up TLS: {e}"))?;
         if let Some(ca) = &self.ca {
-            b.set_ca_file(ca)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            // These CAs only: the builder starts with the system's.
+            b.set_cert_store(only_these_cas(ca)?);
         }
         if let Some((cert, key)) = &self.cert {
             b.set_certificate_chain_file(cert)
@@ -268,6 +294,21 @@ impl ClientTls {
             .map_err(|e| format!("cannot start the TLS thread: {e}"))?;
         Ok(theirs)
     }
+}
+
+/// A certificate store with the CAs of the PEM file `path`, and no other.
+fn only_these_cas(path: &std::path::Path) -> Result<openssl::x509::store::X509Store, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("CA file {}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+    let certs = openssl::x509::X509::stack_from_pem(&pem).map_err(|e| bad(&e))?;
+    if certs.is_empty() {
+        return Err(bad(&"no certificate in it"));
+    }
+    let mut store = openssl::x509::store::X509StoreBuilder::new().map_err(|e| bad(&e))?;
+    for cert in certs {
+        store.add_cert(cert).map_err(|e| bad(&e))?;
+    }
+    Ok(store.build())
 }
 
 /// The host of `host:port` or `[v6]:port`.

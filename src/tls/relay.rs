@@ -3,13 +3,16 @@
 //! in poll(2) for whichever side OpenSSL or the socket says it needs.
 //!
 //! A buffer is refilled only once it is empty, so a TLS write that has to
-//! be retried is retried with the same bytes, as OpenSSL requires.
+//! be retried is retried with the same bytes, as OpenSSL requires. The
+//! protocol side decides when a connection ends: the relay ends once that
+//! side has closed and its last bytes are out.
 
 use openssl::ssl::{ErrorCode, SslStream};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 /// Bytes read at once from either side: four TLS records.
 const CHUNK: usize = 64 << 10;
@@ -51,23 +54,29 @@ struct Wants {
     plain: libc::c_short,
 }
 
-/// Relays until either side closes; what one side sent before it closed
-/// is delivered to the other first. Returns the bytes relayed from TLS
-/// and to TLS.
+/// Relays until the protocol side closes and everything it wrote is
+/// sent. When the client closes first (or its connection fails), the
+/// protocol side is told (its end is shut for writing) and what it still
+/// answers is sent; when the protocol side stops reading, the client's
+/// further bytes are dropped while its answers still go out. Returns the
+/// bytes relayed from TLS and to TLS.
 pub fn relay(mut tls: SslStream<TcpStream>, plain: UnixStream) -> io::Result<(u64, u64)> {
     tls.get_ref().set_nonblocking(true)?;
     plain.set_nonblocking(true)?;
     let (mut up, mut down) = (Buf::new(), Buf::new());
-    let (mut tls_closed, mut plain_closed) = (false, false);
+    // No more reading from the client / from the protocol side.
+    let (mut client_done, mut plain_done) = (false, false);
+    // The protocol side has been told the client is done.
+    let mut told = false;
     let (mut from_tls, mut to_tls) = (0u64, 0u64);
     loop {
         let mut wants = Wants::default();
         let mut progress = true;
         while progress {
             progress = false;
-            if !tls_closed && up.is_empty() {
+            if !client_done && up.is_empty() {
                 match tls.ssl_read(&mut up.bytes) {
-                    Ok(0) => tls_closed = true,
+                    Ok(0) => client_done = true,
                     Ok(n) => {
                         up.end = n;
                         from_tls += n as u64;
@@ -77,7 +86,7 @@ pub fn relay(mut tls: SslStream<TcpStream>, plain: UnixStream) -> io::Result<(u6
                         ErrorCode::WANT_READ => wants.tls |= libc::POLLIN,
                         ErrorCode::WANT_WRITE => wants.tls |= libc::POLLOUT,
                         // close_notify, a reset, or an EOF without one.
-                        _ => tls_closed = true,
+                        _ => client_done = true,
                     },
                 }
             }
@@ -88,19 +97,27 @@ pub fn relay(mut tls: SslStream<TcpStream>, plain: UnixStream) -> io::Result<(u6
                         progress = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => wants.plain |= libc::POLLOUT,
-                    // The protocol side is gone: nothing more to do.
-                    Err(_) => return Ok((from_tls, to_tls)),
+                    // The protocol side stopped reading (it is closing):
+                    // drop what the client sends, keep its answers coming.
+                    Err(_) => {
+                        up.consume(up.end - up.start);
+                        client_done = true;
+                    }
                 }
             }
-            if !plain_closed && down.is_empty() {
+            if client_done && up.is_empty() && !told {
+                let _ = plain.shutdown(Shutdown::Write);
+                told = true;
+            }
+            if !plain_done && down.is_empty() {
                 match (&plain).read(&mut down.bytes) {
-                    Ok(0) => plain_closed = true,
+                    Ok(0) => plain_done = true,
                     Ok(n) => {
                         down.end = n;
                         progress = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => wants.plain |= libc::POLLIN,
-                    Err(_) => plain_closed = true,
+                    Err(_) => plain_done = true,
                 }
             }
             if !down.is_empty() {
@@ -113,19 +130,17 @@ pub fn relay(mut tls: SslStream<TcpStream>, plain: UnixStream) -> io::Result<(u6
                     Err(e) => match e.code() {
                         ErrorCode::WANT_READ => wants.tls |= libc::POLLIN,
                         ErrorCode::WANT_WRITE => wants.tls |= libc::POLLOUT,
-                        // The client is gone.
+                        // The client is gone: nothing more can reach it.
                         _ => return Ok((from_tls, to_tls)),
                     },
                 }
             }
         }
-        if tls_closed && up.is_empty() {
-            // The client closed: dropping `plain` tells the protocol side.
-            return Ok((from_tls, to_tls));
-        }
-        if plain_closed && down.is_empty() {
-            // The protocol side closed after its last answer went out.
+        if plain_done && down.is_empty() {
+            // Everything the protocol side wrote is out: close_notify,
+            // then the TCP connection's write side.
             let _ = tls.shutdown();
+            let _ = tls.get_ref().shutdown(Shutdown::Write);
             return Ok((from_tls, to_tls));
         }
         wait(tls.get_ref(), &plain, &wants)?;
@@ -145,12 +160,31 @@ fn wait(tcp: &TcpStream, plain: &UnixStream, wants: &Wants) -> io::Result<()> {
         entry(tcp.as_raw_fd(), wants.tls),
         entry(plain.as_raw_fd(), wants.plain),
     ];
+    poll(&mut fds, -1)
+}
+
+/// Waits until `tcp` is ready for `events`, or `timeout` has passed.
+pub(super) fn wait_for(
+    tcp: &TcpStream,
+    events: libc::c_short,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut fds = [libc::pollfd {
+        fd: tcp.as_raw_fd(),
+        events,
+        revents: 0,
+    }];
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    poll(&mut fds, ms)
+}
+
+fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<()> {
     loop {
         #[allow(unsafe_code)]
-        // SAFETY: `fds` is a valid array of two pollfd for the call's
-        // duration, and both descriptors are open (their owners are
-        // borrowed).
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        // SAFETY: `fds` is a valid array of pollfd for the call's
+        // duration, and its descriptors are open (their owners are
+        // borrowed by the callers).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n >= 0 {
             return Ok(());
         }

@@ -75,9 +75,18 @@ impl KafkaConn {
         Some(frame)
     }
 
-    /// True when the server has closed the connection (reads EOF or a reset).
+    /// True when the server has closed the connection (reads EOF or a
+    /// reset); false when it sends something or stays silent (the read
+    /// timeout, 30 s).
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }

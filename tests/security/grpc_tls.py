@@ -116,7 +116,7 @@ def reload(addr, ca, token, pid, metrics, new_cert, new_key, cert, key, serial):
     for _ in range(5):
         list_topics(ch, token)
     assert handshakes(metrics) - before == probes, "the open connection was dropped by the reload"
-    print(f"PASS SIGHUP: new connections get the renewed certificate (serial {serial}); a connection open before keeps working ({probes} probe handshakes, no other)")
+    print(f"PASS SIGHUP: new connections get the renewed certificate (serial 0x{serial}); a connection open before keeps working ({probes} probe handshakes, no other)")
 
 
 def mtls(addr, ca, cert, key, foreign_cert, foreign_key):
