@@ -1,9 +1,10 @@
-//! SASL on the real `streamhoused`'s Kafka listener, by hand-made
-//! requests: what a connection may send before it authenticates, PLAIN
-//! right and wrong (closed after the error), mechanisms refused, PLAIN
-//! kept off a listener without TLS, and the users file that `streamctl
-//! user` writes. Real clients (kcat, confluent-kafka, SCRAM over TLS) run
-//! in scripts/security.sh.
+//! Security on the real `streamhoused`: SASL on the Kafka listener, by
+//! hand-made requests (what a connection may send before it
+//! authenticates, PLAIN right and wrong and closed after the error,
+//! mechanisms refused, PLAIN kept off a listener without TLS), the users
+//! file that `streamctl user` writes, and the warnings of a node exposed
+//! without protection. Real clients (kcat, confluent-kafka, Python gRPC,
+//! SCRAM and mutual TLS) run in scripts/security.sh.
 
 mod common;
 
@@ -239,4 +240,57 @@ fn plain_is_not_offered_without_tls_unless_allowed_and_a_missing_users_file_stop
         err.contains("missing") && err.contains("streamctl user add"),
         "{err}"
     );
+}
+
+/// The WARN lines a node started with `flags` logs before it serves.
+fn start_warnings(dir: &Path, flags: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamhoused"))
+        .args(["--data-dir"])
+        .arg(dir)
+        .args(flags)
+        .env("STREAMHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.contains("kafka on") {
+        line.clear();
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_node_reachable_beyond_loopback_without_protection_says_so_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = ["--listen", "0.0.0.0:0", "--kafka-listen", "0.0.0.0:0"];
+    let warned = start_warnings(&dir.path().join("a"), &open);
+    assert!(
+        warned.contains("gRPC on 0.0.0.0:")
+            && warned.contains("without --auth-token or --tls-client-ca"),
+        "{warned}"
+    );
+    assert!(
+        warned.contains("Kafka on 0.0.0.0:")
+            && warned.contains("without --kafka-sasl-users or --tls-client-ca"),
+        "{warned}"
+    );
+    // A token and SASL without TLS: the warning is about clear text.
+    let file = users_file(dir.path());
+    let mut flags = open.to_vec();
+    flags.extend(["--auth-token", "t", "--kafka-sasl-users", &file]);
+    let warned = start_warnings(&dir.path().join("b"), &flags);
+    assert!(!warned.contains("anyone who reaches"), "{warned}");
+    assert!(warned.contains("without --tls-cert: the token"), "{warned}");
+    assert!(warned.contains("without --tls-cert: records"), "{warned}");
+    // On loopback (the default), nothing to say.
+    let warned = start_warnings(
+        &dir.path().join("c"),
+        &["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"],
+    );
+    assert!(!warned.contains("WARN"), "{warned}");
 }
