@@ -102,31 +102,37 @@ fn pki() -> Pki {
     }
 }
 
-/// A listener whose TLS connections are echoed back by the plain side.
-fn echo_server(tls: Arc<ServerTls>) -> String {
+/// A listener whose TLS connections' plain ends go to `protocol`, each on
+/// a thread of its own.
+fn server(tls: Arc<ServerTls>, protocol: fn(UnixStream)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for tcp in listener.incoming() {
             let Ok(tcp) = tcp else { return };
-            tls.serve(tcp, |mut plain, _peer| {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        match plain.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                if plain.write_all(&buf[..n]).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
+            tls.serve(tcp, move |plain, _peer| {
+                std::thread::spawn(move || protocol(plain));
             });
         }
     });
     addr
+}
+
+/// A listener whose TLS connections are echoed back by the plain side.
+fn echo_server(tls: Arc<ServerTls>) -> String {
+    server(tls, |mut plain| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match plain.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if plain.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Sends `data` through and reads it back (on two threads, so that
@@ -213,21 +219,12 @@ fn a_ca_file_replaces_the_systems_cas() {
 fn the_last_bytes_of_either_side_arrive_after_it_closes() {
     let pki = pki();
     let tls = Arc::new(ServerTls::load(&files(&pki, false), Alpn::None, "test").unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { return };
-            // Reads to the end, answers with what it read reversed, closes.
-            tls.serve(tcp, |mut plain, _| {
-                std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    plain.read_to_end(&mut got).unwrap();
-                    got.reverse();
-                    plain.write_all(&got).unwrap();
-                });
-            });
-        }
+    // Reads to the end, answers with what it read reversed, closes.
+    let addr = server(tls, |mut plain| {
+        let mut got = Vec::new();
+        plain.read_to_end(&mut got).unwrap();
+        got.reverse();
+        plain.write_all(&got).unwrap();
     });
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
     b.set_ca_file(&pki.ca).unwrap();
