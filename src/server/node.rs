@@ -83,22 +83,7 @@ impl Server {
             Some(k) => Some(Bound::bind(&k.listen)?),
             None => None,
         };
-        let load_tls = |alpn, listener| {
-            config
-                .tls
-                .as_ref()
-                .map(|f| ServerTls::load(f, alpn, listener).map(Arc::new))
-                .transpose()
-                .map_err(Error::Config)
-        };
-        let grpc_tls = load_tls(Alpn::H2, "grpc")?;
-        let kafka_tls = match &config.kafka {
-            Some(k) => {
-                check_sasl(k)?;
-                load_tls(Alpn::None, "kafka")?
-            }
-            None => None,
-        };
+        let (grpc_tls, kafka_tls) = load_tls(config)?;
         super::status::keep_private(&config.engine.data_dir);
         let engine_config = with_advertised(config, &bound, kafka_bound.as_ref());
         let engine = Engine::open(engine_config, store)?;
@@ -112,10 +97,9 @@ impl Server {
             ),
             None => None,
         };
-        let memberships = groups.clone().map(|g| {
-            let m: Arc<dyn crate::membership::Memberships> = g;
-            m
-        });
+        let memberships = groups
+            .clone()
+            .map(|g| -> Arc<dyn crate::membership::Memberships> { g });
         let shared = Shared::new(
             Arc::clone(&engine),
             config.auth_token.clone(),
@@ -124,9 +108,7 @@ impl Server {
             memberships,
         );
         let health = HealthService::default();
-        for name in HEALTH_NAMES {
-            health.set_serving_status(name, ServingStatus::Serving);
-        }
+        set_health(&health, ServingStatus::Serving);
 
         let grpc = Arc::new(Mutex::new(grpc_server(config, &shared, &health)?));
         let addr = bound.addr().to_string();
@@ -152,17 +134,14 @@ impl Server {
         };
         let tls: Vec<_> = grpc_tls.into_iter().chain(kafka_tls).collect();
         let metrics = match &config.metrics_listen {
-            Some(a) => Some(
-                super::metrics_http::MetricsServer::start(
-                    a,
-                    Arc::clone(&engine),
-                    Arc::clone(&shared.latencies),
-                    gate_stats,
-                    Arc::clone(&shared.streams),
-                    listener_metrics(kafka.as_ref(), &tls),
-                )
-                .map_err(|e| Error::io(format!("cannot serve /metrics on {a}"), e))?,
-            ),
+            Some(a) => Some(start_metrics(
+                a,
+                &engine,
+                &shared,
+                gate_stats,
+                kafka.as_ref(),
+                &tls,
+            )?),
             None => None,
         };
         Ok(Server {
@@ -214,10 +193,7 @@ impl Server {
     /// streams with UNAVAILABLE, and flushes the engine.
     pub fn shutdown(mut self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
-        for name in HEALTH_NAMES {
-            self.health
-                .set_serving_status(name, ServingStatus::NotServing);
-        }
+        set_health(&self.health, ServingStatus::NotServing);
         let grace = Duration::from_secs(5);
         self.gate.stop();
         if let Some(mut k) = self.kafka.take() {
@@ -272,6 +248,26 @@ fn with_advertised(
     engine
 }
 
+/// `/metrics` on `addr`: the engine's, the gRPC calls' and listeners'.
+fn start_metrics(
+    addr: &str,
+    engine: &Arc<Engine>,
+    shared: &Shared,
+    gate_stats: Arc<GateStats>,
+    kafka: Option<&KafkaListening>,
+    tls: &[Arc<ServerTls>],
+) -> Result<super::metrics_http::MetricsServer> {
+    super::metrics_http::MetricsServer::start(
+        addr,
+        Arc::clone(engine),
+        Arc::clone(&shared.latencies),
+        gate_stats,
+        Arc::clone(&shared.streams),
+        listener_metrics(kafka, tls),
+    )
+    .map_err(|e| Error::io(format!("cannot serve /metrics on {addr}"), e))
+}
+
 /// The Kafka listener's counters and the TLS handshakes for `/metrics`.
 fn listener_metrics(
     kafka: Option<&KafkaListening>,
@@ -291,6 +287,38 @@ fn listener_metrics(
         }));
     }
     sections
+}
+
+/// Every name of [`HEALTH_NAMES`] at `status`.
+fn set_health(health: &HealthService, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        health.set_serving_status(name, status);
+    }
+}
+
+/// One listener's TLS (`None`: plain TCP).
+type ListenerTls = Option<Arc<ServerTls>>;
+
+/// Each listener's TLS, from the same files (`None`s without
+/// `--tls-cert`); and the users file checked before anything listens.
+fn load_tls(config: &ServerConfig) -> Result<(ListenerTls, ListenerTls)> {
+    let load = |alpn, listener| {
+        config
+            .tls
+            .as_ref()
+            .map(|f| ServerTls::load(f, alpn, listener).map(Arc::new))
+            .transpose()
+            .map_err(Error::Config)
+    };
+    let grpc = load(Alpn::H2, "grpc")?;
+    let kafka = match &config.kafka {
+        Some(k) => {
+            check_sasl(k)?;
+            load(Alpn::None, "kafka")?
+        }
+        None => None,
+    };
+    Ok((grpc, kafka))
 }
 
 /// A users file that cannot be read stops the start (exit 2), rather
