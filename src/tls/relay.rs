@@ -2,8 +2,10 @@
 //! protocol code reads, on one thread, both sockets non-blocking, waiting
 //! in poll(2) for whichever side OpenSSL or the socket says it needs.
 //!
-//! A buffer is refilled only once it is empty, so a TLS write that has to
-//! be retried is retried with the same bytes, as OpenSSL requires. The
+//! The buffer towards the client is refilled only once it is empty, so a
+//! TLS write that has to be retried is retried with the same bytes, as
+//! OpenSSL requires; the one from the client takes every record that has
+//! arrived, so that one write hands them all to the protocol side. The
 //! protocol side decides when a connection ends: the relay ends once that
 //! side has closed and its last bytes are out.
 
@@ -74,20 +76,32 @@ pub fn relay(mut tls: SslStream<TcpStream>, plain: UnixStream) -> io::Result<(u6
         let mut progress = true;
         while progress {
             progress = false;
-            if !client_done && up.is_empty() {
-                match tls.ssl_read(&mut up.bytes) {
-                    Ok(0) => client_done = true,
-                    Ok(n) => {
-                        up.end = n;
-                        from_tls += n as u64;
-                        progress = true;
+            if !client_done && up.end < CHUNK {
+                // Every record that has arrived, as long as there is room:
+                // one write to the protocol side carries them all.
+                let before = up.end;
+                loop {
+                    match tls.ssl_read(&mut up.bytes[up.end..]) {
+                        Ok(0) => client_done = true,
+                        Ok(n) => {
+                            up.end += n;
+                            if up.end < CHUNK {
+                                continue;
+                            }
+                        }
+                        Err(e) => match e.code() {
+                            ErrorCode::WANT_READ => wants.tls |= libc::POLLIN,
+                            ErrorCode::WANT_WRITE => wants.tls |= libc::POLLOUT,
+                            // close_notify, a reset, or an EOF without one.
+                            _ => client_done = true,
+                        },
                     }
-                    Err(e) => match e.code() {
-                        ErrorCode::WANT_READ => wants.tls |= libc::POLLIN,
-                        ErrorCode::WANT_WRITE => wants.tls |= libc::POLLOUT,
-                        // close_notify, a reset, or an EOF without one.
-                        _ => client_done = true,
-                    },
+                    break;
+                }
+                if up.end > before {
+                    from_tls += (up.end - before) as u64;
+                    progress = true;
+                    quick_ack(tls.get_ref());
                 }
             }
             if !up.is_empty() {
@@ -161,6 +175,29 @@ fn wait(tcp: &TcpStream, plain: &UnixStream, wants: &Wants) -> io::Result<()> {
         entry(plain.as_raw_fd(), wants.plain),
     ];
     poll(&mut fds, -1)
+}
+
+/// Acknowledges what has arrived now rather than with the next answer.
+/// A client that leaves Nagle's algorithm on (librdkafka's default) sends
+/// a request's second TLS record only once its first is acknowledged, and
+/// the answer that would carry the acknowledgement waits for that record:
+/// without this, the kernel's delayed ACK adds about 20 ms to each such
+/// request (measured: produce -> consume p50 23 ms over TLS, 1.7 ms plain).
+/// Linux drops quick-ACK mode again by itself, so it is set after each read.
+fn quick_ack(tcp: &TcpStream) {
+    let on: libc::c_int = 1;
+    #[allow(unsafe_code)]
+    // SAFETY: a valid socket descriptor and a pointer to an int of the
+    // size given; a failure only leaves the kernel's default.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Waits until `tcp` is ready for `events`, or `timeout` has passed.
